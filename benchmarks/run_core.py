@@ -1,0 +1,146 @@
+"""Core-pipeline benchmark: ADAM-ADMM filter pruning of the Fashion-MNIST reference models.
+
+    python benchmarks/run_core.py                       # VGG at filter:0.5 and 0.7, ResNet at 0.5
+    python benchmarks/run_core.py --runs vgg:0.5 --admm-epochs 1 --finetune-epochs 1   # quicker
+
+Each run is a full ``onnxprune.compress`` (verification included). Pruned models and full JSON reports go
+to benchmarks/out/ (not committed); the summary goes to benchmarks/results/core.json and the table between
+the markers of benchmarks/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from onnxprune.pipeline import TrainOptions, compress
+from onnxprune.report import environment
+
+ROOT = Path(__file__).resolve().parent
+MODELS = {
+    "vgg": ROOT.parent / "models" / "fmnist_vgg.onnx",
+    "resnet": ROOT.parent / "models" / "fmnist_resnet.onnx",
+}
+BEGIN, END = "<!-- core-results:begin -->", "<!-- core-results:end -->"
+
+
+def run_one(
+    arch: str, ratio: float, method: str, opts: TrainOptions, out_dir: Path, repeats: int
+) -> dict[str, Any]:
+    name = f"{arch}_filter{ratio:g}_{method}"
+    start = time.perf_counter()
+    result = compress(
+        MODELS[arch],
+        f"filter:{ratio}",
+        "fashion-mnist",
+        out_dir / f"{name}.onnx",
+        method=method,
+        train=opts,
+        report_path=out_dir / f"{name}.json",
+        plot_path=out_dir / f"{name}.png",
+        bench_repeats=repeats,
+    )
+    r = result.report
+    admm = r.history.get("admm", [])
+    speed = {f"b{s['batch']}": s["speedup"] for s in (r.latency or {}).get("speedups", [])}
+    lat = {f"b{s['batch']}": (s["dense_ms"], s["pruned_ms"]) for s in (r.latency or {}).get("speedups", [])}
+    return {
+        "name": name,
+        "model": MODELS[arch].name,
+        "sparsity": r.sparsity,
+        "method": method,
+        "dense_top1": r.accuracy["dense_top1"] if r.accuracy else None,
+        "pruned_top1": r.accuracy["pruned_top1"] if r.accuracy else None,
+        "drop_pp": r.accuracy["drop_pp"] if r.accuracy else None,
+        "conv_mac_reduction": r.totals["conv_mac_reduction"],
+        "mac_reduction": r.totals["mac_reduction"],
+        "param_reduction": r.totals["param_reduction"],
+        "macs_before": r.totals["macs_before"],
+        "macs_after": r.totals["macs_after"],
+        "verify_max_rel_error": r.verification["max_rel_error"],
+        "speedup": speed,
+        "latency_ms": lat,
+        "residual_first": admm[0]["primal_max"] if admm else None,
+        "residual_last": admm[-1]["primal_max"] if admm else None,
+        "admm_rounds": len(admm),
+        "phases_s": {k: round(v, 1) for k, v in r.phases.items()},
+        "wall_s": round(time.perf_counter() - start, 1),
+        "config": {
+            k: r.config[k]
+            for k in ("admm_epochs", "finetune_epochs", "lr", "rho0", "rho_growth", "batch_size")
+        },
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    head = (
+        "| run | top-1 dense | top-1 pruned | drop (pp) | conv MACs | all MACs | params | verify err "
+        "| ORT CPU b1 | ORT CPU b32 | ‖W−Z‖/‖W‖ first→last | wall |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+    )
+    lines = [head]
+    for r in rows:
+        res = (
+            f"{r['residual_first']:.3f} → {r['residual_last']:.2e} ({r['admm_rounds']} rounds)"
+            if r["residual_first"] is not None
+            else "—"
+        )
+        lines.append(
+            f"| {r['name']} | {100 * r['dense_top1']:.2f}% | {100 * r['pruned_top1']:.2f}% "
+            f"| {r['drop_pp']:+.2f} "
+            f"| {r['conv_mac_reduction']:.2f}x fewer | {r['mac_reduction']:.2f}x fewer "
+            f"| {r['param_reduction']:.2f}x fewer "
+            f"| {r['verify_max_rel_error']:.1e} | {r['speedup'].get('b1', float('nan')):.2f}x "
+            f"| {r['speedup'].get('b32', float('nan')):.2f}x | {res} | {r['wall_s']:.0f} s |"
+        )
+    return "\n".join(lines)
+
+
+def update_readme(rows: list[dict[str, Any]], env: dict[str, str], date: str) -> None:
+    readme = ROOT / "README.md"
+    text = readme.read_text() if readme.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    block = (
+        f"{BEGIN}\nMeasured {date} on {env['cpu']} ({env['machine']}), Python {env['python']}, torch "
+        f"{env.get('torch', '-')}, onnx {env['onnx']}, onnxruntime {env['onnxruntime']} "
+        "(CPU provider, default threads). Speedup = dense median latency / pruned median latency.\n\n"
+        f"{table(rows)}\n{END}"
+    )
+    start, end = text.index(BEGIN), text.index(END) + len(END)
+    readme.write_text(text[:start] + block + text[end:])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument(
+        "--runs", nargs="+", default=["vgg:0.5", "vgg:0.7", "resnet:0.5"], help="ARCH:RATIO[:METHOD]"
+    )
+    ap.add_argument("--admm-epochs", type=int)
+    ap.add_argument("--finetune-epochs", type=int)
+    ap.add_argument("--repeats", type=int, default=50, help="ORT timing repeats")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    out_dir = ROOT / "out"
+    out_dir.mkdir(exist_ok=True)
+    opts = TrainOptions(admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs)
+    results_path = ROOT / "results" / "core.json"
+    results_path.parent.mkdir(exist_ok=True)
+    old = json.loads(results_path.read_text())["runs"] if results_path.exists() else []
+    rows = {r["name"]: r for r in old}
+    for spec in args.runs:
+        arch, ratio, *method = spec.split(":")
+        row = run_one(arch, float(ratio), method[0] if method else "admm", opts, out_dir, args.repeats)
+        rows[row["name"]] = row
+        print(json.dumps(row, indent=1))
+    env = environment()
+    date = time.strftime("%Y-%m-%d")
+    ordered = sorted(rows.values(), key=lambda r: r["name"])
+    results_path.write_text(json.dumps({"date": date, "environment": env, "runs": ordered}, indent=2) + "\n")
+    update_readme(ordered, env, date)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""onnxprune: ONNX in, physically smaller verified ONNX out, by ADAM-ADMM structured pruning.
+
+Public API::
+
+    from onnxprune import compress, inspect, bench
+    result = compress("model.onnx", "filter:0.5", data="fashion-mnist", output="model.pruned.onnx")
+    result.model            # pruned onnx.ModelProto
+    result.report.format()  # the table; result.report.to_dict() for JSON
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from .errors import (
+    DataError,
+    InvalidModelError,
+    OnnxPruneError,
+    OutputError,
+    SpecError,
+    UnsupportedModelError,
+    VerificationError,
+)
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from .bench import BenchReport
+    from .inspect import Inspection
+    from .pipeline import CompressResult
+
+
+def compress(*args: Any, **kwargs: Any) -> CompressResult:
+    """See :func:`onnxprune.pipeline.compress`."""
+    from .pipeline import compress as _compress
+
+    return _compress(*args, **kwargs)
+
+
+def inspect(*args: Any, **kwargs: Any) -> Inspection:
+    """See :func:`onnxprune.inspect.inspect_model`."""
+    from .inspect import inspect_model
+
+    return inspect_model(*args, **kwargs)
+
+
+def bench(*args: Any, **kwargs: Any) -> BenchReport:
+    """See :func:`onnxprune.bench.bench`."""
+    from .bench import bench as _bench
+
+    return _bench(*args, **kwargs)
+
+
+__all__ = [
+    "DataError",
+    "InvalidModelError",
+    "OnnxPruneError",
+    "OutputError",
+    "SpecError",
+    "UnsupportedModelError",
+    "VerificationError",
+    "__version__",
+    "bench",
+    "compress",
+    "inspect",
+]

@@ -1,0 +1,623 @@
+"""Latency benchmark of ONNX models in ONNX Runtime: dense vs pruned, per provider and batch size.
+
+For every provider and batch size, all models run on random inputs of the same shape:
+
+* each model first runs ``warmup`` untimed times (this includes cuDNN's algorithm search on CUDA);
+* then the ``repeats`` timed runs are split into blocks of :data:`BLOCK` runs, and the models take
+  turns block by block, the starting model rotating from block to block, so that slow drift of the
+  machine (clock boost, thermal throttling, noisy neighbours) is spread over all models alike. With
+  several models each block begins with one untimed run, which absorbs the switch between sessions
+  (caches, the other session's intra-op threads still spinning);
+* every run is timed on its own with :func:`time.perf_counter`, the garbage collector paused.
+
+On CUDA the inputs are copied to the GPU once and bound with IO binding, and the outputs are bound to
+the GPU, so host/device copies are not timed (``Run`` synchronizes the device before returning).
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import platform
+import shutil
+import subprocess
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from .errors import DataError, InvalidModelError, OnnxPruneError, OutputError, SpecError
+from .graph.runtime import (
+    CUDA_PROVIDER_OPTIONS,
+    PROVIDERS,
+    ProviderUnavailableError,
+    available_providers,
+    make_session,
+)
+
+ModelLike = str | Path | onnx.ModelProto
+Dim = int | str | None
+Runner = Callable[[], object]
+
+BLOCK = 5  # timed runs of one model in a row before the next model takes its turn
+SEED = 0  # every model gets the same random inputs when its inputs have the same shapes
+
+# onnxruntime's type strings of the tensor types a random input can be made for
+_DTYPES: dict[str, np.dtype[Any]] = {
+    f"tensor({name})": np.dtype(dtype)
+    for name, dtype in {
+        "float": np.float32,
+        "float16": np.float16,
+        "double": np.float64,
+        "int8": np.int8,
+        "int16": np.int16,
+        "int32": np.int32,
+        "int64": np.int64,
+        "uint8": np.uint8,
+        "uint16": np.uint16,
+        "uint32": np.uint32,
+        "uint64": np.uint64,
+        "bool": np.bool_,
+    }.items()
+}
+
+
+# --------------------------------------------------------------------------------------------- results
+
+
+@dataclass(frozen=True)
+class BenchRow:
+    """Latency of one model on one provider at one batch size.
+
+    ``throughput`` is samples per second at the median latency; ``speedup`` is the median latency of
+    the first model divided by this model's (same provider and batch size), so > 1 means faster.
+    """
+
+    model: str
+    provider: str
+    batch: int
+    median_ms: float
+    p90_ms: float
+    mean_ms: float
+    throughput: float
+    speedup: float
+    runs: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class MachineInfo:
+    """Where the numbers were taken. ``threads`` None means onnxruntime's default."""
+
+    cpu: str
+    cores: int | None
+    usable_cores: int | None
+    gpu: str | None
+    onnxruntime: str
+    providers: tuple[str, ...]
+    threads: int | None
+    python: str
+    platform: str
+    date: str
+
+    @classmethod
+    def collect(cls, providers: Sequence[str], threads: int | None) -> MachineInfo:
+        return cls(
+            cpu=cpu_model(),
+            cores=os.cpu_count(),
+            usable_cores=len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            gpu=gpu_model() if "cuda" in providers else None,
+            onnxruntime=ort.__version__,
+            providers=tuple(providers),
+            threads=threads,
+            python=platform.python_version(),
+            platform=platform.platform(),
+            date=datetime.now(UTC).isoformat(timespec="seconds"),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["providers"] = list(self.providers)
+        return d
+
+    def summary(self) -> str:
+        """One line: CPU (cores), GPU, onnxruntime version, threads, date."""
+        parts = [f"CPU {self.cpu} ({self.usable_cores} of {self.cores} cores usable)"]
+        if self.gpu:
+            parts.append(f"GPU {self.gpu}")
+        parts += [
+            f"onnxruntime {self.onnxruntime}",
+            f"threads {self.threads if self.threads else 'default'}",
+            self.date,
+        ]
+        return " | ".join(parts)
+
+
+@dataclass
+class BenchReport:
+    """All rows of one :func:`bench` call, the machine, and the settings used."""
+
+    rows: list[BenchRow]
+    machine: MachineInfo
+    settings: dict[str, Any] = field(default_factory=dict)
+
+    def row(self, model: str, provider: str, batch: int) -> BenchRow:
+        """The row of ``model`` on ``provider`` at ``batch``."""
+        for r in self.rows:
+            if (r.model, r.provider, r.batch) == (model, provider, batch):
+                return r
+        raise KeyError((model, provider, batch))
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable: ``machine``, ``settings`` and one ``results`` entry per row."""
+        return {
+            "machine": self.machine.to_dict(),
+            "settings": dict(self.settings),
+            "results": [r.to_dict() for r in self.rows],
+        }
+
+    def format_table(self, machine: bool = False) -> str:
+        """A plain-text table, columns aligned; ``machine`` adds the machine summary line on top."""
+        header = ["model", "provider", "batch", "median ms", "p90 ms", "mean ms", "samples/s", "speedup"]
+        body = [
+            [
+                r.model,
+                r.provider,
+                str(r.batch),
+                f"{r.median_ms:.3f}",
+                f"{r.p90_ms:.3f}",
+                f"{r.mean_ms:.3f}",
+                f"{r.throughput:,.1f}",
+                f"{r.speedup:.2f}x",
+            ]
+            for r in self.rows
+        ]
+        table = _align([header, *body], left=2)
+        return f"{self.machine.summary()}\n{table}" if machine else table
+
+    def plot(self, path: str | Path) -> Path:
+        """Bar chart of the median latency of each model (whisker to p90), one panel per provider/batch.
+
+        Needs matplotlib (``pip install 'onnxprune[plot]'``), imported here only; uses the Agg canvas,
+        so no display and no global pyplot state are involved.
+        """
+        return _plot(self, Path(path))
+
+
+def _align(lines: list[list[str]], left: int) -> str:
+    """Columns padded to equal width: the first ``left`` columns left-aligned, the others right-aligned."""
+    widths = [max(len(line[i]) for line in lines) for i in range(len(lines[0]))]
+    out = []
+    for line in lines:
+        cells = [
+            c.ljust(w) if i < left else c.rjust(w) for i, (c, w) in enumerate(zip(line, widths, strict=True))
+        ]
+        out.append("  ".join(cells).rstrip())
+    return "\n".join(out)
+
+
+def _plot(report: BenchReport, path: Path) -> Path:
+    try:
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError as e:
+        raise ImportError("plotting needs matplotlib: pip install 'onnxprune[plot]'") from e
+    groups = list(dict.fromkeys((r.provider, r.batch) for r in report.rows))
+    models = list(dict.fromkeys(r.model for r in report.rows))
+    width = max(4.0, 1.0 + len(groups) * (0.9 + 0.6 * len(models)))
+    fig = Figure(figsize=(width, 4.4), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, len(groups), squeeze=False)[0]
+    colors = [f"C{i % 10}" for i in range(len(models))]
+    for ax, (provider, batch) in zip(axes, groups, strict=True):
+        rows = [report.row(m, provider, batch) for m in models]
+        med = [r.median_ms for r in rows]
+        whisker = [[0.0] * len(rows), [r.p90_ms - r.median_ms for r in rows]]
+        bars = ax.bar(range(len(rows)), med, color=colors, yerr=whisker, capsize=3)
+        ax.bar_label(bars, labels=[f"{r.speedup:.2f}x" for r in rows], padding=2, fontsize=8)
+        ax.set_xticks(range(len(rows)), models, rotation=30, ha="right", fontsize=8)
+        ax.set_title(f"{provider}, batch {batch}", fontsize=10)
+        ax.set_ylabel("median latency (ms)")
+        ax.margins(y=0.15)
+    fig.suptitle(textwrap.fill(report.machine.summary(), width=int(width * 15)), fontsize=7)
+    try:
+        fig.savefig(path, dpi=120)
+    except OSError as e:
+        raise OutputError(f"cannot write the plot to {path}: {e}") from e
+    return path
+
+
+# --------------------------------------------------------------------------------------------- machine
+
+
+def cpu_model() -> str:
+    """The CPU model name from /proc/cpuinfo, else what :mod:`platform` knows."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(errors="replace")
+    except OSError:
+        text = ""
+    for key in ("model name", "Hardware", "Processor", "cpu model"):
+        for line in text.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == key and value.strip():
+                return value.strip()
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def gpu_model() -> str | None:
+    """Name of the CUDA device the benchmark uses, from nvidia-smi; None where that is not available."""
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return None
+    device = CUDA_PROVIDER_OPTIONS.get("device_id", "0")
+    try:
+        out = subprocess.run(
+            [exe, f"--id={device}", "--query-gpu=name", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.strip().splitlines()[0] if out.strip() else None
+
+
+# --------------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """One model input as onnxruntime reports it: dims are ints, or a name / None when dynamic."""
+
+    name: str
+    type: str
+    dims: tuple[Dim, ...]
+
+
+def input_specs(sess: ort.InferenceSession) -> list[InputSpec]:
+    return [InputSpec(i.name, i.type, tuple(i.shape)) for i in sess.get_inputs()]
+
+
+def _template(first: InputSpec, input_shape: Sequence[int] | None, model: str) -> list[int | None]:
+    """Sizes for the first input's non-batch dims from ``input_shape`` (given with or without batch)."""
+    rank = len(first.dims)
+    if input_shape is None:
+        return [None] * (rank - 1)
+    shape = [int(d) for d in input_shape]
+    if len(shape) == rank:
+        shape = shape[1:]
+    if len(shape) != rank - 1:
+        raise DataError(
+            f"input_shape {tuple(input_shape)} does not fit input '{first.name}' of model '{model}' "
+            f"(rank {rank}; give all {rank} dims or the {rank - 1} after the batch dim)"
+        )
+    return list(shape)
+
+
+def _first_input_shape(
+    first: InputSpec, batch: int, input_shape: Sequence[int] | None, model: str
+) -> tuple[int, ...]:
+    """The first input's shape: dim 0 is the batch, dynamic dims come from ``input_shape``."""
+    if not first.dims:
+        raise DataError(f"input '{first.name}' of model '{model}' is a scalar: it has no batch dim")
+    if isinstance(first.dims[0], int) and first.dims[0] != batch:
+        raise DataError(
+            f"model '{model}' has a fixed batch size of {first.dims[0]} (input '{first.name}'); "
+            f"it cannot run batch size {batch}"
+        )
+    shape = [batch]
+    template = _template(first, input_shape, model)
+    for i, (dim, want) in enumerate(zip(first.dims[1:], template, strict=True), 1):
+        if isinstance(dim, int):
+            if want is not None and want != dim:
+                raise DataError(
+                    f"input_shape gives {want} for dim {i} of input '{first.name}' of model '{model}', "
+                    f"which is fixed to {dim}"
+                )
+            shape.append(dim)
+        elif want is None:
+            raise DataError(
+                f"dim {i} ({dim!r}) of input '{first.name}' of model '{model}' is dynamic: give its size "
+                f"with input_shape"
+            )
+        else:
+            shape.append(want)
+    return tuple(shape)
+
+
+def _other_input_shape(spec: InputSpec, batch: int, symbols: dict[str, int], model: str) -> tuple[int, ...]:
+    """Shape of a further input: fixed dims, dims named like a resolved dim, dim 0 as batch."""
+    shape = []
+    for i, dim in enumerate(spec.dims):
+        if isinstance(dim, int):
+            shape.append(dim)
+        elif isinstance(dim, str) and dim in symbols:
+            shape.append(symbols[dim])
+        elif i == 0:
+            shape.append(batch)
+        else:
+            raise DataError(
+                f"dim {i} ({dim!r}) of input '{spec.name}' of model '{model}' is dynamic and "
+                f"not shared with the first input: its size is unknown"
+            )
+    return tuple(shape)
+
+
+def input_shapes(
+    specs: Sequence[InputSpec], batch: int, input_shape: Sequence[int] | None, model: str
+) -> list[tuple[int, ...]]:
+    """Concrete shapes of all inputs of a model at ``batch`` (see the module docstring)."""
+    if not specs:
+        raise DataError(f"model '{model}' has no inputs")
+    first = _first_input_shape(specs[0], batch, input_shape, model)
+    symbols = {d: v for d, v in zip(specs[0].dims, first, strict=True) if isinstance(d, str)}
+    return [first, *(_other_input_shape(s, batch, symbols, model) for s in specs[1:])]
+
+
+def random_input(spec: InputSpec, shape: tuple[int, ...], rng: np.random.Generator, model: str) -> np.ndarray:
+    """Random data of the input's type: standard normal floats, 0/1 integers, random booleans."""
+    dtype = _DTYPES.get(spec.type)
+    if dtype is None:
+        raise DataError(
+            f"cannot make random data of type {spec.type} for input '{spec.name}' of model '{model}'"
+        )
+    if dtype.kind == "f":
+        return rng.standard_normal(shape, dtype=np.float32).astype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    return rng.integers(0, 2, size=shape).astype(dtype)
+
+
+def random_feeds(
+    specs: Sequence[InputSpec], batch: int, input_shape: Sequence[int] | None, model: str
+) -> dict[str, np.ndarray]:
+    """Input name -> random array for one run of a model at ``batch``; seeded, so reproducible."""
+    rng = np.random.default_rng(SEED)
+    shapes = input_shapes(specs, batch, input_shape, model)
+    return {s.name: random_input(s, shape, rng, model) for s, shape in zip(specs, shapes, strict=True)}
+
+
+# --------------------------------------------------------------------------------------------- running
+
+
+class _IOBindingRunner:
+    """One inference with IO binding: device-resident inputs, device-side outputs."""
+
+    def __init__(self, sess: ort.InferenceSession, feeds: dict[str, np.ndarray], device: int) -> None:
+        self.sess = sess
+        self.binding = sess.io_binding()
+        # kept as attributes so the device buffers live exactly as long as the runner
+        self.inputs = {name: ort.OrtValue.ortvalue_from_numpy(x, "cuda", device) for name, x in feeds.items()}
+        for name, value in self.inputs.items():
+            self.binding.bind_ortvalue_input(name, value)
+        for out in sess.get_outputs():
+            self.binding.bind_output(out.name, "cuda", device)
+
+    def __call__(self) -> None:
+        self.sess.run_with_iobinding(self.binding)
+
+
+def make_runner(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], provider: str) -> Runner:
+    """A no-argument callable doing one inference.
+
+    On CUDA the inputs are copied to the device now and bound with IO binding together with
+    device-side outputs, so one call times the model and not the host/device transfers.
+    """
+    if provider == "cuda":
+        return _IOBindingRunner(sess, feeds, int(CUDA_PROVIDER_OPTIONS.get("device_id", "0")))
+    outputs = [o.name for o in sess.get_outputs()]
+    return lambda: sess.run(outputs, feeds)
+
+
+@contextmanager
+def _gc_paused() -> Iterator[None]:
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def time_interleaved(runners: Sequence[Runner], warmup: int, repeats: int) -> list[np.ndarray]:
+    """Seconds of each of ``repeats`` timed runs, per runner; runners take turns in blocks of BLOCK."""
+    for runner in runners:
+        for _ in range(warmup):
+            runner()
+    times: list[list[float]] = [[] for _ in runners]
+    settle = len(runners) > 1
+    with _gc_paused():
+        for block, start in enumerate(range(0, repeats, BLOCK)):
+            count = min(BLOCK, repeats - start)
+            shift = block % len(runners)
+            for i in [*range(shift, len(runners)), *range(shift)]:
+                times[i] += _time_block(runners[i], count, settle)
+    return [np.asarray(t) for t in times]
+
+
+def _time_block(runner: Runner, count: int, settle: bool) -> list[float]:
+    """Seconds of ``count`` runs in a row, after one untimed run when ``settle``."""
+    if settle:
+        runner()
+    out = []
+    for _ in range(count):
+        t0 = time.perf_counter()
+        runner()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def _row(model: str, provider: str, batch: int, seconds: np.ndarray, base_ms: float | None) -> BenchRow:
+    """Statistics of one model's timed runs; ``base_ms`` is the first model's median (None: this is it)."""
+    ms = seconds * 1e3
+    median = float(np.median(ms))
+    return BenchRow(
+        model=model,
+        provider=provider,
+        batch=batch,
+        median_ms=median,
+        p90_ms=float(np.percentile(ms, 90)),
+        mean_ms=float(np.mean(ms)),
+        throughput=batch * 1e3 / median,
+        speedup=1.0 if base_ms is None else base_ms / median,
+        runs=len(ms),
+    )
+
+
+# --------------------------------------------------------------------------------------------- bench
+
+
+def _model_names(models: Sequence[ModelLike], names: Sequence[str] | None) -> list[str]:
+    """``names`` if given, else file stems / graph names, made unique with ``#<index>``."""
+    if names is not None:
+        if len(names) != len(models):
+            raise SpecError(f"got {len(names)} names for {len(models)} models")
+        if len(set(names)) != len(names):
+            raise SpecError(f"model names must be unique, got {list(names)}")
+        return [str(n) for n in names]
+    out: list[str] = []
+    for i, m in enumerate(models):
+        name = (m.graph.name or f"model{i}") if isinstance(m, onnx.ModelProto) else Path(m).stem
+        out.append(name if name not in out else f"{name}#{i}")
+    return out
+
+
+def _providers(providers: Sequence[str] | None) -> list[str]:
+    if providers is None:
+        return available_providers()
+    wanted = list(dict.fromkeys(p.lower() for p in providers))
+    have = available_providers()
+    for p in wanted:
+        if p not in PROVIDERS:
+            raise ProviderUnavailableError(f"unknown provider '{p}' (known: {', '.join(PROVIDERS)})")
+        if p not in have:
+            raise ProviderUnavailableError(
+                f"provider '{p}' is not available in this onnxruntime build (available: {', '.join(have)})"
+            )
+    if not wanted:
+        raise SpecError("no providers given")
+    return wanted
+
+
+def _check_settings(batch_sizes: Sequence[int], threads: int | None, warmup: int, repeats: int) -> list[int]:
+    batches = list(dict.fromkeys(int(b) for b in batch_sizes))
+    if not batches or any(b < 1 for b in batches):
+        raise SpecError(f"batch sizes must be positive integers, got {list(batch_sizes)}")
+    if threads is not None and threads < 1:
+        raise SpecError(f"threads must be >= 1, got {threads}")
+    if warmup < 0 or repeats < 1:
+        raise SpecError(f"need warmup >= 0 and repeats >= 1, got warmup={warmup}, repeats={repeats}")
+    return batches
+
+
+def _source(model: ModelLike) -> onnx.ModelProto | str:
+    """What make_session takes: the ModelProto, or the path as a string (external data stays found)."""
+    if isinstance(model, onnx.ModelProto):
+        return model
+    if not Path(model).is_file():
+        raise InvalidModelError(f"no such model file: {model}")
+    return str(model)
+
+
+def _session(
+    model: onnx.ModelProto | str, name: str, provider: str, threads: int | None
+) -> ort.InferenceSession:
+    try:
+        return make_session(model, provider, threads)
+    except OnnxPruneError:
+        raise
+    except Exception as e:  # onnxruntime's own exception types
+        raise InvalidModelError(f"onnxruntime cannot load model '{name}': {e}") from e
+
+
+def _runners(
+    sessions: Sequence[ort.InferenceSession],
+    names: Sequence[str],
+    provider: str,
+    batch: int,
+    input_shape: Sequence[int] | None,
+) -> list[Runner]:
+    """One runner per model at ``batch``, each already run once (so a failing model fails clearly)."""
+    runners = []
+    for sess, name in zip(sessions, names, strict=True):
+        feeds = random_feeds(input_specs(sess), batch, input_shape, name)
+        runner = make_runner(sess, feeds, provider)
+        try:
+            runner()
+        except Exception as e:  # onnxruntime's own exception types
+            shapes = {k: v.shape for k, v in feeds.items()}
+            raise DataError(f"model '{name}' fails on {provider} with inputs {shapes}: {e}") from e
+        runners.append(runner)
+    return runners
+
+
+def bench(
+    models: Sequence[ModelLike],
+    batch_sizes: Sequence[int] = (1, 32),
+    providers: Sequence[str] | None = None,
+    threads: int | None = None,
+    warmup: int = 10,
+    repeats: int = 50,
+    input_shape: Sequence[int] | None = None,
+    names: Sequence[str] | None = None,
+) -> BenchReport:
+    """Latency of each model in ONNX Runtime, per provider and batch size.
+
+    Args:
+        models: ONNX files or ModelProtos; the first is the baseline of ``speedup``.
+        batch_sizes: sizes of dim 0 of the first input.
+        providers: short names ('cpu', 'cuda'); None: every one of them this onnxruntime offers.
+        threads: intra-op threads per session; None: onnxruntime's default.
+        warmup: untimed runs per model before timing, per provider and batch size.
+        repeats: timed runs per model, per provider and batch size.
+        input_shape: sizes of the first input's dynamic non-batch dims, as its full shape (dim 0 is
+            ignored) or as the dims after the batch dim. Required when such dims are dynamic.
+        names: labels of the models in the report; default: file stems or graph names.
+
+    Returns one :class:`BenchRow` per (model, provider, batch size), provider-major, then batch, then
+    model in the given order.
+    """
+    if not models:
+        raise SpecError("no models to benchmark")
+    labels = _model_names(models, names)
+    batches = _check_settings(batch_sizes, threads, warmup, repeats)
+    chosen = _providers(providers)
+    sources = [_source(m) for m in models]
+    rows: list[BenchRow] = []
+    for provider in chosen:
+        sessions = [_session(src, name, provider, threads) for src, name in zip(sources, labels, strict=True)]
+        for batch in batches:
+            runners = _runners(sessions, labels, provider, batch, input_shape)
+            times = time_interleaved(runners, max(warmup - 1, 0), repeats)  # _runners ran each once
+            base = float(np.median(times[0])) * 1e3
+            rows += [
+                _row(name, provider, batch, t, None if i == 0 else base)
+                for i, (name, t) in enumerate(zip(labels, times, strict=True))
+            ]
+    settings = {
+        "batch_sizes": batches,
+        "providers": chosen,
+        "threads": threads,
+        "warmup": warmup,
+        "repeats": repeats,
+        "block": BLOCK,
+        "input_shape": None if input_shape is None else [int(d) for d in input_shape],
+        "models": [
+            {"name": name, "path": None if isinstance(m, onnx.ModelProto) else str(m)}
+            for name, m in zip(labels, models, strict=True)
+        ],
+    }
+    return BenchReport(rows=rows, machine=MachineInfo.collect(chosen, threads), settings=settings)

@@ -1,0 +1,232 @@
+"""Command line: ``onnxprune compress | inspect | bench``.
+
+User errors print one line (``error: ...``) and exit non-zero; no traceback, no partial output.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .errors import OnnxPruneError, SpecError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _user_errors(fn: F) -> F:
+    @wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except OnnxPruneError as e:
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
+        except KeyboardInterrupt:
+            click.echo("interrupted: nothing was written", err=True)
+            sys.exit(130)
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _shape(text: str | None) -> tuple[int, ...] | None:
+    if text is None:
+        return None
+    try:
+        dims = tuple(int(d) for d in text.replace("x", ",").split(","))
+    except ValueError:
+        raise SpecError(f"invalid --input-shape {text!r}: expected integers like 1,3,224,224") from None
+    if not dims or any(d <= 0 for d in dims):
+        raise SpecError(f"invalid --input-shape {text!r}: dims must be positive")
+    return dims
+
+
+def _setup_logging(quiet: bool) -> None:
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO, format="%(message)s", stream=sys.stderr
+    )
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="onnxprune")
+def main() -> None:
+    """ONNX in, smaller verified ONNX out: structured pruning with ADAM-ADMM."""
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--sparsity", "-s", required=True, help="TYPE:RATIO, e.g. filter:0.7 (removes 70% of filters).")
+@click.option(
+    "--data",
+    "-d",
+    default="fashion-mnist",
+    show_default=True,
+    help="'fashion-mnist', 'random' (Gaussian, needs --input-shape for dynamic dims) or an .npz file.",
+)
+@click.option("--input-shape", help="N,C,H,W for models with dynamic dims.")
+@click.option(
+    "--output",
+    "-o",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Where the pruned model goes.",
+)
+@click.option(
+    "--report", "report_path", type=click.Path(dir_okay=False, path_type=Path), help="JSON report path."
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="PNG report plot path."
+)
+@click.option(
+    "--emit-masked",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Also write the masked dense model (for audit).",
+)
+@click.option("--method", type=click.Choice(["admm", "magnitude"]), default="admm", show_default=True)
+@click.option("--admm-epochs", type=click.IntRange(min=0), help="Epochs of the ADMM phase.")
+@click.option("--finetune-epochs", type=click.IntRange(min=0), help="Epochs of masked retraining.")
+@click.option("--round-iters", type=click.IntRange(min=0), help="Adam steps per ADMM round (0: auto).")
+@click.option(
+    "--lr", type=click.FloatRange(min=0, min_open=True), help="Adam learning rate of the ADMM phase."
+)
+@click.option(
+    "--finetune-lr", type=click.FloatRange(min=0, min_open=True), help="Learning rate of retraining."
+)
+@click.option("--rho0", type=click.FloatRange(min=0, min_open=True), help="Initial ADMM penalty.")
+@click.option("--rho-growth", type=click.FloatRange(min=1), help="Penalty growth per round.")
+@click.option("--rho-max", type=click.FloatRange(min=0, min_open=True), help="Penalty cap.")
+@click.option("--batch-size", type=click.IntRange(min=1))
+@click.option("--weight-decay", type=click.FloatRange(min=0))
+@click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--seed", type=int, default=0, show_default=True)
+@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
+@click.option(
+    "--bench-batch",
+    "bench_batches",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Batch sizes of the latency comparison (default 1 and 32).",
+)
+@click.option("--no-bench", is_flag=True, help="Skip the latency comparison.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or logs; the summary still prints.")
+@_user_errors
+def compress(
+    model: Path,
+    sparsity: str,
+    data: str,
+    input_shape: str | None,
+    output: Path,
+    report_path: Path | None,
+    plot_path: Path | None,
+    emit_masked: Path | None,
+    method: str,
+    seed: int,
+    val_fraction: float,
+    bench_batches: tuple[int, ...],
+    no_bench: bool,
+    quiet: bool,
+    **train: Any,
+) -> None:
+    """Prune MODEL, train it on --data, verify it, write the smaller model to --output."""
+    from .pipeline import TrainOptions
+    from .pipeline import compress as run
+
+    _setup_logging(quiet)
+    result = run(
+        model,
+        sparsity,
+        data,
+        output,
+        input_shape=_shape(input_shape),
+        method=method,
+        train=TrainOptions(**train),
+        seed=seed,
+        val_fraction=val_fraction,
+        emit_masked=emit_masked,
+        report_path=report_path,
+        plot_path=plot_path,
+        bench_batches=() if no_bench else (bench_batches or (1, 32)),
+        quiet=quiet,
+    )
+    click.echo(result.report.format())
+    click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))
+
+
+@main.command()
+@click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--input-shape", help="N,C,H,W for models with dynamic dims (default: the model's, batch 1).")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--groups", "show_groups", is_flag=True, help="Also list every group's members.")
+@_user_errors
+def inspect(model: Path, input_shape: str | None, as_json: bool, show_groups: bool) -> None:
+    """Prunable layers, channels, MACs and params of MODEL."""
+    from .inspect import inspect_model
+
+    info = inspect_model(model, _shape(input_shape))
+    click.echo(json.dumps(info.to_dict(), indent=2) if as_json else info.format(show_groups))
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--batch", "batches", type=click.IntRange(min=1), multiple=True, help="Batch sizes (default 1, 32)."
+)
+@click.option(
+    "--provider",
+    "providers",
+    type=click.Choice(["cpu", "cuda"]),
+    multiple=True,
+    help="Execution providers (default: all available).",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="ORT intra-op threads (default: ORT's).")
+@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@click.option("--repeats", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option("--input-shape", help="Sample shape for dynamic non-batch dims, e.g. 1,3,224,224.")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON."
+)
+@click.option(
+    "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Write a PNG chart."
+)
+@_user_errors
+def bench(
+    models: tuple[Path, ...],
+    batches: tuple[int, ...],
+    providers: tuple[str, ...],
+    threads: int | None,
+    warmup: int,
+    repeats: int,
+    input_shape: str | None,
+    json_path: Path | None,
+    plot_path: Path | None,
+) -> None:
+    """ORT latency of MODELS (median, p90, speedup vs the first), dense vs pruned."""
+    from .bench import bench as run
+    from .io import atomic_path, check_outputs, write_text
+
+    check_outputs(list(models), [json_path, plot_path])
+    report = run(
+        list(models),
+        batch_sizes=batches or (1, 32),
+        providers=list(providers) or None,
+        threads=threads,
+        warmup=warmup,
+        repeats=repeats,
+        input_shape=_shape(input_shape),
+    )
+    click.echo(report.format_table(machine=True))
+    if json_path:
+        write_text(json.dumps(report.to_dict(), indent=2), json_path)
+    if plot_path:
+        with atomic_path(plot_path) as tmp:
+            report.plot(tmp)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,212 @@
+"""Load an ONNX model and normalize it so that every prunable weight is a plain initializer.
+
+Normalization (each step is recorded in ``NormalizedModel.notes`` and shows in the report):
+
+* unnamed nodes get a unique name (``<OpType>_<index>``): node names key modules and reports;
+* initializers listed among graph inputs are dropped from the inputs (IR >= 4 semantics);
+* ``Constant`` nodes become initializers of the same name;
+* ``Identity`` nodes whose input is an initializer are bypassed (their consumers read the initializer).
+
+Everything else is left as it was: opset, metadata, value_info, dynamic axes, node order.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from ..errors import InvalidModelError
+
+
+@dataclass
+class NormalizedModel:
+    model: onnx.ModelProto
+    notes: list[str] = field(default_factory=list)
+    external_data: bool = False
+
+
+def load_model(source: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
+    """Parse and check a model; returns (a private copy, whether it used external data).
+
+    Raises :class:`InvalidModelError` with a one-line reason for anything that is not a valid model.
+    """
+    if isinstance(source, onnx.ModelProto):
+        model = copy.deepcopy(source)
+        external = False
+        label = "model"
+    else:
+        path = Path(source)
+        label = str(path)
+        if not path.exists():
+            raise InvalidModelError(f"{path}: no such file")
+        if not path.is_file():
+            raise InvalidModelError(f"{path}: not a file")
+        try:
+            model = onnx.load(str(path), load_external_data=False)
+            external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
+            if external:
+                onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
+                for t in model.graph.initializer:  # now in memory: drop the references to the file
+                    t.data_location = onnx.TensorProto.DEFAULT
+                    del t.external_data[:]
+        except Exception as e:  # protobuf raises DecodeError, RuntimeWarning subclasses, ...
+            raise InvalidModelError(f"{path} is not a valid ONNX file ({_one_line(e)})") from None
+    if not model.graph.node:
+        raise InvalidModelError(f"{label} is not a valid ONNX model (its graph has no nodes)")
+    try:
+        onnx.checker.check_model(model)
+    except Exception as e:
+        raise InvalidModelError(f"{label} is not a valid ONNX model ({_one_line(e)})") from None
+    return model, external
+
+
+def normalize(model: onnx.ModelProto) -> NormalizedModel:
+    """Return a normalized copy (see module docstring); the input is not modified."""
+    model = copy.deepcopy(model)
+    out = NormalizedModel(model)
+    g = model.graph
+    _name_nodes(g, out.notes)
+    _drop_initializer_inputs(model, out.notes)
+    _constants_to_initializers(g, out.notes)
+    _bypass_identity_of_initializers(g, out.notes)
+    return out
+
+
+def _one_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return (text[0] if text else type(e).__name__)[:300]
+
+
+def _name_nodes(g: onnx.GraphProto, notes: list[str]) -> None:
+    taken = {n.name for n in g.node if n.name}
+    named = 0
+    for i, n in enumerate(g.node):
+        if n.name:
+            continue
+        name = f"{n.op_type}_{i}"
+        while name in taken:
+            name += "_"
+        n.name = name
+        taken.add(name)
+        named += 1
+    if named:
+        notes.append(f"named {named} unnamed node(s)")
+    names = [n.name for n in g.node]
+    if len(set(names)) != len(names):
+        dup = sorted({x for x in names if names.count(x) > 1})
+        raise InvalidModelError(f"node names are not unique: {dup[:3]}")
+
+
+def _drop_initializer_inputs(model: onnx.ModelProto, notes: list[str]) -> None:
+    g = model.graph
+    inits = {t.name for t in g.initializer}
+    keep = [vi for vi in g.input if vi.name not in inits]
+    if len(keep) != len(g.input):
+        notes.append(f"removed {len(g.input) - len(keep)} initializer(s) from the graph inputs")
+        del g.input[:]
+        g.input.extend(keep)
+        model.ir_version = max(model.ir_version, 4)
+
+
+def _constant_value(node: onnx.NodeProto) -> np.ndarray | None:
+    for a in node.attribute:
+        if a.name == "value":
+            return numpy_helper.to_array(a.t)
+        if a.name == "value_float":
+            return np.array(a.f, dtype=np.float32)
+        if a.name == "value_floats":
+            return np.array(list(a.floats), dtype=np.float32)
+        if a.name == "value_int":
+            return np.array(a.i, dtype=np.int64)
+        if a.name == "value_ints":
+            return np.array(list(a.ints), dtype=np.int64)
+    return None  # sparse_value / string values: left as they are
+
+
+def _constants_to_initializers(g: onnx.GraphProto, notes: list[str]) -> None:
+    outputs = {o.name for o in g.output}
+    kept, moved = [], 0
+    for n in g.node:
+        value = _constant_value(n) if n.op_type == "Constant" and n.domain in ("", "ai.onnx") else None
+        if value is None or n.output[0] in outputs:
+            kept.append(n)
+            continue
+        g.initializer.append(numpy_helper.from_array(value, n.output[0]))
+        moved += 1
+    if moved:
+        del g.node[:]
+        g.node.extend(kept)
+        notes.append(f"turned {moved} Constant node(s) into initializers")
+
+
+def _bypass_identity_of_initializers(g: onnx.GraphProto, notes: list[str]) -> None:
+    inits = {t.name for t in g.initializer}
+    outputs = {o.name for o in g.output}
+    alias: dict[str, str] = {}
+    kept = []
+    for n in g.node:
+        if n.op_type == "Identity" and n.input[0] in inits | alias.keys() and n.output[0] not in outputs:
+            alias[n.output[0]] = alias.get(n.input[0], n.input[0])
+            continue
+        kept.append(n)
+    if not alias:
+        return
+    for n in kept:
+        for i, name in enumerate(n.input):
+            if name in alias:
+                n.input[i] = alias[name]
+    del g.node[:]
+    g.node.extend(kept)
+    names = set(alias)
+    vis = [vi for vi in g.value_info if vi.name not in names]
+    del g.value_info[:]
+    g.value_info.extend(vis)
+    notes.append(f"bypassed {len(alias)} Identity node(s) on initializers")
+
+
+def input_dims(model: onnx.ModelProto) -> list[int | str | None]:
+    """Dims of the first graph input: int when fixed, the symbolic name (or None) when dynamic."""
+    inits = {t.name for t in model.graph.initializer}
+    real = [vi for vi in model.graph.input if vi.name not in inits]
+    if not real:
+        raise InvalidModelError("the model has no graph input")
+    dims: list[int | str | None] = []
+    for d in real[0].type.tensor_type.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or None)
+    return dims
+
+
+def infer_shapes(model: onnx.ModelProto, input_shape: tuple[int, ...] | None) -> dict[str, tuple[int, ...]]:
+    """Static shapes of every tensor whose shape inference can tell, with the first input fixed."""
+    m = copy.deepcopy(model)
+    if input_shape is not None:
+        inits = {t.name for t in m.graph.initializer}
+        first = next(vi for vi in m.graph.input if vi.name not in inits)
+        dims = first.type.tensor_type.shape.dim
+        if len(dims) == len(input_shape):
+            for d, v in zip(dims, input_shape, strict=True):
+                d.ClearField("dim_param")
+                d.dim_value = int(v)
+    try:
+        m = onnx.shape_inference.infer_shapes(m, data_prop=True)
+    except Exception as e:
+        raise InvalidModelError(f"shape inference failed: {_one_line(e)}") from None
+    shapes: dict[str, tuple[int, ...]] = {}
+    for vi in [*m.graph.input, *m.graph.value_info, *m.graph.output]:
+        t = vi.type.tensor_type
+        if not t.HasField("shape"):
+            continue
+        dims_ = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
+        if all(v > 0 for v in dims_):
+            shapes[vi.name] = tuple(dims_)
+    for t in m.graph.initializer:
+        shapes[t.name] = tuple(t.dims)
+    return shapes

@@ -1,0 +1,255 @@
+"""Multiply-accumulate (MAC) and parameter counts of an ONNX model at one input shape.
+
+Counted ops (top-level graph only; subgraphs of If/Loop/Scan are not entered):
+
+* ``Conv``: ``out_elems * (Cin / group) * prod(kernel)``, grouped and depthwise included.
+* ``ConvTranspose``: ``in_elems * (Cout / group) * prod(kernel)`` (each input element is scattered
+  onto ``Cout / group * prod(kernel)`` outputs).
+* ``Gemm``: ``M * N * K`` (``transA``/``transB`` honoured; the ``C`` addition is not a MAC).
+* ``MatMul``: ``prod(out_shape) * K`` with numpy broadcasting of the batch dims.
+
+Shapes come from ``onnx.shape_inference`` on a copy of the model whose first graph input has its
+dynamic dims fixed to ``input_shape``; the input model is never modified.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import onnx
+
+from ..errors import DataError
+
+Shape = tuple[int, ...]
+# name -> dims after shape inference; a dim is None where it is unknown or symbolic
+ShapeMap = Mapping[str, tuple[int | None, ...]]
+
+CONV_OPS = frozenset({"Conv", "ConvTranspose"})
+
+_FLOAT_TYPES = frozenset(
+    getattr(onnx.TensorProto, name)
+    for name in (
+        "FLOAT",
+        "FLOAT16",
+        "DOUBLE",
+        "BFLOAT16",
+        "FLOAT8E4M3FN",
+        "FLOAT8E4M3FNUZ",
+        "FLOAT8E5M2",
+        "FLOAT8E5M2FNUZ",
+    )
+    if hasattr(onnx.TensorProto, name)
+)
+
+
+class CostShapeError(DataError, ValueError):
+    """A shape needed to count a node's MACs is unknown, or ``input_shape`` does not fit the model."""
+
+
+@dataclass(frozen=True)
+class NodeCost:
+    """Cost of one compute node: MACs, float parameters among its initializer inputs, output shape."""
+
+    op_type: str
+    macs: int
+    params: int
+    out_shape: Shape
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["out_shape"] = list(self.out_shape)
+        return d
+
+
+@dataclass(frozen=True)
+class ModelCost:
+    """Per-node and total costs. ``params`` counts the elements of *all* float initializers."""
+
+    nodes: dict[str, NodeCost]
+    params: int
+    input_shape: Shape = field(default=())
+
+    @property
+    def total_macs(self) -> int:
+        """MACs of every counted node (Conv, ConvTranspose, Gemm, MatMul)."""
+        return sum(n.macs for n in self.nodes.values())
+
+    @property
+    def conv_macs(self) -> int:
+        """MACs of the Conv and ConvTranspose nodes only."""
+        return sum(n.macs for n in self.nodes.values() if n.op_type in CONV_OPS)
+
+    def macs_by_op(self) -> dict[str, int]:
+        """Total MACs per op type."""
+        out: dict[str, int] = {}
+        for n in self.nodes.values():
+            out[n.op_type] = out.get(n.op_type, 0) + n.macs
+        return out
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serializable summary: totals, the per-op split and every node."""
+        return {
+            "input_shape": list(self.input_shape),
+            "total_macs": self.total_macs,
+            "conv_macs": self.conv_macs,
+            "params": self.params,
+            "macs_by_op": self.macs_by_op(),
+            "nodes": {name: n.to_dict() for name, n in self.nodes.items()},
+        }
+
+
+# --------------------------------------------------------------------------------------------- shapes
+
+
+def _data_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
+    """The first graph input that is not an initializer (old IRs list initializers as inputs too)."""
+    inits = {t.name for t in graph.initializer}
+    for vi in graph.input:
+        if vi.name not in inits:
+            return vi
+    raise CostShapeError("the model has no graph input to fix to input_shape")
+
+
+def _fix_input_dims(vi: onnx.ValueInfoProto, input_shape: Shape) -> None:
+    """Set the dims of ``vi`` to ``input_shape`` in place; fixed dims must already agree."""
+    if not vi.type.HasField("tensor_type"):
+        raise CostShapeError(f"graph input '{vi.name}' is not a tensor")
+    tt = vi.type.tensor_type
+    if tt.HasField("shape"):
+        dims = tt.shape.dim
+        if len(dims) != len(input_shape):
+            raise CostShapeError(
+                f"input_shape {tuple(input_shape)} has rank {len(input_shape)} but graph input "
+                f"'{vi.name}' has rank {len(dims)}"
+            )
+        for i, (dim, value) in enumerate(zip(dims, input_shape, strict=True)):
+            if dim.HasField("dim_value") and dim.dim_value != value:
+                raise CostShapeError(
+                    f"input_shape {tuple(input_shape)} disagrees with the fixed dim {i} "
+                    f"(= {dim.dim_value}) of graph input '{vi.name}'"
+                )
+    tt.ClearField("shape")
+    for value in input_shape:
+        tt.shape.dim.add().dim_value = value
+
+
+def _dims(vi: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
+    if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        return None
+    return tuple(d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim)
+
+
+def infer_shapes(model: onnx.ModelProto, input_shape: Shape) -> dict[str, tuple[int | None, ...]]:
+    """Tensor name -> dims, by shape inference on a copy whose first input is fixed to ``input_shape``."""
+    if not input_shape or any(not isinstance(d, int) or d <= 0 for d in input_shape):
+        raise CostShapeError(f"input_shape must be a non-empty tuple of positive ints, got {input_shape!r}")
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    del work.graph.value_info[:]  # stale annotations could contradict the fixed input
+    _fix_input_dims(_data_input(work.graph), input_shape)
+    try:
+        inferred = onnx.shape_inference.infer_shapes(work, strict_mode=False, data_prop=True)
+    except Exception as e:  # onnx raises several types (InferenceError, ValidationError, RuntimeError)
+        raise CostShapeError(f"shape inference failed: {e}") from e
+    shapes: dict[str, tuple[int | None, ...]] = {}
+    g = inferred.graph
+    for vi in [*g.input, *g.value_info, *g.output]:
+        dims = _dims(vi)
+        if dims is not None:
+            shapes[vi.name] = dims
+    for t in g.initializer:
+        shapes[t.name] = tuple(int(d) for d in t.dims)
+    return shapes
+
+
+# --------------------------------------------------------------------------------------------- per op
+
+
+def _known(shapes: ShapeMap, node: onnx.NodeProto, key: str, tensor: str, role: str) -> Shape:
+    """The fully known shape of ``tensor``, or a CostShapeError naming the node."""
+    dims = shapes.get(tensor)
+    if dims is None or any(d is None for d in dims):
+        raise CostShapeError(
+            f"cannot count the MACs of {node.op_type} node '{key}': the shape of its {role} '{tensor}' is "
+            f"{'unknown' if dims is None else dims} after shape inference (does input_shape fit the model?)"
+        )
+    return tuple(d for d in dims if d is not None)
+
+
+def _conv(node: onnx.NodeProto, key: str, shapes: ShapeMap) -> tuple[int, Shape]:
+    w = _known(shapes, node, key, node.input[1], "weight")
+    y = _known(shapes, node, key, node.output[0], "output")
+    return math.prod(y) * math.prod(w[1:]), y  # w[1] = Cin / group, w[2:] = kernel
+
+
+def _conv_transpose(node: onnx.NodeProto, key: str, shapes: ShapeMap) -> tuple[int, Shape]:
+    x = _known(shapes, node, key, node.input[0], "input")
+    w = _known(shapes, node, key, node.input[1], "weight")
+    y = _known(shapes, node, key, node.output[0], "output")
+    return math.prod(x) * math.prod(w[1:]), y  # w[1] = Cout / group, w[2:] = kernel
+
+
+def _gemm(node: onnx.NodeProto, key: str, shapes: ShapeMap) -> tuple[int, Shape]:
+    a = _known(shapes, node, key, node.input[0], "input A")
+    y = _known(shapes, node, key, node.output[0], "output")
+    trans_a = next((attr.i for attr in node.attribute if attr.name == "transA"), 0)
+    k = a[0] if trans_a else a[1]
+    return math.prod(y) * k, y
+
+
+def _matmul(node: onnx.NodeProto, key: str, shapes: ShapeMap) -> tuple[int, Shape]:
+    a = _known(shapes, node, key, node.input[0], "input A")
+    y = _known(shapes, node, key, node.output[0], "output")
+    return math.prod(y) * a[-1], y  # K = last dim of A, also when A is 1-D
+
+
+COUNTERS: dict[str, Callable[[onnx.NodeProto, str, ShapeMap], tuple[int, Shape]]] = {
+    "Conv": _conv,
+    "ConvTranspose": _conv_transpose,
+    "Gemm": _gemm,
+    "MatMul": _matmul,
+}
+
+
+# --------------------------------------------------------------------------------------------- model
+
+
+def _node_keys(nodes: Iterable[onnx.NodeProto]) -> list[str]:
+    """Unique keys: the node name, ``<op_type>_<index>`` for unnamed nodes, ``#<index>`` on clashes."""
+    keys: list[str] = []
+    seen: set[str] = set()
+    for i, node in enumerate(nodes):
+        key = node.name or f"{node.op_type}_{i}"
+        if key in seen:
+            key = f"{key}#{i}"
+        seen.add(key)
+        keys.append(key)
+    return keys
+
+
+def float_param_sizes(model: onnx.ModelProto) -> dict[str, int]:
+    """Element count of every float initializer, by name."""
+    return {t.name: math.prod(t.dims) for t in model.graph.initializer if t.data_type in _FLOAT_TYPES}
+
+
+def count_costs(model: onnx.ModelProto, input_shape: tuple[int, ...]) -> ModelCost:
+    """MACs and parameters of every Conv/ConvTranspose/Gemm/MatMul node of ``model`` at ``input_shape``.
+
+    ``input_shape`` is the full shape of the first graph input (batch dim included). Raises
+    :class:`CostShapeError` (a ``ValueError``) naming the node when a shape it needs stays unknown.
+    """
+    input_shape = tuple(input_shape)
+    shapes = infer_shapes(model, input_shape)
+    sizes = float_param_sizes(model)
+    nodes: dict[str, NodeCost] = {}
+    for key, node in zip(_node_keys(model.graph.node), model.graph.node, strict=True):
+        counter = COUNTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
+        if counter is None:
+            continue
+        macs, out_shape = counter(node, key, shapes)
+        params = sum(sizes.get(name, 0) for name in dict.fromkeys(node.input) if name)
+        nodes[key] = NodeCost(node.op_type, int(macs), int(params), out_shape)
+    return ModelCost(nodes=nodes, params=int(sum(sizes.values())), input_shape=input_shape)

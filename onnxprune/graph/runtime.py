@@ -1,0 +1,104 @@
+"""ONNX Runtime sessions for verification, evaluation and benchmarking."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from ..errors import OnnxPruneError
+
+PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
+
+# Options of the CUDA execution provider: device 0, and cuDNN's exhaustive convolution algorithm search
+# (done once per input shape, during warm-up) so that timed runs use the fastest kernels.
+CUDA_PROVIDER_OPTIONS: dict[str, str] = {"device_id": "0", "cudnn_conv_algo_search": "EXHAUSTIVE"}
+
+_dlls_preloaded = False
+
+
+class ProviderUnavailableError(OnnxPruneError):
+    """The requested execution provider is unknown, not in this build, or failed to load."""
+
+
+def available_providers() -> list[str]:
+    """Short names ('cpu', 'cuda') of the execution providers this onnxruntime build offers."""
+    have = set(ort.get_available_providers())
+    return [short for short, full in PROVIDERS.items() if full in have]
+
+
+def preload_cuda_dlls() -> None:
+    """Load the CUDA/cuDNN libraries of the nvidia pip packages (``onnxruntime.preload_dlls``), once.
+
+    Older onnxruntime builds have no ``preload_dlls``; there the system library path must do.
+    """
+    global _dlls_preloaded
+    if _dlls_preloaded:
+        return
+    _dlls_preloaded = True
+    preload = getattr(ort, "preload_dlls", None)
+    if preload is not None:
+        preload()
+
+
+def provider_chain(provider: str) -> list[str | tuple[str, dict[str, str]]]:
+    """The ``providers`` argument of an InferenceSession for the short name ``provider``.
+
+    CUDA gets :data:`CUDA_PROVIDER_OPTIONS` and the CPU provider as fallback for nodes it lacks.
+    """
+    if provider not in PROVIDERS:
+        known = ", ".join(PROVIDERS)
+        raise ProviderUnavailableError(f"unknown execution provider '{provider}' (known: {known})")
+    if provider == "cuda":
+        return [(PROVIDERS["cuda"], dict(CUDA_PROVIDER_OPTIONS)), PROVIDERS["cpu"]]
+    return [PROVIDERS[provider]]
+
+
+def make_session(
+    model: onnx.ModelProto | str | Path,
+    provider: str = "cpu",
+    threads: int | None = None,
+    optimize: bool = True,
+) -> ort.InferenceSession:
+    """An InferenceSession of ``model`` on ``provider`` ('cpu' or 'cuda').
+
+    ``threads`` sets the intra-op thread count (None: onnxruntime's default). Raises
+    :class:`ProviderUnavailableError` instead of silently falling back to the CPU when the requested
+    provider cannot be used.
+    """
+    chain = provider_chain(provider)
+    if provider == "cuda":
+        preload_cuda_dlls()
+    opts = ort.SessionOptions()
+    opts.log_severity_level = 3
+    if threads:
+        opts.intra_op_num_threads = threads
+        opts.inter_op_num_threads = 1
+    if not optimize:
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
+    sess = ort.InferenceSession(source, sess_options=opts, providers=chain)
+    if sess.get_providers()[0] != PROVIDERS[provider]:
+        have = ", ".join(ort.get_available_providers())
+        raise ProviderUnavailableError(
+            f"onnxruntime could not use {PROVIDERS[provider]} (this build offers {have}; "
+            f"the session got {', '.join(sess.get_providers())})"
+        )
+    return sess
+
+
+def run_batched(sess: ort.InferenceSession, x: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
+    """All outputs of a single-input model on ``x``, batch by batch, concatenated."""
+    name = sess.get_inputs()[0].name
+    parts: list[Sequence[np.ndarray]] = [
+        sess.run(None, {name: x[i : i + batch_size]}) for i in range(0, len(x), batch_size)
+    ]
+    return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
+
+
+def top1(sess: ort.InferenceSession, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+    logits = run_batched(sess, x, batch_size)[0]
+    return float((logits.reshape(len(x), -1).argmax(axis=1) == y).mean())

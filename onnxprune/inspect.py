@@ -1,0 +1,84 @@
+"""``inspect``: what can be pruned in a model, and what it costs. ONNX side only (no torch)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from .data import resolve_input_shape
+from .graph.analysis import analyze
+from .graph.load import input_dims, load_model, normalize
+from .graph.macs import ModelCost, count_costs
+from .plan import PruningPlan
+from .report import LayerRow, format_layers, layer_rows
+
+
+@dataclass
+class Inspection:
+    model: str
+    input_shape: tuple[int, ...]
+    opset: int
+    plan: PruningPlan
+    cost: ModelCost
+    layers: list[LayerRow]
+    notes: list[str]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "input_shape": list(self.input_shape),
+            "opset": self.opset,
+            "macs": self.cost.total_macs,
+            "conv_macs": self.cost.conv_macs,
+            "params": self.cost.params,
+            "prunable_groups": len(self.plan.prunable),
+            "groups": self.plan.to_dict()["groups"],
+            "layers": [
+                {
+                    "node": r.node,
+                    "op_type": r.op_type,
+                    "in": r.in_before,
+                    "out": r.out_before,
+                    "params": r.params_before,
+                    "macs": r.macs_before,
+                    "status": r.status,
+                }
+                for r in self.layers
+            ],
+            "notes": self.notes,
+        }
+
+    def format(self, show_groups: bool = False) -> str:
+        lines = [
+            f"{self.model}: opset {self.opset}, input {self.input_shape}, "
+            f"{self.cost.total_macs / 1e6:.2f}M MACs ({self.cost.conv_macs / 1e6:.2f}M in convs), "
+            f"{self.cost.params / 1e6:.3f}M params",
+            f"{len(self.plan.prunable)} of {len(self.plan.groups)} channel groups prunable "
+            f"({sum(g.channels for g in self.plan.prunable)} channels)",
+            "",
+            format_layers(self.layers, compare=False),
+        ]
+        if self.notes:
+            lines += ["", "normalized: " + "; ".join(self.notes)]
+        if show_groups:
+            lines += ["", self.plan.format()]
+        return "\n".join(lines)
+
+
+def inspect_model(
+    model: str | Path | onnx.ModelProto, input_shape: Sequence[int] | None = None
+) -> Inspection:
+    original, _ = load_model(model)
+    normalized = normalize(original)
+    base = normalized.model
+    shape = resolve_input_shape(input_dims(base), input_shape)
+    plan = analyze(base, shape)
+    cost = count_costs(base, shape)
+    rows = layer_rows(base, base, cost, cost, plan)
+    opset = next((o.version for o in base.opset_import if o.domain in ("", "ai.onnx")), 0)
+    name = "<ModelProto>" if isinstance(model, onnx.ModelProto) else str(model)
+    return Inspection(name, shape, opset, plan, cost, rows, normalized.notes)

@@ -1,0 +1,97 @@
+"""Output safety: outputs are checked before any work, written to a temporary file and renamed.
+
+Nothing partial is ever left behind, and the input model is never overwritten.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+import onnx
+
+from .errors import OutputError
+
+_TWO_GB = 2**31 - 1
+
+
+def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | Path | None]) -> None:
+    """Fail early when an output would overwrite an input or another output, or cannot be written."""
+    ins = {Path(p).resolve() for p in inputs if p is not None}
+    seen: set[Path] = set()
+    for raw in outputs:
+        if raw is None:
+            continue
+        path = Path(raw).resolve()
+        if path in ins:
+            raise OutputError(f"output {raw} is the input model: refusing to overwrite it")
+        if path in seen:
+            raise OutputError(f"output {raw} is given twice")
+        seen.add(path)
+        if path.is_dir():
+            raise OutputError(f"output {raw} is a directory")
+        parent = path.parent
+        if not parent.is_dir():
+            raise OutputError(f"output directory {parent} does not exist")
+        if not _can_create_in(parent):
+            raise OutputError(f"output directory {parent} is not writable")
+
+
+def _can_create_in(directory: Path) -> bool:
+    """Try it: permission bits say nothing for root or on a read-only mount."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".onnxprune-probe-", dir=directory)
+    except OSError:
+        return False
+    os.close(fd)
+    os.unlink(probe)
+    return True
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; rename it onto ``path`` only if the block succeeds."""
+    target = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=f".tmp{target.suffix}", dir=target.parent)
+    os.close(fd)
+    tmp_path = Path(tmp)
+    try:
+        yield tmp_path
+        os.replace(tmp_path, target)
+    except BaseException:
+        tmp_path.unlink(missing_ok=True)
+        raise
+
+
+def save_model(model: onnx.ModelProto, path: str | Path) -> None:
+    """Atomically save; models over 2 GB get their weights in ``<name>.data`` beside the file."""
+    target = Path(path)
+    try:
+        if model.ByteSize() < _TWO_GB:
+            with atomic_path(target) as tmp:
+                onnx.save_model(model, str(tmp))
+            return
+        # too big for one protobuf: weights go to <name>.data; both land by rename from a private dir
+        # (note: onnx converts the model's tensors to external references in place)
+        data_name = target.name + ".data"
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            onnx.save_model(model, str(tmpdir / target.name), save_as_external_data=True, location=data_name)
+            os.replace(tmpdir / data_name, target.parent / data_name)
+            os.replace(tmpdir / target.name, target)
+        finally:
+            shutil.rmtree(tmpdir, ignore_errors=True)
+    except OSError as e:
+        raise OutputError(f"cannot write {target}: {e.strerror or e}") from None
+
+
+def write_text(text: str, path: str | Path) -> None:
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text)
+    except OSError as e:
+        raise OutputError(f"cannot write {path}: {e.strerror or e}") from None

@@ -1,0 +1,296 @@
+"""``compress``: load -> plan -> check -> train -> write back -> mask -> prune -> verify -> report.
+
+The ONNX graph is the source of truth: training runs on an onnx2torch import, its values are written
+back into the original initializers, and surgery slices them. The pruned model is checked against the
+masked dense model on every run; a mismatch raises and nothing is written.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .bench import bench as run_bench
+from .data import DataSplits, load_data, resolve_input_shape
+from .errors import SpecError, UnsupportedModelError
+from .graph.analysis import analyze
+from .graph.edit import mask_model, prune_model, write_back
+from .graph.load import input_dims, load_model, normalize
+from .graph.macs import count_costs
+from .graph.runtime import make_session, run_batched
+from .graph.verify import compare_models, verification_inputs, verify_pruned
+from .io import check_outputs, save_model, write_text
+from .plan import PruningPlan
+from .report import Report, environment, layer_rows, plot_report, totals
+from .sparsity import SparsitySpec, keep_counts, parse_sparsity
+
+log = logging.getLogger("onnxprune")
+
+METHODS = ("admm", "magnitude")
+
+
+@dataclass
+class TrainOptions:
+    """Hyperparameters; see :class:`onnxprune.train.admm.TrainConfig` for their meaning and defaults."""
+
+    admm_epochs: int | None = None
+    finetune_epochs: int | None = None
+    round_iters: int | None = None
+    lr: float | None = None
+    finetune_lr: float | None = None
+    rho0: float | None = None
+    rho_growth: float | None = None
+    rho_max: float | None = None
+    batch_size: int | None = None
+    weight_decay: float | None = None
+    device: str | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+
+
+@dataclass
+class CompressResult:
+    model: onnx.ModelProto
+    masked: onnx.ModelProto
+    plan: PruningPlan
+    masks: dict[str, np.ndarray]
+    report: Report
+
+
+@dataclass
+class _Clock:
+    phases: dict[str, float] = field(default_factory=dict)
+
+    @contextmanager
+    def phase(self, name: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.phases[name] = self.phases.get(name, 0.0) + time.perf_counter() - start
+
+
+def compress(
+    model: str | Path | onnx.ModelProto,
+    sparsity: str | SparsitySpec,
+    data: str = "fashion-mnist",
+    output: str | Path | None = None,
+    *,
+    input_shape: Sequence[int] | None = None,
+    method: str = "admm",
+    train: TrainOptions | None = None,
+    seed: int = 0,
+    val_fraction: float = 0.1,
+    emit_masked: str | Path | None = None,
+    report_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+    bench_batches: Sequence[int] = (1, 32),
+    bench_repeats: int = 30,
+    rtol: float = 1e-4,
+    quiet: bool = False,
+) -> CompressResult:
+    """Prune ``model`` to ``sparsity``, train it on ``data``, verify it, and return it with its report.
+
+    Outputs given as paths are checked before any work and written atomically at the end.
+    """
+    spec = parse_sparsity(sparsity) if isinstance(sparsity, str) else sparsity
+    if method not in METHODS:
+        raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    source = None if isinstance(model, onnx.ModelProto) else model
+    check_outputs([source], [output, emit_masked, report_path, plot_path])
+    clock = _Clock()
+    opts = train or TrainOptions()
+
+    with clock.phase("load"):
+        original, _external = load_model(model)
+        normalized = normalize(original)
+        base = normalized.model
+        dims = input_dims(base)
+    with clock.phase("data"):
+        splits = load_data(data, dims, input_shape, val_fraction=val_fraction, seed=seed)
+    shape = resolve_input_shape(dims, input_shape or (1, *splits.train.x.shape[1:]))
+    with clock.phase("analyze"):
+        plan = analyze(base, shape)
+        keep = keep_counts(plan, spec)
+    log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
+
+    with clock.phase("import"):
+        from .train.admm import TrainConfig, run_admm, run_magnitude
+        from .train.importer import import_model
+
+        imported = import_model(base)
+        _check_import(base, imported, verification_inputs(shape, seed, splits.val.x))
+    cfg = TrainConfig(seed=seed, quiet=quiet, **opts.overrides())
+    with clock.phase("train"):
+        runner = run_admm if method == "admm" else run_magnitude
+        result = runner(imported, plan, keep, splits.train, splits.val, cfg)
+    for name, seconds in getattr(result, "times", {}).items():
+        clock.phases[f"train.{name}"] = seconds
+    masks = {name: np.asarray(k, dtype=bool) for name, k in result.masks.items()}
+
+    with clock.phase("export"):
+        trained = write_back(base, imported.onnx_arrays())
+        masked = mask_model(trained, plan, masks)
+        pruned = prune_model(masked, plan, masks)
+    with clock.phase("verify"):
+        verification = verify_pruned(
+            masked, pruned, verification_inputs(shape, seed + 1, splits.test.x), rtol
+        )
+    log.info("verified: max relative error %.2e", verification.max_rel_error)
+
+    report = Report(
+        model=str(source) if source else "<ModelProto>",
+        sparsity=str(spec),
+        method=method,
+        data=splits.name,
+        config={**asdict(cfg), "input_shape": list(shape), "val_fraction": val_fraction},
+        notes=normalized.notes,
+        groups=[_group_summary(g.name, plan, masks) for g in plan.groups],
+        verification=verification.to_dict(),
+        history=_history(result),
+        environment=environment(),
+    )
+    with clock.phase("evaluate"):
+        cost_b, cost_a = count_costs(base, shape), count_costs(pruned, shape)
+        report.layers = layer_rows(
+            base, pruned, cost_b, cost_a, plan, {n: int(k.sum()) for n, k in masks.items()}
+        )
+        report.totals = totals(base, pruned, cost_b, cost_a)
+        report.accuracy = _accuracy(base, pruned, splits)
+    if bench_batches:
+        with clock.phase("bench"):
+            report.latency = _latency(base, pruned, shape, bench_batches, bench_repeats)
+    report.phases = clock.phases
+
+    with clock.phase("save"):
+        if emit_masked is not None:
+            save_model(masked, emit_masked)
+            report.outputs["masked"] = str(emit_masked)
+        if output is not None:
+            save_model(pruned, output)
+            report.outputs["model"] = str(output)
+        if plot_path is not None:
+            _save_plot(report, plot_path)
+            report.outputs["plot"] = str(plot_path)
+        report.phases = clock.phases
+        if report_path is not None:
+            write_text(report.to_json(), report_path)
+    return CompressResult(pruned, masked, plan, masks, report)
+
+
+def _check_import(
+    model: onnx.ModelProto, imported: Any, inputs: list[np.ndarray], rtol: float = 1e-4
+) -> None:
+    """Torch on the import must reproduce ORT on the model before we train it."""
+    import torch
+
+    sess = make_session(model)
+    module = imported.module.eval()
+    worst = 0.0
+    with torch.no_grad():
+        for x in inputs:
+            ref = run_batched(sess, x)[0]
+            got = module(torch.from_numpy(x))
+            got = got[0] if isinstance(got, tuple | list) else got
+            scale = max(float(np.abs(ref).max()), 1e-12)
+            worst = max(worst, float(np.abs(ref - got.numpy()).max()) / scale)
+    if worst > rtol:
+        raise UnsupportedModelError(
+            f"the torch import does not reproduce the model (relative error {worst:.2e} > {rtol:g})"
+        )
+
+
+def _group_summary(name: str, plan: PruningPlan, masks: dict[str, np.ndarray]) -> dict[str, Any]:
+    g = plan.group(name)
+    keep = masks.get(name)
+    return {
+        "name": g.name,
+        "node": g.source_node,
+        "op_type": g.op_type,
+        "channels": g.channels,
+        "kept": int(keep.sum()) if keep is not None else g.channels,
+        "prunable": g.prunable,
+        "reason": g.reason,
+        "members": [{"initializer": m.initializer, "axis": m.axis, "role": m.role.value} for m in g.members],
+        "removed": np.flatnonzero(~keep).tolist() if keep is not None else [],
+    }
+
+
+def _history(result: Any) -> dict[str, Any]:
+    """Training history grouped by phase ('admm' rounds, 'admm_epoch', 'pruned', 'finetune' epochs)."""
+    grouped: dict[str, Any] = {}
+    for entry in result.history:
+        grouped.setdefault(entry.get("phase", "other"), []).append(entry)
+    return grouped
+
+
+def _accuracy(dense: onnx.ModelProto, pruned: onnx.ModelProto, splits: DataSplits) -> dict[str, Any] | None:
+    test = splits.test
+    d_out = run_batched(make_session(dense), test.x)[0]
+    p_out = run_batched(make_session(pruned), test.x)[0]
+    if d_out.ndim != 2:
+        return None
+    d_pred, p_pred = d_out.argmax(1), p_out.argmax(1)
+    acc: dict[str, Any] = {
+        "split": "test" if splits.test is not splits.val else "validation",
+        "samples": len(test),
+        "agreement": float((d_pred == p_pred).mean()),
+    }
+    if test.y is None:
+        return acc | {"dense_top1": None, "pruned_top1": None, "drop_pp": None}
+    dense_top1, pruned_top1 = float((d_pred == test.y).mean()), float((p_pred == test.y).mean())
+    return acc | {
+        "dense_top1": dense_top1,
+        "pruned_top1": pruned_top1,
+        "drop_pp": 100 * (dense_top1 - pruned_top1),
+    }
+
+
+def _latency(
+    dense: onnx.ModelProto,
+    pruned: onnx.ModelProto,
+    shape: Sequence[int],
+    batches: Sequence[int],
+    repeats: int,
+) -> dict[str, Any]:
+    result = run_bench(
+        [dense, pruned],
+        batch_sizes=tuple(batches),
+        providers=["cpu"],
+        repeats=repeats,
+        warmup=5,
+        input_shape=list(shape),
+        names=["dense", "pruned"],
+    )
+    speedups = []
+    for batch in batches:
+        d, p = result.row("dense", "cpu", batch), result.row("pruned", "cpu", batch)
+        speedups.append(
+            {
+                "provider": "cpu",
+                "batch": batch,
+                "dense_ms": d.median_ms,
+                "pruned_ms": p.median_ms,
+                "speedup": d.median_ms / p.median_ms,
+            }
+        )
+    return {"speedups": speedups, "bench": result.to_dict()}
+
+
+def _save_plot(report: Report, path: str | Path) -> None:
+    from .io import atomic_path
+
+    with atomic_path(path) as tmp:
+        plot_report(report, tmp)
+
+
+__all__ = ["METHODS", "CompressResult", "TrainOptions", "compare_models", "compress"]

@@ -1,0 +1,295 @@
+"""The compress report: per-layer channels/params/MACs before and after, totals, accuracy, latency,
+verification, training history and phase times. Printed as a table, written as JSON, plotted as PNG."""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from .graph.macs import ModelCost
+from .plan import PruningPlan
+
+LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass
+class LayerRow:
+    node: str
+    op_type: str
+    in_before: int
+    in_after: int
+    out_before: int
+    out_after: int
+    params_before: int
+    params_after: int
+    macs_before: int
+    macs_after: int
+    status: str
+
+
+@dataclass
+class Report:
+    model: str
+    sparsity: str
+    method: str
+    data: str
+    config: dict[str, Any] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    layers: list[LayerRow] = field(default_factory=list)
+    totals: dict[str, Any] = field(default_factory=dict)
+    accuracy: dict[str, Any] | None = None
+    latency: dict[str, Any] | None = None
+    verification: dict[str, Any] = field(default_factory=dict)
+    history: dict[str, Any] = field(default_factory=dict)
+    phases: dict[str, float] = field(default_factory=dict)
+    environment: dict[str, str] = field(default_factory=dict)
+    outputs: dict[str, str] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _jsonable(asdict(self))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    def format(self) -> str:
+        return "\n".join([format_layers(self.layers), "", format_summary(self)])
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    if isinstance(x, np.generic):
+        return x.item()
+    if isinstance(x, float) and not math.isfinite(x):
+        return None
+    return x
+
+
+def _weight_io(model: onnx.ModelProto) -> dict[str, tuple[int, int]]:
+    """(in, out) channels/features of each layer node, read from its weight's shape."""
+    inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    attrs = {
+        n.name: {a.name: onnx.helper.get_attribute_value(a) for a in n.attribute} for n in model.graph.node
+    }
+    io: dict[str, tuple[int, int]] = {}
+    for n in model.graph.node:
+        if n.op_type not in LAYER_OPS or len(n.input) < 2 or n.input[1] not in inits:
+            continue
+        w = inits[n.input[1]]
+        if n.op_type == "Conv":
+            io[n.name] = (w[1] * int(attrs[n.name].get("group", 1)), w[0])
+        elif n.op_type == "ConvTranspose":
+            io[n.name] = (w[0], w[1] * int(attrs[n.name].get("group", 1)))
+        elif n.op_type == "Gemm" and attrs[n.name].get("transB", 0):
+            io[n.name] = (w[1], w[0])
+        elif len(w) == 2:
+            io[n.name] = (w[0], w[1])
+    return io
+
+
+def layer_rows(
+    before: onnx.ModelProto,
+    after: onnx.ModelProto,
+    cost_before: ModelCost,
+    cost_after: ModelCost,
+    plan: PruningPlan,
+    kept: dict[str, int] | None = None,
+) -> list[LayerRow]:
+    """One row per layer; ``kept`` (group name -> kept channels) turns 'prunable' into 'pruned k/C'."""
+    io_b, io_a = _weight_io(before), _weight_io(after)
+    status = {}
+    for g in plan.groups:
+        if not g.prunable:
+            status[g.source_node] = f"kept: {g.reason}"
+        elif kept is not None:
+            status[g.source_node] = f"pruned, kept {kept.get(g.name, g.channels)}/{g.channels}"
+        else:
+            status[g.source_node] = "prunable"
+    rows = []
+    for name, (cin, cout) in io_b.items():
+        cin_a, cout_a = io_a.get(name, (cin, cout))
+        cb, ca = cost_before.nodes.get(name), cost_after.nodes.get(name)
+        rows.append(
+            LayerRow(
+                node=name,
+                op_type=cb.op_type if cb else "?",
+                in_before=cin,
+                in_after=cin_a,
+                out_before=cout,
+                out_after=cout_a,
+                params_before=cb.params if cb else 0,
+                params_after=ca.params if ca else 0,
+                macs_before=cb.macs if cb else 0,
+                macs_after=ca.macs if ca else 0,
+                status=status.get(name, "inputs only"),
+            )
+        )
+    return rows
+
+
+def totals(
+    before: onnx.ModelProto, after: onnx.ModelProto, cost_before: ModelCost, cost_after: ModelCost
+) -> dict[str, Any]:
+    def ratio(a: float, b: float) -> float:
+        return a / b if b else float("inf")
+
+    return {
+        "macs_before": cost_before.total_macs,
+        "macs_after": cost_after.total_macs,
+        "mac_reduction": ratio(cost_before.total_macs, cost_after.total_macs),
+        "conv_macs_before": cost_before.conv_macs,
+        "conv_macs_after": cost_after.conv_macs,
+        "conv_mac_reduction": ratio(cost_before.conv_macs, cost_after.conv_macs),
+        "params_before": cost_before.params,
+        "params_after": cost_after.params,
+        "param_reduction": ratio(cost_before.params, cost_after.params),
+        "bytes_before": before.ByteSize(),
+        "bytes_after": after.ByteSize(),
+    }
+
+
+def _human(n: float) -> str:
+    for unit, scale in (("G", 1e9), ("M", 1e6), ("k", 1e3)):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f}{unit}"
+    return f"{n:.0f}"
+
+
+def format_layers(rows: list[LayerRow], compare: bool = True) -> str:
+    """One line per layer; ``compare`` shows ``before->after`` (a compress), else the values (inspect)."""
+
+    def pair(a: int, b: int, human: bool = False) -> str:
+        fa, fb = (_human(a), _human(b)) if human else (str(a), str(b))
+        return f"{fa}->{fb}" if compare else fa
+
+    header = ("layer", "op", "in", "out", "params", "MACs", "status")
+    body = [
+        (
+            r.node,
+            r.op_type,
+            pair(r.in_before, r.in_after),
+            pair(r.out_before, r.out_after),
+            pair(r.params_before, r.params_after, human=True),
+            pair(r.macs_before, r.macs_after, human=True),
+            r.status if len(r.status) < 70 else r.status[:67] + "...",
+        )
+        for r in rows
+    ]
+    return format_table(header, body)
+
+
+def format_table(header: tuple[str, ...], rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *rows, strict=True)]
+    line = "  ".join(f"{{:<{w}}}" for w in widths)
+    out = [line.format(*header), line.format(*("-" * w for w in widths))]
+    out += [line.format(*r) for r in rows]
+    return "\n".join(s.rstrip() for s in out)
+
+
+def format_summary(r: Report) -> str:
+    t = r.totals
+    lines = [
+        f"model {r.model}  sparsity {r.sparsity}  method {r.method}  data {r.data}",
+        f"MACs   {_human(t['macs_before'])} -> {_human(t['macs_after'])} ({t['mac_reduction']:.2f}x fewer); "
+        f"conv MACs {t['conv_mac_reduction']:.2f}x fewer",
+        f"params {_human(t['params_before'])} -> {_human(t['params_after'])} "
+        f"({t['param_reduction']:.2f}x fewer); "
+        f"file {t['bytes_before'] / 1e6:.2f} MB -> {t['bytes_after'] / 1e6:.2f} MB",
+    ]
+    a = r.accuracy
+    if a and a.get("dense_top1") is not None:
+        lines.append(
+            f"top-1  dense {100 * a['dense_top1']:.2f}%  pruned {100 * a['pruned_top1']:.2f}%  "
+            f"(drop {a['drop_pp']:+.2f} pp; agreement {100 * a['agreement']:.2f}%; "
+            f"{a['samples']} {a['split']} samples)"
+        )
+    elif a:
+        lines.append(
+            f"top-1 agreement with the dense model {100 * a['agreement']:.2f}% ({a['samples']} samples)"
+        )
+    v = r.verification
+    if v:
+        lines.append(
+            f"verify pruned == masked: max relative error {v['max_rel_error']:.2e} "
+            f"(tolerance {v['rtol']:g}, {v['samples']} samples) {'PASS' if v['passed'] else 'FAIL'}"
+        )
+    if r.latency:
+        for row in r.latency.get("speedups", []):
+            lines.append(
+                f"ORT {row['provider']} batch {row['batch']}: dense {row['dense_ms']:.3f} ms, "
+                f"pruned {row['pruned_ms']:.3f} ms (median) -> {row['speedup']:.2f}x"
+            )
+    if r.phases:
+        lines.append("wall time " + ", ".join(f"{k} {v:.1f}s" for k, v in r.phases.items()))
+    return "\n".join(lines)
+
+
+def environment() -> dict[str, str]:
+    import onnxruntime
+
+    env = {
+        "python": platform.python_version(),
+        "onnx": onnx.__version__,
+        "onnxruntime": onnxruntime.__version__,
+        "numpy": np.__version__,
+        "machine": platform.machine(),
+        "cpu": _cpu_name(),
+    }
+    try:
+        import torch
+
+        env["torch"] = torch.__version__
+    except ImportError:
+        pass
+    return env
+
+
+def _cpu_name() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def plot_report(report: Report, path: str | Path) -> None:
+    """Two panels: per-layer output channels before/after, and the ADMM primal residual per round."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(12, 4.5), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    rows = report.layers
+    x = np.arange(len(rows))
+    axes[0].bar(x - 0.2, [r.out_before for r in rows], 0.4, label="before")
+    axes[0].bar(x + 0.2, [r.out_after for r in rows], 0.4, label="after")
+    axes[0].set_xticks(x, [r.node for r in rows], rotation=60, ha="right", fontsize=7)
+    axes[0].set_ylabel("output channels / units")
+    axes[0].set_title(f"{Path(report.model).name}: {report.sparsity}")
+    axes[0].legend()
+    rounds = report.history.get("admm", [])
+    if rounds:
+        for name in sorted({k for r in rounds for k in r.get("primal", {})}):
+            axes[1].plot([r["primal"].get(name, np.nan) for r in rounds], lw=0.8, alpha=0.6)
+        axes[1].plot([r.get("primal_max", np.nan) for r in rounds], "k-", lw=2, label="max over groups")
+        axes[1].set_yscale("log")
+        axes[1].set_xlabel("ADMM round")
+        axes[1].set_ylabel("||W - Z|| / ||W||")
+        axes[1].set_title("primal residual per group")
+        axes[1].legend()
+    else:
+        axes[1].set_axis_off()
+    fig.savefig(path, dpi=110, format="png")

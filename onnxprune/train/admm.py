@@ -1,0 +1,533 @@
+"""ADAM-ADMM structured pruning, hard pruning and masked retraining (see docs/ADMM.md).
+
+Problem: minimize f(W) subject to, for every pruned group g, at most k_g channels non-zero. Scaled ADMM
+over the SOURCE tensors of the pruned groups (torch layout, projections from :mod:`.projection`):
+
+    Z ← Π(W);  U ← 0
+    every round (``round_iters`` Adam steps on  f(W) + Σ_t ρ/2 ‖W_t − Z_t + U_t‖²_F):
+        Z ← Π(W + U);  U ← U + W − Z;  ρ ← min(ρ·growth, ρ_max)
+        log f, ‖W − Z‖_F/‖W‖_F and ‖Z − Z_prev‖_F per group, ρ
+    hard prune: keep = support(Π(W)); W ← W ⊙ M
+    masked retraining on f alone (fresh Adam, cosine-decayed lr): ∇W ← ∇W ⊙ M before, W ← W ⊙ M after
+    every step, so pruned slices stay exactly 0.
+
+ρ is common to all groups (same ρ0 and growth). The dual U is not rescaled when ρ grows (as in the authors'
+code): the effective multiplier ρU grows with ρ, which pushes towards feasibility.
+
+f is the cross-entropy on the labels when the training data has them, else self-distillation: the mean
+squared error to the outputs of a frozen copy of the original model (the teacher), computed on the fly.
+Dropout is off during ADMM and on during retraining. BatchNorm statistics are updated in training mode
+when the data has labels (``bn_stats='auto'``) and frozen otherwise (random inputs would corrupt them).
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+import sys
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, TensorDataset
+from tqdm import tqdm
+
+from ..data import ArrayData
+from ..errors import SpecError, UnsupportedModelError
+from ..plan import Group, PruningPlan
+from .importer import ImportedModel
+from .projection import apply_masks, project_groups, tensor_masks
+
+__all__ = ["TrainConfig", "TrainResult", "run_admm", "run_magnitude"]
+
+log = logging.getLogger("onnxprune")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters; the defaults suit small Fashion-MNIST CNNs (tens of k to a few M weights)."""
+
+    admm_epochs: int = 4
+    finetune_epochs: int = 3
+    round_iters: int = 0  # Adam steps per ADMM round; 0: a quarter epoch (4 rounds per epoch)
+    lr: float = 1e-3  # Adam, W-step
+    finetune_lr: float = 1e-3  # Adam, masked retraining, cosine-decayed to 0
+    rho0: float = 1e-2
+    rho_growth: float = 1.3
+    rho_max: float = 1.0
+    batch_size: int = 128
+    weight_decay: float = 0.0
+    device: str = "cpu"
+    seed: int = 0
+    quiet: bool = False
+    bn_stats: str = "auto"  # 'train': update BN running stats; 'freeze'; 'auto': train iff labeled
+
+    def validate(self) -> None:
+        """Raise :class:`SpecError` on values that cannot work."""
+        checks = [
+            (self.admm_epochs >= 0, "admm_epochs must be >= 0"),
+            (self.finetune_epochs >= 0, "finetune_epochs must be >= 0"),
+            (self.round_iters >= 0, "round_iters must be >= 0 (0: auto)"),
+            (self.lr > 0 and self.finetune_lr > 0, "learning rates must be > 0"),
+            (self.rho0 > 0 and self.rho_max >= self.rho0, "need 0 < rho0 <= rho_max"),
+            (self.rho_growth >= 1.0, "rho_growth must be >= 1"),
+            (self.batch_size >= 1, "batch_size must be >= 1"),
+            (self.weight_decay >= 0, "weight_decay must be >= 0"),
+            (self.device in ("cpu", "cuda"), f"device must be 'cpu' or 'cuda', not {self.device!r}"),
+            (self.bn_stats in ("auto", "train", "freeze"), "bn_stats must be 'auto', 'train' or 'freeze'"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise SpecError(msg)
+        if self.device == "cuda" and not torch.cuda.is_available():
+            raise SpecError("device 'cuda' requested but torch sees no CUDA device")
+
+
+@dataclass
+class TrainResult:
+    """Masks for every group of the plan (``plan.Masks``), per-round/epoch history, phase wall times (s)."""
+
+    masks: dict[str, np.ndarray]
+    history: list[dict[str, Any]] = field(default_factory=list)
+    times: dict[str, float] = field(default_factory=dict)
+
+    def last(self, phase: str) -> dict[str, Any] | None:
+        """The last history entry of ``phase`` ('admm', 'admm_epoch', 'pruned', 'finetune'), if any."""
+        entries = [h for h in self.history if h["phase"] == phase]
+        return entries[-1] if entries else None
+
+
+# -- public entry points -----------------------------------------------------------------------------
+def run_admm(
+    model: ImportedModel,
+    plan: PruningPlan,
+    keep: Mapping[str, int],
+    train: ArrayData,
+    val: ArrayData,
+    cfg: TrainConfig | None = None,
+) -> TrainResult:
+    """ADMM (``cfg.admm_epochs``), hard prune to ``keep[g]`` channels per group, masked retraining.
+
+    Trains ``model`` in place; afterwards ``model.onnx_arrays()`` holds the masked weights.
+    """
+    cfg = cfg or TrainConfig()
+    run = _Run(model, plan, keep, train, val, cfg)
+    return run.execute(admm=True)
+
+
+def run_magnitude(
+    model: ImportedModel,
+    plan: PruningPlan,
+    keep: Mapping[str, int],
+    train: ArrayData,
+    val: ArrayData,
+    cfg: TrainConfig | None = None,
+) -> TrainResult:
+    """One-shot projection of the current weights (the k largest channel norms), then masked fine-tuning.
+
+    With ``cfg.finetune_epochs == 0`` nothing trains and no labels (nor teacher) are needed.
+    """
+    cfg = cfg or TrainConfig()
+    run = _Run(model, plan, keep, train, val, cfg)
+    return run.execute(admm=False)
+
+
+# -- plan selection ----------------------------------------------------------------------------------
+def select_groups(
+    model: ImportedModel, plan: PruningPlan, keep: Mapping[str, int]
+) -> list[tuple[Group, int]]:
+    """The groups that lose channels, with their keep counts; checks the request against plan and model."""
+    chosen: list[tuple[Group, int]] = []
+    for name, k in keep.items():
+        try:
+            g = plan.group(name)
+        except KeyError:
+            raise SpecError(f"no pruning group {name!r} in the plan") from None
+        if not g.prunable:
+            raise SpecError(f"group {name!r} cannot be pruned: {g.reason}")
+        if isinstance(k, bool) or not isinstance(k, int | np.integer) or not 1 <= int(k) <= g.channels:
+            raise SpecError(f"group {name!r}: keep must be an integer in [1, {g.channels}], not {k!r}")
+        for m in g.sources:
+            if m.initializer not in model.names:
+                raise UnsupportedModelError(
+                    f"initializer {m.initializer!r} (SOURCE of group {name!r}, node {m.node!r}) is not bound "
+                    "to a torch tensor by the importer"
+                )
+        if int(k) < g.channels:
+            chosen.append((g, int(k)))
+    _check_disjoint(model, chosen)
+    return chosen
+
+
+def _check_disjoint(model: ImportedModel, chosen: list[tuple[Group, int]]) -> None:
+    """Projections act group by group: SOURCE slices of different groups must not overlap."""
+    owner: dict[tuple[str, int, int], str] = {}
+    for g, _ in chosen:
+        for m in g.sources:
+            ax = model.torch_axis(m.initializer, m.axis)
+            for i in m.index_map.indices(range(g.channels)).tolist():
+                key = (m.initializer, ax, int(i))
+                if owner.setdefault(key, g.name) != g.name:
+                    raise ValueError(
+                        f"groups {owner[key]!r} and {g.name!r} share index {i} of {m.initializer!r} "
+                        f"(axis {ax})"
+                    )
+
+
+# -- training machinery ------------------------------------------------------------------------------
+def _outputs(out: Any) -> list[torch.Tensor]:
+    if isinstance(out, torch.Tensor):
+        return [out]
+    if isinstance(out, list | tuple):
+        return [o for o in out if isinstance(o, torch.Tensor)]
+    raise TypeError(f"model returned {type(out).__name__}, expected tensors")
+
+
+def _looks_like_probabilities(p: torch.Tensor) -> bool:
+    """Non-negative rows summing to 1 along dim 1: the model ends in Softmax."""
+    if p.dim() < 2 or p.shape[1] < 2:
+        return False
+    return bool((p >= 0).all() and torch.allclose(p.sum(dim=1), torch.ones((), dtype=p.dtype), atol=1e-3))
+
+
+class _Objective:
+    """f: cross-entropy on labels (NLL of log p if the model outputs probabilities) or MSE to the teacher."""
+
+    def __init__(self, module: nn.Module, labeled: bool, probe: torch.Tensor | None) -> None:
+        self.labeled = labeled
+        self.teacher: nn.Module | None = None
+        self.probabilities = False
+        if labeled and probe is not None:
+            module.eval()
+            with torch.no_grad():
+                self.probabilities = _looks_like_probabilities(_outputs(module(probe))[0])
+            if self.probabilities:
+                log.info("model outputs probabilities: training on their negative log-likelihood")
+
+    def need_teacher(self, module: nn.Module) -> None:
+        """Freeze a copy of the model as it is now (before any pruning or training)."""
+        if self.teacher is None:
+            self.teacher = copy.deepcopy(module).eval()
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+
+    def __call__(self, out: Any, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        outs = _outputs(out)
+        if y is not None:
+            if self.probabilities:
+                return F.nll_loss(outs[0].clamp_min(1e-12).log(), y)
+            return F.cross_entropy(outs[0], y)
+        assert self.teacher is not None, "self-distillation needs the teacher"
+        with torch.no_grad():
+            targets = _outputs(self.teacher(x))
+        return sum(
+            (F.mse_loss(o, t) for o, t in zip(outs, targets, strict=True)), torch.zeros((), device=x.device)
+        )
+
+
+def _is_dropout(m: nn.Module) -> bool:
+    return "Dropout" in type(m).__name__
+
+
+def _is_batchnorm(m: nn.Module) -> bool:
+    return isinstance(m, nn.modules.batchnorm._BatchNorm) or type(m).__name__ == "OnnxBatchNorm"
+
+
+class _Run:
+    def __init__(
+        self,
+        model: ImportedModel,
+        plan: PruningPlan,
+        keep: Mapping[str, int],
+        train: ArrayData,
+        val: ArrayData,
+        cfg: TrainConfig,
+    ) -> None:
+        cfg.validate()
+        self.model, self.plan, self.cfg = model, plan, cfg
+        self.train_data, self.val_data = train, val
+        self.chosen = select_groups(model, plan, keep)
+        self.sources = sorted({m.initializer for g, _ in self.chosen for m in g.sources})
+        self.group_tensors = {g.name: sorted({m.initializer for m in g.sources}) for g, _ in self.chosen}
+        self.device = torch.device(cfg.device)
+        self.labeled = train.y is not None
+        self.bn_train = cfg.bn_stats == "train" or (cfg.bn_stats == "auto" and self.labeled)
+        self.history: list[dict[str, Any]] = []
+        self.times: dict[str, float] = {}
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        p = next((p for p in model.module.parameters() if p.is_floating_point()), None)
+        self.dtype = p.dtype if p is not None else torch.float32
+
+    # -- data --------------------------------------------------------------------------------------
+    def _loader(self, data: ArrayData, shuffle: bool) -> DataLoader:
+        tensors = [torch.as_tensor(np.asarray(data.x)).to(self.dtype)]
+        if data.y is not None:
+            tensors.append(torch.as_tensor(np.asarray(data.y)).long())
+        return DataLoader(
+            TensorDataset(*tensors),
+            batch_size=self.cfg.batch_size,
+            shuffle=shuffle,
+            generator=self.generator if shuffle else None,
+        )
+
+    def _batches(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        for batch in loader:
+            x = batch[0].to(self.device)
+            y = batch[1].to(self.device) if len(batch) > 1 else None
+            yield x, y
+
+    # -- modes -------------------------------------------------------------------------------------
+    def _mode(self, phase: str) -> None:
+        """'admm': train, dropout off; 'finetune': train; 'eval'. BN stats frozen unless bn_train."""
+        module = self.model.module
+        module.train(phase != "eval")
+        for m in module.modules():
+            if (phase == "admm" and _is_dropout(m)) or (not self.bn_train and _is_batchnorm(m)):
+                m.eval()
+
+    # -- evaluation --------------------------------------------------------------------------------
+    def _evaluate(self, objective: _Objective | None) -> dict[str, float]:
+        """Validation loss (same f as training, or CE when only val has labels) and accuracy if labeled."""
+        if len(self.val_data) == 0 or objective is None:
+            return {}
+        val_labeled = self.val_data.y is not None
+        if not val_labeled and objective.teacher is None:
+            return {}
+        self._mode("eval")
+        total, correct, n = 0.0, 0, 0
+        with torch.no_grad():
+            for x, y in self._batches(self._loader(self.val_data, shuffle=False)):
+                out = self.model(x)
+                total += float(objective(out, x, y)) * len(x)
+                if y is not None:
+                    correct += int((_outputs(out)[0].argmax(dim=1) == y).sum())
+                n += len(x)
+        result = {"val_loss": total / max(n, 1)}
+        if val_labeled:
+            result["val_acc"] = correct / max(n, 1)
+        return result
+
+    # -- main --------------------------------------------------------------------------------------
+    def execute(self, admm: bool) -> TrainResult:
+        cfg = self.cfg
+        torch.manual_seed(cfg.seed)
+        start = time.perf_counter()
+        self.model.to(self.device)
+        try:
+            trains = cfg.finetune_epochs > 0 or (admm and cfg.admm_epochs > 0)
+            objective = self._objective(trains)
+            if admm and cfg.admm_epochs > 0 and self.chosen:
+                t0 = time.perf_counter()
+                self._admm(objective)
+                self.times["admm"] = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            masks = self._hard_prune()
+            self.times["prune"] = time.perf_counter() - t0
+            self.history.append({"phase": "pruned", **self._evaluate(objective)})
+            if cfg.finetune_epochs > 0:
+                t0 = time.perf_counter()
+                self._finetune(objective, masks)
+                self.times["finetune"] = time.perf_counter() - t0
+        finally:
+            self.model.to("cpu")
+            self._mode("eval")
+        self.times["total"] = time.perf_counter() - start
+        return TrainResult(masks=self._plan_masks(), history=self.history, times=self.times)
+
+    def _objective(self, trains: bool) -> _Objective | None:
+        """The loss; None when nothing trains and nothing can be evaluated without a teacher."""
+        if not trains and self.val_data.y is None:
+            return None
+        probe = None
+        if self.labeled and len(self.train_data):
+            probe = torch.as_tensor(np.asarray(self.train_data.x[: self.cfg.batch_size])).to(self.dtype)
+            probe = probe.to(self.device)
+        objective = _Objective(self.model.module, self.labeled, probe)
+        if trains and not self.labeled:
+            objective.need_teacher(self.model.module)
+        return objective
+
+    def _weights(self) -> dict[str, torch.Tensor]:
+        return {name: self.model.tensor(name) for name in self.sources}
+
+    def _round_iters(self, steps_per_epoch: int) -> int:
+        return self.cfg.round_iters or max(1, round(steps_per_epoch / 4))
+
+    def _admm(self, objective: _Objective | None) -> None:
+        assert objective is not None
+        cfg, axis_of = self.cfg, self.model.torch_axis
+        params = self.model.trainable()
+        w = self._weights()
+        penalized = [n for n in self.sources if n in params]
+        with torch.no_grad():
+            z, _ = project_groups(w, self.chosen, axis_of)  # Z0 = Π(W0), U0 = 0
+            u = {n: torch.zeros_like(t) for n, t in w.items()}
+        rho = cfg.rho0
+        opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        loader = self._loader(self.train_data, shuffle=True)
+        per_round = self._round_iters(len(loader))
+        total = cfg.admm_epochs * len(loader)
+        n_rounds = total // per_round
+        log.info(
+            "admm: %d groups, %d epochs x %d steps, %d rounds of %d steps, rho %.3g x %.2f (max %.3g)",
+            len(self.chosen),
+            cfg.admm_epochs,
+            len(loader),
+            n_rounds,
+            per_round,
+            rho,
+            cfg.rho_growth,
+            cfg.rho_max,
+        )
+        step, task_sum, pen_sum, count = 0, 0.0, 0.0, 0
+        bar = tqdm(total=total, desc="admm", file=sys.stderr, disable=cfg.quiet, leave=False)
+        try:
+            for epoch in range(cfg.admm_epochs):
+                self._mode("admm")
+                for x, y in self._batches(loader):
+                    opt.zero_grad(set_to_none=True)
+                    task = objective(self.model(x), x, y)
+                    pen = sum(
+                        ((w[n] - z[n] + u[n]).pow(2).sum() for n in penalized),
+                        torch.zeros((), device=x.device),
+                    )
+                    (task + rho / 2 * pen).backward()
+                    opt.step()
+                    step += 1
+                    task_sum, pen_sum, count = (
+                        task_sum + task.item(),
+                        pen_sum + pen.item() * rho / 2,
+                        count + 1,
+                    )
+                    bar.update(1)
+                    if step % per_round == 0:
+                        z = self._z_step(w, z, u, rho, step, epoch, task_sum / count, pen_sum / count)
+                        bar.set_postfix(
+                            loss=f"{task_sum / count:.4g}", primal=f"{self.history[-1]['primal_max']:.3g}"
+                        )
+                        new_rho = min(rho * cfg.rho_growth, cfg.rho_max)
+                        import os
+                        if os.environ.get("RESCALE"):
+                            with torch.no_grad():
+                                for n in u:
+                                    u[n] *= rho / new_rho
+                        rho = new_rho
+                        task_sum, pen_sum, count = 0.0, 0.0, 0
+                self.history.append({"phase": "admm_epoch", "epoch": epoch, **self._evaluate(objective)})
+                log.info("admm epoch %d: %s", epoch, _fmt(self.history[-1]))
+        finally:
+            bar.close()
+
+    def _z_step(
+        self,
+        w: dict[str, torch.Tensor],
+        z: dict[str, torch.Tensor],
+        u: dict[str, torch.Tensor],
+        rho: float,
+        step: int,
+        epoch: int,
+        task: float,
+        penalty: float,
+    ) -> dict[str, torch.Tensor]:
+        """Z ← Π(W + U); U ← U + W − Z; record residuals per group. Returns the new Z."""
+        with torch.no_grad():
+            v = {n: w[n] + u[n] for n in w}
+            z_new, _ = project_groups(v, self.chosen, self.model.torch_axis)
+            for n in u:
+                u[n] += w[n] - z_new[n]
+            primal, dual = {}, {}
+            for g, names in self.group_tensors.items():
+                r2 = sum(float((w[n] - z_new[n]).pow(2).sum()) for n in names)
+                w2 = sum(float(w[n].pow(2).sum()) for n in names)
+                d2 = sum(float((z_new[n] - z[n]).pow(2).sum()) for n in names)
+                primal[g] = math.sqrt(r2) / max(math.sqrt(w2), 1e-30)
+                dual[g] = math.sqrt(d2)
+        entry = {
+            "phase": "admm",
+            "round": sum(1 for h in self.history if h["phase"] == "admm"),
+            "step": step,
+            "epoch": epoch,
+            "task_loss": task,
+            "penalty": penalty,
+            "rho": rho,
+            "primal": primal,
+            "primal_max": max(primal.values()),
+            "primal_mean": sum(primal.values()) / len(primal),
+            "dual": dual,
+            "dual_max": max(dual.values()),
+            "dual_mean": sum(dual.values()) / len(dual),
+        }
+        self.history.append(entry)
+        log.debug("admm round %d: %s", entry["round"], _fmt(entry))
+        return z_new
+
+    def _hard_prune(self) -> dict[str, torch.Tensor]:
+        """keep = support(Π(W)); W ← W ⊙ M. Returns the per-tensor masks."""
+        w = self._weights()
+        with torch.no_grad():
+            _, keeps = project_groups(w, self.chosen, self.model.torch_axis)
+        self.keeps = {g: k.cpu().numpy().astype(np.bool_) for g, k in keeps.items()}
+        masks = tensor_masks(w, [(g, keeps[g.name]) for g, _ in self.chosen], self.model.torch_axis)
+        apply_masks(w, masks)
+        log.info(
+            "hard prune: %s", ", ".join(f"{g.name} {k}/{g.channels}" for g, k in self.chosen) or "nothing"
+        )
+        return masks
+
+    def _finetune(self, objective: _Objective | None, masks: dict[str, torch.Tensor]) -> None:
+        assert objective is not None
+        cfg = self.cfg
+        params = self.model.trainable()
+        w = self._weights()
+        opt = torch.optim.Adam(list(params.values()), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
+        loader = self._loader(self.train_data, shuffle=True)
+        total = cfg.finetune_epochs * len(loader)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+        bar = tqdm(total=total, desc="finetune", file=sys.stderr, disable=cfg.quiet, leave=False)
+        try:
+            for epoch in range(cfg.finetune_epochs):
+                self._mode("finetune")
+                loss_sum, count = 0.0, 0
+                for x, y in self._batches(loader):
+                    opt.zero_grad(set_to_none=True)
+                    loss = objective(self.model(x), x, y)
+                    loss.backward()
+                    for n, mask in masks.items():
+                        grad = w[n].grad
+                        if grad is not None:
+                            grad.masked_fill_(~mask, 0.0)
+                    opt.step()
+                    sched.step()
+                    apply_masks(w, masks)
+                    loss_sum, count = loss_sum + loss.item(), count + 1
+                    bar.update(1)
+                self.history.append(
+                    {
+                        "phase": "finetune",
+                        "epoch": epoch,
+                        "train_loss": loss_sum / max(count, 1),
+                        **self._evaluate(objective),
+                    }
+                )
+                log.info("finetune epoch %d: %s", epoch, _fmt(self.history[-1]))
+        finally:
+            bar.close()
+
+    def _plan_masks(self) -> dict[str, np.ndarray]:
+        keeps = getattr(self, "keeps", {})
+        return {g.name: keeps.get(g.name, np.ones(g.channels, dtype=np.bool_)) for g in self.plan.groups}
+
+
+def _fmt(entry: Mapping[str, Any]) -> str:
+    parts = []
+    for k, v in entry.items():
+        if k == "phase" or isinstance(v, dict):
+            continue
+        parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
+    return " ".join(parts)

@@ -1,0 +1,159 @@
+"""Exact Euclidean projection onto "at most k channels of a group are non-zero".
+
+A group's channel ``c`` owns, in each SOURCE member ``m``, the slice ``T_m[..., idx_m(c), ...]`` along the
+member's torch axis, ``idx_m(c) = m.index_map.table(C)[c]``. With ``n_c² = Σ_m ‖slice_m(c)‖²`` the
+channel norms, the projection of ``{T_m}`` onto ``S_k = {at most k channels non-zero}`` keeps the k channels
+of largest ``n_c`` and zeroes the others:
+
+    ‖T − Z‖² = Σ_{c pruned} n_c²   is minimal  ⇔  the pruned channels have the smallest norms.
+
+(Slices of distinct channels are disjoint, which the index maps guarantee.) Indices of a member that no
+channel owns (another group's offset range) are left as they are. Ties are broken by the lower channel index.
+
+Everything works on plain ``name -> tensor`` dicts and an ``axis_of(name, onnx_axis) -> torch axis``
+function (``ImportedModel.torch_axis``), so it is testable without onnx2torch. DEPENDENT members are never
+touched here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+
+from ..plan import Group, Member
+
+__all__ = [
+    "AxisOf",
+    "apply_masks",
+    "group_norms",
+    "identity_axis",
+    "member_mask",
+    "project",
+    "project_groups",
+    "tensor_masks",
+    "topk_keep",
+]
+
+AxisOf = Callable[[str, int], int]
+"""``(initializer name, ONNX axis) -> torch axis``."""
+
+
+def identity_axis(name: str, onnx_axis: int) -> int:
+    """The axis map of tensors stored in ONNX layout."""
+    return onnx_axis
+
+
+def _axis(t: torch.Tensor, member: Member, axis_of: AxisOf) -> int:
+    ax = axis_of(member.initializer, member.axis)
+    if not -t.dim() <= ax < max(t.dim(), 1):
+        raise ValueError(f"axis {ax} out of range for {member.initializer!r} of shape {tuple(t.shape)}")
+    return ax % max(t.dim(), 1)
+
+
+def _index_table(t: torch.Tensor, member: Member, channels: int, ax: int) -> torch.Tensor:
+    table = member.index_map.table(channels)
+    if table.size and (table.min() < 0 or table.max() >= t.shape[ax]):
+        raise ValueError(
+            f"index map of {member.initializer!r} reaches index {int(table.max())} on axis {ax} "
+            f"of length {t.shape[ax]}"
+        )
+    return torch.as_tensor(table, dtype=torch.long, device=t.device)
+
+
+def group_norms(
+    tensors: Mapping[str, torch.Tensor], group: Group, axis_of: AxisOf = identity_axis
+) -> torch.Tensor:
+    """(C,) float64 channel norms ``n_c = sqrt(Σ_{m SOURCE} ‖slice_m(c)‖²)`` (on the tensors' device)."""
+    sources = group.sources
+    if not sources:
+        raise ValueError(f"group {group.name!r} has no SOURCE member")
+    sq: torch.Tensor | None = None
+    for m in sources:
+        t = tensors[m.initializer].detach()
+        ax = _axis(t, m, axis_of)
+        table = _index_table(t, m, group.channels, ax)
+        sl = t.index_select(ax, table.reshape(-1)).movedim(ax, 0).reshape(group.channels, -1)
+        part = sl.to(torch.float64).pow(2).sum(dim=1)
+        sq = part if sq is None else sq + part
+    assert sq is not None
+    return sq.sqrt()
+
+
+def topk_keep(norms: torch.Tensor, k: int) -> torch.Tensor:
+    """Bool (C,) mask of the k largest norms; among equal norms the lower index is kept."""
+    c = norms.numel()
+    if not 0 <= k <= c:
+        raise ValueError(f"cannot keep {k} of {c} channels")
+    if not torch.isfinite(norms).all():
+        raise ValueError("channel norms are not finite (NaN or inf weights)")
+    order = torch.argsort(-norms.reshape(-1), stable=True)  # descending; stable keeps lower index first
+    keep = torch.zeros(c, dtype=torch.bool, device=norms.device)
+    keep[order[:k]] = True
+    return keep
+
+
+def member_mask(
+    member: Member, keep: torch.Tensor | np.ndarray, tensor: torch.Tensor, axis_of: AxisOf = identity_axis
+) -> torch.Tensor:
+    """Bool mask broadcastable to ``tensor``: False exactly at the indices of the removed channels.
+
+    Shape ``[1, …, L, …, 1]`` with ``L = tensor.shape[axis]`` on the member's torch axis.
+    """
+    keep_t = torch.as_tensor(
+        np.asarray(keep) if isinstance(keep, np.ndarray) else keep.cpu(), dtype=torch.bool
+    )
+    ax = _axis(tensor, member, axis_of)
+    table = _index_table(tensor, member, keep_t.numel(), ax).cpu()
+    alive = torch.ones(tensor.shape[ax], dtype=torch.bool)
+    alive[table[~keep_t].reshape(-1)] = False
+    shape = [1] * tensor.dim()
+    shape[ax] = tensor.shape[ax]
+    return alive.reshape(shape).to(tensor.device)
+
+
+def tensor_masks(
+    tensors: Mapping[str, torch.Tensor],
+    keeps: Iterable[tuple[Group, torch.Tensor | np.ndarray]],
+    axis_of: AxisOf = identity_axis,
+) -> dict[str, torch.Tensor]:
+    """Per SOURCE tensor, the AND of its members' masks over every group (a tensor may serve several)."""
+    out: dict[str, torch.Tensor] = {}
+    for group, keep in keeps:
+        for m in group.sources:
+            mask = member_mask(m, keep, tensors[m.initializer], axis_of)
+            out[m.initializer] = mask if m.initializer not in out else out[m.initializer] & mask
+    return out
+
+
+def apply_masks(tensors: Mapping[str, torch.Tensor], masks: Mapping[str, torch.Tensor]) -> None:
+    """Zero, in place, the entries of ``tensors[name]`` where ``masks[name]`` is False (exact zeros)."""
+    with torch.no_grad():
+        for name, mask in masks.items():
+            tensors[name].masked_fill_(~mask, 0.0)
+
+
+def project(
+    tensors: Mapping[str, torch.Tensor], group: Group, k: int, axis_of: AxisOf = identity_axis
+) -> dict[str, torch.Tensor]:
+    """Z = Π_{S_k}(T) for one group: a new tensor for each SOURCE member, the k strongest channels kept."""
+    z, _ = project_groups(tensors, [(group, k)], axis_of)
+    return z
+
+
+def project_groups(
+    tensors: Mapping[str, torch.Tensor],
+    groups: Iterable[tuple[Group, int]],
+    axis_of: AxisOf = identity_axis,
+) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+    """Joint projection for groups whose SOURCE slices are disjoint: ``(Z by tensor name, keep by group)``.
+
+    With disjoint slices the constraint sets act on separate coordinates, so the joint projection is the
+    product of the per-group projections; every group's norms are taken from the input ``tensors``.
+    """
+    groups = list(groups)
+    keeps = {g.name: topk_keep(group_norms(tensors, g, axis_of), k) for g, k in groups}
+    masks = tensor_masks(tensors, [(g, keeps[g.name]) for g, _ in groups], axis_of)
+    z = {name: tensors[name].detach().masked_fill(~mask, 0.0) for name, mask in masks.items()}
+    return z, keeps

@@ -1,0 +1,119 @@
+"""Tiny ONNX graphs built with onnx.helper, for tests that must not need torch."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+
+class GraphBuilder:
+    """Builds an NCHW CNN node by node, tracking shapes; weights are seeded Gaussians."""
+
+    def __init__(self, input_shape: tuple[int, ...] = (1, 3, 8, 8), seed: int = 0, opset: int = 17):
+        self.rng = np.random.default_rng(seed)
+        self.opset = opset
+        self.input_shape = input_shape
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self.shapes: dict[str, tuple[int, ...]] = {"input": input_shape}
+        self._n = 0
+
+    def _name(self, prefix: str) -> str:
+        self._n += 1
+        return f"{prefix}{self._n}"
+
+    def const(self, value: np.ndarray, prefix: str = "c") -> str:
+        name = self._name(prefix)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def node(self, op: str, inputs: list[str], shape: tuple[int, ...], **attrs: object) -> str:
+        out = self._name(op.lower() + "_out")
+        self.nodes.append(helper.make_node(op, inputs, [out], name=self._name(op), **attrs))
+        self.shapes[out] = shape
+        return out
+
+    def conv(self, x: str, cout: int, k: int = 3, bias: bool = True, stride: int = 1, group: int = 1) -> str:
+        n, c, h, w = self.shapes[x]
+        wt = self.const(self.rng.standard_normal((cout, c // group, k, k)).astype(np.float32) * 0.3, "w")
+        ins = [x, wt]
+        if bias:
+            ins.append(self.const(self.rng.standard_normal(cout).astype(np.float32) * 0.1, "b"))
+        p = k // 2
+        ho, wo = (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
+        return self.node("Conv", ins, (n, cout, ho, wo), pads=[p] * 4, strides=[stride] * 2, group=group)
+
+    def bn(self, x: str) -> str:
+        c = self.shapes[x][1]
+        ps = [
+            self.const(self.rng.uniform(0.5, 1.5, c).astype(np.float32), "scale"),
+            self.const(self.rng.standard_normal(c).astype(np.float32) * 0.2, "shift"),
+            self.const(self.rng.standard_normal(c).astype(np.float32) * 0.1, "mean"),
+            self.const(self.rng.uniform(0.5, 1.5, c).astype(np.float32), "var"),
+        ]
+        return self.node("BatchNormalization", [x, *ps], self.shapes[x], epsilon=1e-5)
+
+    def unary(self, op: str, x: str, **attrs: object) -> str:
+        return self.node(op, [x], self.shapes[x], **attrs)
+
+    def maxpool(self, x: str) -> str:
+        n, c, h, w = self.shapes[x]
+        return self.node("MaxPool", [x], (n, c, h // 2, w // 2), kernel_shape=[2, 2], strides=[2, 2])
+
+    def gap(self, x: str) -> str:
+        n, c = self.shapes[x][:2]
+        return self.node("GlobalAveragePool", [x], (n, c, 1, 1))
+
+    def flatten(self, x: str) -> str:
+        s = self.shapes[x]
+        return self.node("Flatten", [x], (s[0], int(np.prod(s[1:]))), axis=1)
+
+    def reshape_flatten(self, x: str, literal: bool = True) -> str:
+        s = self.shapes[x]
+        feats = int(np.prod(s[1:]))
+        shape = self.const(np.array([-1, feats] if literal else [0, -1], dtype=np.int64), "shape")
+        return self.node("Reshape", [x, shape], (s[0], feats))
+
+    def gemm(self, x: str, units: int, trans_b: int = 1, bias: bool = True) -> str:
+        m, k = self.shapes[x]
+        wshape = (units, k) if trans_b else (k, units)
+        ins = [x, self.const(self.rng.standard_normal(wshape).astype(np.float32) * 0.2, "fc")]
+        if bias:
+            ins.append(self.const(self.rng.standard_normal(units).astype(np.float32) * 0.1, "fcb"))
+        return self.node("Gemm", ins, (m, units), transB=trans_b)
+
+    def matmul(self, x: str, units: int) -> str:
+        *lead, k = self.shapes[x]
+        w = self.const(self.rng.standard_normal((k, units)).astype(np.float32) * 0.2, "mm")
+        return self.node("MatMul", [x, w], (*lead, units))
+
+    def binary_const(self, op: str, x: str, value: np.ndarray) -> str:
+        return self.node(op, [x, self.const(value.astype(np.float32), "k")], self.shapes[x])
+
+    def add(self, a: str, b: str) -> str:
+        return self.node("Add", [a, b], self.shapes[a])
+
+    def build(self, outputs: list[str], dynamic_batch: bool = True) -> onnx.ModelProto:
+        def vi(name: str) -> onnx.ValueInfoProto:
+            shape: list[int | str] = list(self.shapes[name])
+            if dynamic_batch:
+                shape[0] = "batch"
+            return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+        graph = helper.make_graph(self.nodes, "g", [vi("input")], [vi(o) for o in outputs], self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", self.opset)])
+        model.ir_version = 8
+        onnx.checker.check_model(model, full_check=True)
+        return model
+
+
+def vgg_like(bias: bool = True, seed: int = 0, head: str = "flatten") -> onnx.ModelProto:
+    """Conv-BN-Relu x2, pool, Conv-Relu, pool, flatten/reshape, Gemm-Relu-Gemm."""
+    b = GraphBuilder((1, 3, 8, 8), seed=seed)
+    x = b.unary("Relu", b.bn(b.conv("input", 8, bias=bias)))
+    x = b.maxpool(b.unary("Relu", b.bn(b.conv(x, 6, bias=bias))))
+    x = b.maxpool(b.unary("Relu", b.conv(x, 5, bias=bias)))
+    x = b.flatten(x) if head == "flatten" else b.reshape_flatten(x, literal=head == "reshape")
+    x = b.unary("Relu", b.gemm(x, 7, bias=bias))
+    return b.build([b.gemm(x, 4, trans_b=0, bias=bias)])

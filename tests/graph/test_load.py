@@ -1,0 +1,88 @@
+"""Loading and normalization: clear errors for bad files, weights made into initializers."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import helper
+
+from onnxprune.errors import InvalidModelError
+from onnxprune.graph.load import input_dims, load_model, normalize
+from onnxprune.graph.verify import compare_models
+from tests.builders import GraphBuilder, vgg_like
+
+
+def test_not_onnx(tmp_path: Path) -> None:
+    bad = tmp_path / "x.onnx"
+    bad.write_text("hello, I am not a model")
+    with pytest.raises(InvalidModelError, match="not a valid ONNX"):
+        load_model(bad)
+
+
+def test_truncated(tmp_path: Path) -> None:
+    data = vgg_like().SerializeToString()
+    bad = tmp_path / "t.onnx"
+    bad.write_bytes(data[: len(data) // 2])
+    with pytest.raises(InvalidModelError, match="not a valid ONNX"):
+        load_model(bad)
+
+
+def test_missing_and_directory(tmp_path: Path) -> None:
+    with pytest.raises(InvalidModelError, match="no such file"):
+        load_model(tmp_path / "nope.onnx")
+    with pytest.raises(InvalidModelError, match="not a file"):
+        load_model(tmp_path)
+
+
+def test_external_data_round_trip(tmp_path: Path) -> None:
+    model = vgg_like()
+    path = tmp_path / "ext.onnx"
+    # onnx turns the saved tensors into external references in place: save a copy
+    onnx.save_model(
+        copy.deepcopy(model), str(path), save_as_external_data=True, location="ext.data", size_threshold=0
+    )
+    loaded, external = load_model(path)
+    assert external
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    assert compare_models(model, loaded, [x]).max_rel_error == 0.0
+
+
+def test_normalize_names_nodes_and_lifts_constants() -> None:
+    b = GraphBuilder((1, 3, 6, 6))
+    x = b.conv("input", 4)
+    conv = b.nodes[-1]
+    bias_name = conv.input[2]
+    bias = next(t for t in b.inits if t.name == bias_name)
+    b.inits.remove(bias)
+    b.nodes.insert(0, helper.make_node("Constant", [], ["bc"], value=bias))
+    b.nodes.insert(1, helper.make_node("Identity", ["bc"], [bias_name]))
+    model = b.build([x])
+    norm = normalize(model)
+    g = norm.model.graph
+    assert all(n.name for n in g.node)
+    assert {n.op_type for n in g.node} == {"Conv"}
+    assert "bc" in {t.name for t in g.initializer}
+    assert any("Constant" in note for note in norm.notes) and any("Identity" in note for note in norm.notes)
+    xin = np.random.default_rng(1).standard_normal((2, 3, 6, 6)).astype(np.float32)
+    assert compare_models(model, norm.model, [xin]).max_rel_error == 0.0
+    assert model.graph.node[0].op_type == "Constant", "the input model must not change"
+
+
+def test_existing_node_names_are_kept() -> None:
+    model = vgg_like()
+    before = [n.name for n in model.graph.node]
+    assert [n.name for n in normalize(model).model.graph.node] == before
+
+
+def test_initializers_in_graph_inputs_are_dropped_from_inputs() -> None:
+    model = vgg_like()
+    model.ir_version = 3
+    for t in model.graph.initializer:
+        model.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
+    norm = normalize(model).model
+    assert [i.name for i in norm.graph.input] == ["input"]
+    assert input_dims(norm) == ["batch", 3, 8, 8]
