@@ -60,7 +60,7 @@ def read_idx(path: Path) -> np.ndarray:
         raise DataError(f"cannot read IDX file {path}: {e}") from None
     if len(raw) < 4 or raw[0] != 0 or raw[1] != 0:
         raise DataError(f"{path} is not an IDX file (bad magic)")
-    dtypes = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+    dtypes: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
     if raw[2] not in dtypes:
         raise DataError(f"{path}: unknown IDX element type 0x{raw[2]:02x}")
     ndim = raw[3]
@@ -193,6 +193,7 @@ def load_data(
     if source == "random":
         shape = resolve_input_shape(dims, input_shape)
         return random_data(shape, n_random, max(8, n_random // 4), seed)
+    test: ArrayData | None
     if source == "fashion-mnist":
         full, test = load_fashion_mnist()
         name = "fashion-mnist"
@@ -204,9 +205,8 @@ def load_data(
             raise DataError(
                 f"data '{source}': unsupported format (use 'fashion-mnist', 'random' or an .npz file)"
             )
-        full, maybe_test = load_npz(path)
+        full, test = load_npz(path)
         name = path.name
-        test = maybe_test
     if len(full) < 2:
         raise DataError(f"data '{source}' has {len(full)} samples; need at least 2")
     check_fits(full.x, dims, source)

@@ -87,7 +87,8 @@ def _follow(ctx: GraphIndex, registry: HandlerRegistry, node: onnx.NodeProto, sr
 def _shared_initializer(ctx: GraphIndex, members: list[Member], edits: list[ShapeEdit]) -> str | None:
     """Slicing an initializer that other nodes also read would change those nodes too."""
     owners: dict[str, set[str]] = {}
-    for item in [*members, *edits]:
+    items: list[Member | ShapeEdit] = [*members, *edits]
+    for item in items:
         owners.setdefault(item.initializer, set()).add(item.node)
     for init, nodes in owners.items():
         users = {n.name for n, _ in ctx.users(init)}

@@ -11,8 +11,12 @@ over the SOURCE tensors of the pruned groups (torch layout, projections from :mo
     masked retraining on f alone (fresh Adam, cosine-decayed lr): ∇W ← ∇W ⊙ M before, W ← W ⊙ M after
     every step, so pruned slices stay exactly 0.
 
-ρ is common to all groups (same ρ0 and growth). The dual U is not rescaled when ρ grows (as in the authors'
-code): the effective multiplier ρU grows with ρ, which pushes towards feasibility.
+ρ is common to all groups (same ρ0 and growth). When ρ grows, the scaled dual is rescaled,
+U ← U·ρ_old/ρ_new, so that the multiplier Λ = ρU is unchanged (Boyd et al., "Distributed optimization ...
+ADMM", §3.4.1). The authors' code does not (``rescale_dual=False``); then Λ jumps by the growth factor every
+round, and with the few Adam steps per round affordable here (W cannot follow Z − U) the support flip-flops:
+on a Fashion-MNIST CNN the last-round primal residual was 0.34 (max over groups) with rescaling against
+1.17 without.
 
 f is the cross-entropy on the labels when the training data has them, else self-distillation: the mean
 squared error to the outputs of a frozen copy of the original model (the teacher), computed on the fly.
@@ -67,6 +71,7 @@ class TrainConfig:
     seed: int = 0
     quiet: bool = False
     bn_stats: str = "auto"  # 'train': update BN running stats; 'freeze'; 'auto': train iff labeled
+    rescale_dual: bool = True  # U ← U·ρ_old/ρ_new when ρ grows (Boyd et al. §3.4.1); False: authors' code
 
     def validate(self) -> None:
         """Raise :class:`SpecError` on values that cannot work."""
@@ -412,11 +417,10 @@ class _Run:
                             loss=f"{task_sum / count:.4g}", primal=f"{self.history[-1]['primal_max']:.3g}"
                         )
                         new_rho = min(rho * cfg.rho_growth, cfg.rho_max)
-                        import os
-                        if os.environ.get("RESCALE"):
+                        if cfg.rescale_dual:  # keep the unscaled dual ρU fixed across the ρ change
                             with torch.no_grad():
-                                for n in u:
-                                    u[n] *= rho / new_rho
+                                for t in u.values():
+                                    t.mul_(rho / new_rho)
                         rho = new_rho
                         task_sum, pen_sum, count = 0.0, 0.0, 0
                 self.history.append({"phase": "admm_epoch", "epoch": epoch, **self._evaluate(objective)})

@@ -128,7 +128,7 @@ def test_value_mismatch_is_an_error(monkeypatch):
     model = G.cnn(trans_b=0)
     imported = import_model(model)
     changed = G.with_initializers(model, {"fc.w": np.zeros((64, 5), dtype=np.float32)})
-    with pytest.raises(BindingError, match="fc.w"):
+    with pytest.raises(BindingError, match=r"fc\.w"):
         imported.verify(changed)
 
     import onnx2torch
@@ -142,7 +142,7 @@ def test_value_mismatch_is_an_error(monkeypatch):
         return gm
 
     monkeypatch.setattr(onnx2torch, "convert", corrupting_convert)
-    with pytest.raises(BindingError, match="c2.w"):
+    with pytest.raises(BindingError, match=r"c2\.w"):
         importer_module.import_model(model)
 
 

@@ -48,7 +48,9 @@ def groups_and_tensors(draw: st.DrawFn) -> tuple[Group, dict[str, torch.Tensor],
     return Group("g", "n", "Conv", c, members), tensors, k
 
 
-def _zero_channels(tensors: dict[str, torch.Tensor], group: Group, keep: np.ndarray) -> dict[str, torch.Tensor]:
+def _zero_channels(
+    tensors: dict[str, torch.Tensor], group: Group, keep: np.ndarray
+) -> dict[str, torch.Tensor]:
     """Z for a given kept set, written independently of the module: zero each removed channel's indices."""
     out = {m.initializer: tensors[m.initializer].clone() for m in group.sources}
     for m in group.sources:

@@ -1,0 +1,104 @@
+"""compress() end to end on tiny graphs: structure, verification, report, determinism."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxprune import compress
+from onnxprune.errors import SpecError
+from onnxprune.graph.verify import compare_models
+from onnxprune.pipeline import TrainOptions
+from tests.builders import vgg_like
+
+QUICK = TrainOptions(admm_epochs=1, finetune_epochs=1, batch_size=32, round_iters=2)
+
+
+@pytest.fixture(scope="module")
+def labeled_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rng = np.random.default_rng(0)
+    x = rng.random((192, 3, 8, 8)).astype(np.float32)
+    y = (x[:, 0].mean(axis=(1, 2)) > x[:, 1].mean(axis=(1, 2))).astype(np.int64) + 2 * (x[:, 2, 0, 0] > 0.5)
+    path = tmp_path_factory.mktemp("d") / "d.npz"
+    np.savez(path, x=x, y=y)
+    return path
+
+
+def test_admm_on_labeled_data(labeled_npz: Path, tmp_path: Path) -> None:
+    result = compress(
+        vgg_like(),
+        "filter:0.5",
+        str(labeled_npz),
+        tmp_path / "p.onnx",
+        train=QUICK,
+        emit_masked=tmp_path / "m.onnx",
+        report_path=tmp_path / "r.json",
+        bench_batches=(1,),
+        bench_repeats=3,
+        quiet=True,
+    )
+    r = result.report
+    assert r.verification["passed"]
+    assert r.accuracy is not None and r.accuracy["dense_top1"] is not None
+    assert r.totals["conv_macs_after"] < r.totals["conv_macs_before"]
+    assert r.history["admm"], "ADMM rounds are logged"
+    assert all("primal" in e and "rho" in e for e in r.history["admm"])
+    for g in result.plan.prunable:
+        assert result.masks[g.name].sum() == round(g.channels * 0.5)
+    saved = onnx.load(str(tmp_path / "p.onnx"))
+    masked = onnx.load(str(tmp_path / "m.onnx"))
+    x = np.random.default_rng(5).random((4, 3, 8, 8)).astype(np.float32)
+    assert compare_models(masked, saved, [x]).max_rel_error <= 1e-4
+    assert (tmp_path / "r.json").exists()
+    assert r.latency is not None and r.latency["speedups"][0]["batch"] == 1
+
+
+def test_same_seed_same_masks(labeled_npz: Path) -> None:
+    runs = [
+        compress(vgg_like(), "filter:0.5", str(labeled_npz), train=QUICK, seed=7, bench_batches=(), quiet=True)
+        for _ in range(2)
+    ]
+    for name, keep in runs[0].masks.items():
+        np.testing.assert_array_equal(keep, runs[1].masks[name])
+    a, b = (r.model.graph.initializer for r in runs)
+    for ta, tb in zip(a, b, strict=True):
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(ta), onnx.numpy_helper.to_array(tb))
+
+
+def test_magnitude_preview_needs_no_training() -> None:
+    result = compress(
+        vgg_like(),
+        "filter:0.7",
+        "random",
+        method="magnitude",
+        train=TrainOptions(finetune_epochs=0),
+        bench_batches=(),
+        quiet=True,
+    )
+    assert result.report.verification["passed"]
+    kept = {g["node"]: g["kept"] for g in result.report.groups}
+    assert kept["Conv4"] == 2  # round(8 * 0.3)
+
+
+def test_zero_sparsity_keeps_structure() -> None:
+    model = vgg_like()
+    result = compress(
+        model,
+        "filter:0",
+        "random",
+        method="magnitude",
+        train=TrainOptions(finetune_epochs=0),
+        bench_batches=(),
+        quiet=True,
+    )
+    assert [tuple(t.dims) for t in result.model.graph.initializer] == [
+        tuple(t.dims) for t in model.graph.initializer
+    ]
+
+
+def test_unknown_method() -> None:
+    with pytest.raises(SpecError, match="unknown method"):
+        compress(vgg_like(), "filter:0.5", "random", method="lottery")
