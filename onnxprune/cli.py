@@ -104,6 +104,7 @@ def main() -> None:
 @click.option("--batch-size", type=click.IntRange(min=1))
 @click.option("--weight-decay", type=click.FloatRange(min=0))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]))
+@click.option("--threads", type=click.IntRange(min=1), help="Torch threads for training (default: torch's).")
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option(

@@ -52,9 +52,15 @@ class TrainOptions:
     batch_size: int | None = None
     weight_decay: float | None = None
     device: str | None = None
+    threads: int | None = None  # torch intra-op threads for training (None: torch's default)
 
     def overrides(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self) if getattr(self, f.name) is not None}
+        skip = {"threads"}
+        return {
+            f.name: getattr(self, f.name)
+            for f in fields(self)
+            if f.name not in skip and getattr(self, f.name) is not None
+        }
 
 
 @dataclass
@@ -127,6 +133,10 @@ def compress(
         from .train.admm import TrainConfig, run_admm, run_magnitude
         from .train.importer import import_model
 
+        if opts.threads:
+            import torch
+
+            torch.set_num_threads(opts.threads)
         imported = import_model(base)
         _check_import(base, imported, verification_inputs(shape, seed, splits.val.x))
     cfg = TrainConfig(seed=seed, quiet=quiet, **opts.overrides())

@@ -69,7 +69,10 @@ def test_npz_with_and_without_labels(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("arrays", "needle"),
-    [({"z": np.zeros(3)}, "no array 'x'"), ({"x": np.zeros((4, 3, 4, 4)), "y": np.zeros(3)}, "has 4 samples")],
+    [
+        ({"z": np.zeros(3)}, "no array 'x'"),
+        ({"x": np.zeros((4, 3, 4, 4)), "y": np.zeros(3)}, "has 4 samples"),
+    ],
 )
 def test_npz_errors(tmp_path: Path, arrays: dict[str, np.ndarray], needle: str) -> None:
     np.savez(tmp_path / "bad.npz", **arrays)

@@ -58,7 +58,9 @@ def test_admm_on_labeled_data(labeled_npz: Path, tmp_path: Path) -> None:
 
 def test_same_seed_same_masks(labeled_npz: Path) -> None:
     runs = [
-        compress(vgg_like(), "filter:0.5", str(labeled_npz), train=QUICK, seed=7, bench_batches=(), quiet=True)
+        compress(
+            vgg_like(), "filter:0.5", str(labeled_npz), train=QUICK, seed=7, bench_batches=(), quiet=True
+        )
         for _ in range(2)
     ]
     for name, keep in runs[0].masks.items():

@@ -14,9 +14,9 @@ over the SOURCE tensors of the pruned groups (torch layout, projections from :mo
 ρ is common to all groups (same ρ0 and growth). When ρ grows, the scaled dual is rescaled,
 U ← U·ρ_old/ρ_new, so that the multiplier Λ = ρU is unchanged (Boyd et al., "Distributed optimization ...
 ADMM", §3.4.1). The authors' code does not (``rescale_dual=False``); then Λ jumps by the growth factor every
-round, and with the few Adam steps per round affordable here (W cannot follow Z − U) the support flip-flops:
-on a Fashion-MNIST CNN the last-round primal residual was 0.34 (max over groups) with rescaling against
-1.17 without.
+round, which feeds the support flip-flop seen when the W-step cannot follow Z − U. On a Fashion-MNIST CNN
+with lr 1e-3 the last-round primal residual (max over groups) was 0.34 with rescaling against 1.17 without;
+with the default lr 3e-3 both ended at 0.05, rescaling getting there sooner (0.22 against 0.47 at round 10).
 
 f is the cross-entropy on the labels when the training data has them, else self-distillation: the mean
 squared error to the outputs of a frozen copy of the original model (the teacher), computed on the fly.
@@ -48,19 +48,27 @@ from ..plan import Group, PruningPlan
 from .importer import ImportedModel
 from .projection import apply_masks, project_groups, tensor_masks
 
-__all__ = ["TrainConfig", "TrainResult", "run_admm", "run_magnitude"]
+__all__ = ["TrainConfig", "TrainResult", "run_admm", "run_magnitude", "select_groups"]
 
 log = logging.getLogger("onnxprune")
 
 
 @dataclass
 class TrainConfig:
-    """Hyperparameters; the defaults suit small Fashion-MNIST CNNs (tens of k to a few M weights)."""
+    """Hyperparameters; the defaults suit small Fashion-MNIST CNNs (tens of k to a few M weights).
+
+    Chosen on a 2-conv+BN, 2-Gemm Fashion-MNIST CNN (pretrained to 89 % val), keeping 6/16, 10/32, 20/64
+    channels: with these defaults the last-round primal residual was 0.05 (max over groups), the accuracy
+    right after the hard prune 87.5 % (one-shot magnitude: 10 %), 89.8 % after one retraining epoch
+    (magnitude + 3 retraining epochs: 88.1 %).
+    Adam's step is about lr whatever the gradient scale, so a round moves a weight at most ~lr·round_iters:
+    the W-step must be able to reach Z − U (lr 1e-3 left the support flip-flopping for 10 rounds).
+    """
 
     admm_epochs: int = 4
     finetune_epochs: int = 3
     round_iters: int = 0  # Adam steps per ADMM round; 0: a quarter epoch (4 rounds per epoch)
-    lr: float = 1e-3  # Adam, W-step
+    lr: float = 3e-3  # Adam, W-step
     finetune_lr: float = 1e-3  # Adam, masked retraining, cosine-decayed to 0
     rho0: float = 1e-2
     rho_growth: float = 1.3
@@ -362,7 +370,7 @@ class _Run:
         return {name: self.model.tensor(name) for name in self.sources}
 
     def _round_iters(self, steps_per_epoch: int) -> int:
-        return self.cfg.round_iters or max(1, round(steps_per_epoch / 4))
+        return self.cfg.round_iters or max(1, steps_per_epoch // 4)
 
     def _admm(self, objective: _Objective | None) -> None:
         assert objective is not None

@@ -132,10 +132,7 @@ class ImportedModel:
             raise KeyError(f"initializer {name!r} is not bound to a torch tensor") from None
 
     def _get(self, loc: Location) -> torch.Tensor:
-        owner = self.module.get_submodule(loc.owner) if loc.owner else self.module
-        t = getattr(owner, loc.attr)
-        assert isinstance(t, torch.Tensor)
-        return t
+        return _resolve(self.module, loc)
 
     def tensor(self, name: str) -> torch.Tensor:
         """The torch Parameter or buffer holding initializer ``name`` (in torch layout)."""
@@ -158,7 +155,7 @@ class ImportedModel:
         return b.transform.axis(axis)
 
     def trainable(self) -> dict[str, nn.Parameter]:
-        """Conv/Gemm/MatMul weights and biases and BN scale/shift, by initializer name."""
+        """Conv/Gemm/MatMul weights and biases (incl. an Add/Sub layer bias), BN scale/shift, by name."""
         out: dict[str, nn.Parameter] = {}
         for name, b in self._bindings.items():
             if b.trainable:
@@ -192,7 +189,8 @@ class ImportedModel:
             want = b.transform.to_torch(torch.from_numpy(numpy_helper.to_array(inits[name]).copy()))
             for loc in (b.location, *b.aliases):
                 got = self._get(loc).detach().cpu()
-                if got.dtype != want.dtype or got.shape != want.shape or not torch.equal(got, want):
+                same = got.dtype == want.dtype and got.shape == want.shape
+                if not (same and torch.allclose(got, want, rtol=0.0, atol=0.0, equal_nan=True)):
                     raise BindingError(
                         f"initializer {name!r} of {b.op_type} node {b.node!r}: torch tensor "
                         f"{loc.owner or '<root>'}.{loc.attr} {tuple(got.shape)} does not equal its ONNX "

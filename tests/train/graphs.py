@@ -124,6 +124,18 @@ def gemm_fallback(seed: int = 0) -> onnx.ModelProto:
     return _model(nodes, inits, [5, 4], [4, 3])
 
 
+def conv_transpose(seed: int = 0) -> onnx.ModelProto:
+    """x (N,3,5,5) -> ConvTranspose(W 3x4x3x3, stride 2, pads 1) -> y (N,4,9,9); layout (in, out, k, k)."""
+    rng = np.random.default_rng(seed)
+    inits = {"ct.w": _rand(rng, 3, 4, 3, 3), "ct.b": _rand(rng, 4)}
+    nodes = [
+        helper.make_node(
+            "ConvTranspose", ["x", "ct.w", "ct.b"], ["y"], name="ct", strides=[2, 2], pads=[1] * 4
+        )
+    ]
+    return _model(nodes, inits, ["N", 3, 5, 5], ["N", 4, 9, 9])
+
+
 def with_initializers(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     """A copy of ``model`` whose initializers named in ``arrays`` are replaced."""
     out = onnx.ModelProto()

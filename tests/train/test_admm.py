@@ -88,15 +88,22 @@ def test_admm_converges_prunes_exactly_and_matches_physical_pruning():
     imported = import_model(model)
     plan = mlp_plan()
     cfg = TrainConfig(
-        admm_epochs=48, finetune_epochs=2, lr=0.01, rho0=1.0, rho_max=2.0, round_iters=48, **FAST
+        admm_epochs=48,
+        finetune_epochs=2,
+        lr=0.01,
+        rho0=1.0,
+        rho_growth=1.5,
+        rho_max=5.0,
+        round_iters=48,
+        **FAST,
     )
     result = run_admm(imported, plan, {"h": 3}, train, val, cfg)
 
     rounds = [h for h in result.history if h["phase"] == "admm"]
     assert len(rounds) == 48 * 6 // 48  # 6 steps per epoch
-    assert rounds[-1]["primal_max"] < 0.5 * rounds[0]["primal_max"]
-    assert [r["rho"] for r in rounds[:3]] == pytest.approx([1.0, 1.3, 1.69])
-    assert rounds[-1]["rho"] == 2.0
+    primal = [r["primal_max"] for r in rounds]
+    assert primal[-1] < 0.3 * primal[0], primal
+    assert [r["rho"] for r in rounds] == pytest.approx([1.0, 1.5, 2.25, 3.375, 5.0, 5.0])  # capped at rho_max
     for key in ("task_loss", "primal", "primal_mean", "dual", "dual_max"):
         assert key in rounds[0]
     tuned = [h for h in result.history if h["phase"] == "finetune"]

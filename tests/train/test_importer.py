@@ -22,6 +22,7 @@ CASES = {
     "matmul_add": (G.mlp_matmul, (4, 12)),
     "shared_matmul": (G.shared_matmul, (4, 6)),
     "gemm_fallback": (G.gemm_fallback, (5, 4)),
+    "conv_transpose": (G.conv_transpose, (2, 3, 5, 5)),
 }
 
 # which initializers each case must bind, and which must train
@@ -35,6 +36,7 @@ BOUND = {
     "matmul_add": ({"w1", "b1", "w2"}, {"w1", "b1", "w2"}),
     "shared_matmul": ({"w"}, {"w"}),
     "gemm_fallback": ({"gb", "gc"}, {"gb", "gc"}),
+    "conv_transpose": ({"ct.w", "ct.b"}, {"ct.w", "ct.b"}),
 }
 BOUND["cnn_gemm_transB0_alpha_beta"] = BOUND["cnn_gemm_transB1"]
 
