@@ -47,7 +47,7 @@ def test_idx_truncated_and_bad_magic(tmp_path: Path) -> None:
 def test_fashion_mnist_layout(fake_fmnist: Path) -> None:
     train, test = load_fashion_mnist()
     assert train.x.shape == (50, 1, 28, 28) and train.x.dtype == np.float32
-    assert 0.0 <= train.x.min() and train.x.max() <= 1.0
+    assert train.x.min() >= 0.0 and train.x.max() <= 1.0
     assert test.y is not None and test.y.dtype == np.int64 and len(test.y) == 20
 
 
