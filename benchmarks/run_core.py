@@ -121,11 +121,14 @@ def main() -> None:
     ap.add_argument("--admm-epochs", type=int)
     ap.add_argument("--finetune-epochs", type=int)
     ap.add_argument("--repeats", type=int, default=50, help="ORT timing repeats")
+    ap.add_argument("--threads", type=int, help="torch training threads (default: torch's)")
     args = ap.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out_dir = ROOT / "out"
     out_dir.mkdir(exist_ok=True)
-    opts = TrainOptions(admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs)
+    opts = TrainOptions(
+        admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs, threads=args.threads
+    )
     results_path = ROOT / "results" / "core.json"
     results_path.parent.mkdir(exist_ok=True)
     old = json.loads(results_path.read_text())["runs"] if results_path.exists() else []

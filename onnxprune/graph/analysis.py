@@ -18,16 +18,17 @@ import onnx
 from ..plan import Group, Member, PruningPlan, ShapeEdit
 from . import handlers  # noqa: F401  (registers the channel rules)
 from .index import GraphIndex
-from .load import infer_shapes
 from .registry import REGISTRY, Consume, Forward, HandlerRegistry, Source, Stop
+from .shapes import static_shapes
 
 
 def analyze(
     model: onnx.ModelProto,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Sequence[int],
     registry: HandlerRegistry = REGISTRY,
 ) -> PruningPlan:
-    ctx = GraphIndex(model, infer_shapes(model, tuple(input_shape) if input_shape else None))
+    """The pruning plan of ``model`` with its first input of shape ``input_shape`` (batch included)."""
+    ctx = GraphIndex(model, static_shapes(model, tuple(input_shape)))
     groups = []
     for node in model.graph.node:
         handler = registry.lookup(node.op_type, node.domain, ctx.opset(node.domain))

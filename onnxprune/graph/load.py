@@ -182,31 +182,3 @@ def input_dims(model: onnx.ModelProto) -> list[int | str | None]:
         else:
             dims.append(d.dim_param or None)
     return dims
-
-
-def infer_shapes(model: onnx.ModelProto, input_shape: tuple[int, ...] | None) -> dict[str, tuple[int, ...]]:
-    """Static shapes of every tensor whose shape inference can tell, with the first input fixed."""
-    m = copy.deepcopy(model)
-    if input_shape is not None:
-        inits = {t.name for t in m.graph.initializer}
-        first = next(vi for vi in m.graph.input if vi.name not in inits)
-        dims = first.type.tensor_type.shape.dim
-        if len(dims) == len(input_shape):
-            for d, v in zip(dims, input_shape, strict=True):
-                d.ClearField("dim_param")
-                d.dim_value = int(v)
-    try:
-        m = onnx.shape_inference.infer_shapes(m, data_prop=True)
-    except Exception as e:
-        raise InvalidModelError(f"shape inference failed: {_one_line(e)}") from None
-    shapes: dict[str, tuple[int, ...]] = {}
-    for vi in [*m.graph.input, *m.graph.value_info, *m.graph.output]:
-        t = vi.type.tensor_type
-        if not t.HasField("shape"):
-            continue
-        dims_ = [d.dim_value if d.HasField("dim_value") else -1 for d in t.shape.dim]
-        if all(v > 0 for v in dims_):
-            shapes[vi.name] = tuple(dims_)
-    for t in m.graph.initializer:
-        shapes[t.name] = tuple(t.dims)
-    return shapes
