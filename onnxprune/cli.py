@@ -135,26 +135,29 @@ def compress(
     **train: Any,
 ) -> None:
     """Prune MODEL, train it on --data, verify it, write the smaller model to --output."""
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
     from .pipeline import TrainOptions
     from .pipeline import compress as run
 
     _setup_logging(quiet)
-    result = run(
-        model,
-        sparsity,
-        data,
-        output,
-        input_shape=_shape(input_shape),
-        method=method,
-        train=TrainOptions(**train),
-        seed=seed,
-        val_fraction=val_fraction,
-        emit_masked=emit_masked,
-        report_path=report_path,
-        plot_path=plot_path,
-        bench_batches=() if no_bench else (bench_batches or (1, 32)),
-        quiet=quiet,
-    )
+    with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
+        result = run(
+            model,
+            sparsity,
+            data,
+            output,
+            input_shape=_shape(input_shape),
+            method=method,
+            train=TrainOptions(**train),
+            seed=seed,
+            val_fraction=val_fraction,
+            emit_masked=emit_masked,
+            report_path=report_path,
+            plot_path=plot_path,
+            bench_batches=() if no_bench else (bench_batches or (1, 32)),
+            quiet=quiet,
+        )
     click.echo(result.report.format())
     click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))
 

@@ -117,7 +117,7 @@ def compress(
     opts = train or TrainOptions()
 
     with clock.phase("load"):
-        original, _external = load_model(model)
+        original, _ = load_model(model)
         normalized = normalize(original)
         base = normalized.model
         dims = input_dims(base)
@@ -143,7 +143,7 @@ def compress(
     with clock.phase("train"):
         runner = run_admm if method == "admm" else run_magnitude
         result = runner(imported, plan, keep, splits.train, splits.val, cfg)
-    for name, seconds in getattr(result, "times", {}).items():
+    for name, seconds in result.times.items():
         clock.phases[f"train.{name}"] = seconds
     masks = {name: np.asarray(k, dtype=bool) for name, k in result.masks.items()}
 
