@@ -31,7 +31,8 @@ from torch.utils.data import DataLoader, TensorDataset
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from onnxprune.data import ArrayData, load_fashion_mnist
 
-# measured on the 2-core CPU machine: ~100-120 s/epoch for the VGG, ~450 s/epoch for the ResNet
+# 2-core CPU, idle: ~105 s/epoch for the VGG, ~450 s/epoch for the ResNet (3-4x that when other jobs
+# share the cores); the defaults keep each model near 10 minutes of training on an idle machine
 DEFAULT_EPOCHS = {"vgg": 6, "resnet": 2}
 # a 2-epoch run fits the training set faster without augmentation
 DEFAULT_AUGMENT = {"vgg": True, "resnet": False}
