@@ -78,9 +78,9 @@ def run_one(
 
 def table(rows: list[dict[str, Any]]) -> str:
     head = (
-        "| run | top-1 dense | top-1 pruned | drop (pp) | conv MACs | all MACs | params | verify err "
-        "| ORT CPU b1 | ORT CPU b32 | ‖W−Z‖/‖W‖ first→last | wall |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "| run | epochs | top-1 dense | top-1 pruned | drop (pp) | conv MACs | all MACs | params "
+        "| verify err | ORT CPU b1 | ORT CPU b32 | ‖W−Z‖/‖W‖ first→last | wall |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     )
     lines = [head]
     for r in rows:
@@ -90,7 +90,8 @@ def table(rows: list[dict[str, Any]]) -> str:
             else "—"
         )
         lines.append(
-            f"| {r['name']} | {100 * r['dense_top1']:.2f}% | {100 * r['pruned_top1']:.2f}% "
+            f"| {r['name']} | {r['config']['admm_epochs']}+{r['config']['finetune_epochs']} "
+            f"| {100 * r['dense_top1']:.2f}% | {100 * r['pruned_top1']:.2f}% "
             f"| {r['drop_pp']:+.2f} "
             f"| {r['conv_mac_reduction']:.2f}x fewer | {r['mac_reduction']:.2f}x fewer "
             f"| {r['param_reduction']:.2f}x fewer "
@@ -122,14 +123,21 @@ def main() -> None:
     ap.add_argument("--finetune-epochs", type=int)
     ap.add_argument("--repeats", type=int, default=50, help="ORT timing repeats")
     ap.add_argument("--threads", type=int, help="torch training threads (default: torch's)")
+    ap.add_argument(
+        "--render-only", action="store_true", help="rewrite the README table from results/core.json"
+    )
     args = ap.parse_args()
+    results_path = ROOT / "results" / "core.json"
+    if args.render_only:
+        saved = json.loads(results_path.read_text())
+        update_readme(saved["runs"], saved["environment"], saved["date"])
+        return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out_dir = ROOT / "out"
     out_dir.mkdir(exist_ok=True)
     opts = TrainOptions(
         admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs, threads=args.threads
     )
-    results_path = ROOT / "results" / "core.json"
     results_path.parent.mkdir(exist_ok=True)
     old = json.loads(results_path.read_text())["runs"] if results_path.exists() else []
     rows = {r["name"]: r for r in old}
