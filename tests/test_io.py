@@ -25,6 +25,17 @@ def test_atomic_path_keeps_suffix_and_renames(tmp_path: Path) -> None:
     assert [p.name for p in tmp_path.iterdir()] == ["plot.png"]
 
 
+def test_outputs_get_the_usual_file_mode(tmp_path: Path) -> None:
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        write_text("x", tmp_path / "r.json")
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "r.json").stat().st_mode & 0o777 == 0o644
+
+
 def test_check_outputs(tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     model.write_bytes(b"")
