@@ -15,14 +15,23 @@ from ..registry import Consume, Flow, Handler, Outcome, Source, Stop, register
 from .common import channel_axis_only, const_input, member, optional_input
 
 
+def _ungrouped_weight(ctx: GraphIndex, node: onnx.NodeProto) -> str | Stop:
+    """The constant weight of an ungrouped Conv, or why the node's channels must stay."""
+    w = const_input(ctx, node, 1)
+    if w is None:
+        return Stop(f"Conv {node.name!r} has a computed weight")
+    group = ctx.int_attr(node, "group", 1)
+    if group != 1:
+        return Stop(f"Conv {node.name!r} is grouped (group={group})")
+    return w
+
+
 @register("Conv")
 class ConvHandler(Handler):
     def source(self, ctx: GraphIndex, node: onnx.NodeProto) -> Source | Stop | None:
-        w = const_input(ctx, node, 1)
-        if w is None:
-            return Stop(f"Conv {node.name!r} has a computed weight")
-        if ctx.int_attr(node, "group", 1) != 1:
-            return Stop(f"Conv {node.name!r} is grouped (group={ctx.int_attr(node, 'group', 1)})")
+        w = _ungrouped_weight(ctx, node)
+        if isinstance(w, Stop):
+            return w
         members = [member(node, w, 0, Role.SOURCE)]
         b_name = optional_input(node, 2)
         if b_name is not None:
@@ -39,9 +48,7 @@ class ConvHandler(Handler):
         wrong_axis = channel_axis_only(node, flow)
         if wrong_axis:
             return wrong_axis
-        w = const_input(ctx, node, 1)
-        if w is None:
-            return Stop(f"Conv {node.name!r} has a computed weight")
-        if ctx.int_attr(node, "group", 1) != 1:
-            return Stop(f"Conv {node.name!r} is grouped (group={ctx.int_attr(node, 'group', 1)})")
+        w = _ungrouped_weight(ctx, node)
+        if isinstance(w, Stop):
+            return w
         return Consume([member(node, w, 1, Role.DEPENDENT, flow.index_map)])
