@@ -3,6 +3,8 @@ verification, training history and phase times. Printed as a table, written as J
 
 from __future__ import annotations
 
+import contextlib
+import importlib.metadata
 import json
 import math
 import platform
@@ -246,12 +248,9 @@ def environment() -> dict[str, str]:
         "machine": platform.machine(),
         "cpu": _cpu_name(),
     }
-    try:
-        import torch
-
-        env["torch"] = torch.__version__
-    except ImportError:
-        pass
+    # the version without importing torch: the ONNX side stays torch-free
+    with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+        env["torch"] = importlib.metadata.version("torch")
     return env
 
 

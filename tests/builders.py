@@ -108,6 +108,22 @@ class GraphBuilder:
         return model
 
 
+def preview(model: onnx.ModelProto, sparsity: str = "filter:0.5"):  # -> onnxprune.pipeline.CompressResult
+    """Structure-only compress: magnitude projection, no training, no benchmark."""
+    from onnxprune import compress
+    from onnxprune.pipeline import TrainOptions
+
+    return compress(
+        model,
+        sparsity,
+        "random",
+        method="magnitude",
+        train=TrainOptions(finetune_epochs=0),
+        bench_batches=(),
+        quiet=True,
+    )
+
+
 def vgg_like(bias: bool = True, seed: int = 0, head: str = "flatten") -> onnx.ModelProto:
     """Conv-BN-Relu x2, pool, Conv-Relu, pool, flatten/reshape, Gemm-Relu-Gemm."""
     b = GraphBuilder((1, 3, 8, 8), seed=seed)

@@ -12,7 +12,7 @@ from onnxprune import compress
 from onnxprune.errors import SpecError
 from onnxprune.graph.verify import compare_models
 from onnxprune.pipeline import TrainOptions
-from tests.builders import vgg_like
+from tests.builders import preview, vgg_like
 
 QUICK = TrainOptions(admm_epochs=1, finetune_epochs=1, batch_size=32, round_iters=2)
 
@@ -71,15 +71,7 @@ def test_same_seed_same_masks(labeled_npz: Path) -> None:
 
 
 def test_magnitude_preview_needs_no_training() -> None:
-    result = compress(
-        vgg_like(),
-        "filter:0.7",
-        "random",
-        method="magnitude",
-        train=TrainOptions(finetune_epochs=0),
-        bench_batches=(),
-        quiet=True,
-    )
+    result = preview(vgg_like(), "filter:0.7")
     assert result.report.verification["passed"]
     kept = {g["node"]: g["kept"] for g in result.report.groups}
     assert kept["Conv4"] == 2  # round(8 * 0.3)
@@ -87,15 +79,7 @@ def test_magnitude_preview_needs_no_training() -> None:
 
 def test_zero_sparsity_keeps_structure() -> None:
     model = vgg_like()
-    result = compress(
-        model,
-        "filter:0",
-        "random",
-        method="magnitude",
-        train=TrainOptions(finetune_epochs=0),
-        bench_batches=(),
-        quiet=True,
-    )
+    result = preview(model, "filter:0")
     assert [tuple(t.dims) for t in result.model.graph.initializer] == [
         tuple(t.dims) for t in model.graph.initializer
     ]

@@ -13,6 +13,7 @@ from onnxprune.graph.edit import write_back
 from onnxprune.graph.load import normalize
 from onnxprune.graph.runtime import make_session, run_batched
 from onnxprune.graph.verify import compare_models, relative_error
+from tests.builders import preview
 
 MODELS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.onnx"))
 SHAPE = (1, 1, 28, 28)
@@ -52,17 +53,6 @@ def test_plan_prunes_uncoupled_layers_and_keeps_logits(model: onnx.ModelProto) -
 
 def test_structure_only_prune_is_exact(model: onnx.ModelProto) -> None:
     pytest.importorskip("torch")
-    from onnxprune import compress
-    from onnxprune.pipeline import TrainOptions
-
-    result = compress(
-        model,
-        "filter:0.5",
-        "random",
-        method="magnitude",
-        train=TrainOptions(finetune_epochs=0),
-        bench_batches=(),
-        quiet=True,
-    )
+    result = preview(model)
     assert result.report.verification["max_rel_error"] <= 1e-4
     assert result.report.totals["conv_macs_after"] < result.report.totals["conv_macs_before"]
