@@ -25,7 +25,7 @@ from .data import DataSplits, load_data, resolve_input_shape
 from .errors import SpecError, UnsupportedModelError
 from .graph.analysis import analyze
 from .graph.edit import mask_model, prune_model, write_back
-from .graph.load import input_dims, load_model, normalize
+from .graph.load import input_dims, load_model, normalize, reshare
 from .graph.macs import count_costs
 from .graph.runtime import make_session, run_batched
 from .graph.verify import compare_models, verification_inputs, verify_pruned
@@ -153,6 +153,8 @@ def compress(
         trained = write_back(base, imported.onnx_arrays())
         masked = mask_model(trained, plan, masks)
         pruned = prune_model(masked, plan, masks)
+        # copies the normalizer made of shared initializers merge back where they are still equal
+        pruned, masked = reshare(pruned, normalized.copies), reshare(masked, normalized.copies)
     with clock.phase("verify"):
         verification = verify_pruned(
             masked, pruned, verification_inputs(shape, seed + 1, splits.test.x), rtol

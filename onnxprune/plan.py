@@ -54,9 +54,83 @@ class IndexMap:
     def per_channel(self) -> int:
         return self.inner * self.outer
 
+    def positions(self, axis_len: int, channels: int) -> np.ndarray:
+        """(axis_len,) channel owning each index, -1 where none of the ``channels`` does."""
+        out = np.full(axis_len, -1, dtype=np.int64)
+        table = self.table(channels)
+        out[table.reshape(-1)] = np.repeat(np.arange(channels), table.shape[1])
+        return out
+
+    def owned(self, channels: int) -> np.ndarray:
+        """The channels (of ``channels``) that own at least one index."""
+        return np.arange(channels) if self.per_channel else np.zeros(0, dtype=np.int64)
+
+    def describe(self) -> str:
+        return (
+            ""
+            if self == IDENTITY
+            else f" map=(offset={self.offset}, inner={self.inner}, outer={self.outer}, period={self.period})"
+        )
+
 
 IDENTITY = IndexMap()
 """Channel c <-> index c."""
+
+
+@dataclass(frozen=True)
+class SlotMap:
+    """Explicit map: ``slots[i]`` is the channel owning index ``i`` of the axis, -1 for none.
+
+    What the analysis emits when channels are permuted (channel shuffle), interleaved (Concat then
+    Reshape) or own several indices (a grouped Conv's whole conv-group). A channel may own any number
+    of indices; the indices of distinct channels are disjoint by construction.
+    """
+
+    slots: tuple[int, ...]
+
+    def indices(self, channels: Iterable[int]) -> np.ndarray:
+        arr = np.asarray(self.slots, dtype=np.int64)
+        return np.flatnonzero(np.isin(arr, np.asarray(list(channels), dtype=np.int64)))
+
+    def positions(self, axis_len: int, channels: int) -> np.ndarray:
+        if len(self.slots) != axis_len:
+            raise ValueError(f"slot map of length {len(self.slots)} applied to an axis of length {axis_len}")
+        return np.asarray(self.slots, dtype=np.int64)
+
+    def owned(self, channels: int) -> np.ndarray:
+        arr = np.asarray(self.slots, dtype=np.int64)
+        return np.unique(arr[(arr >= 0) & (arr < channels)])
+
+    @property
+    def per_channel(self) -> int:
+        counts = np.bincount(np.asarray([s for s in self.slots if s >= 0], dtype=np.int64))
+        return int(counts.max()) if counts.size else 0
+
+    def describe(self) -> str:
+        head = ",".join(map(str, self.slots[:12]))
+        return f" slots=[{head}{',...' if len(self.slots) > 12 else ''}] (len {len(self.slots)})"
+
+
+ChannelMap = IndexMap | SlotMap
+
+
+def channel_map(slots: np.ndarray, channels: int) -> ChannelMap:
+    """The compact form of a slot vector over a group of ``channels``: an affine :class:`IndexMap` when one
+    fits (it then covers every channel of the group), else a SlotMap."""
+    slots = np.asarray(slots, dtype=np.int64)
+    owned = slots[slots >= 0]
+    if owned.size:
+        counts = np.bincount(owned, minlength=channels)
+        if len(counts) == channels and counts.min() == counts.max():
+            per = int(counts[0])
+            first = int(np.flatnonzero(slots >= 0)[0])
+            zero = np.flatnonzero(slots == 0)
+            period = int(zero[1] - zero[0]) if per > 1 else 0
+            for cand in (IndexMap(first, per, 1, 0), IndexMap(first, 1, per, period)):
+                top = int(cand.indices(range(channels)).max())
+                if top < len(slots) and np.array_equal(cand.positions(len(slots), channels), slots):
+                    return cand
+    return SlotMap(tuple(int(s) for s in slots))
 
 
 class Role(StrEnum):
@@ -72,17 +146,52 @@ class Member:
     axis: int
     role: Role
     node: str
-    index_map: IndexMap = IDENTITY
+    index_map: ChannelMap = IDENTITY
 
 
 @dataclass(frozen=True)
 class ShapeEdit:
-    """An int64 shape constant whose entry ``position`` shrinks by ``per_channel`` per removed channel."""
+    """A count that shrinks with the group: entry ``position`` of an int64 initializer (a Reshape target,
+    Split sizes, Slice ends), or of node ``node``'s integer attribute when ``attribute`` is set (a grouped
+    Conv's ``group``, an old Split's ``split``). It decreases by the number of indices of ``index_map``
+    owned by removed channels; ``per_channel`` is that number for one channel (for display)."""
 
     initializer: str
     position: int
     per_channel: int
     node: str
+    index_map: ChannelMap | None = None
+    attribute: str | None = None
+
+    def amount(self, removed: np.ndarray) -> int:
+        if self.index_map is None:
+            return self.per_channel * len(removed)
+        return len(self.index_map.indices(removed))
+
+
+@dataclass(frozen=True)
+class Fold:
+    """A removed channel that is a non-zero constant ``v`` in the masked model (bias after Sigmoid, Clip with
+    min > 0, ...) reaching a consumer whose output is affine in it: its contribution moves into the
+    consumer's bias when the channel is removed.
+
+    * Conv without padding (``op="Conv"``): ``b'[o] = b[o] + Σ_p v_p Σ_{kh,kw} W[o, p, kh, kw]`` — exact
+      because every output pixel sees the constant through the whole kernel (no zero border);
+    * Gemm (``op="Gemm"``): ``C'[n] = C[n] + (alpha/beta) Σ_p v_p opB[p, n]``.
+
+    ``weight`` is read along ``axis`` (the input-channel axis); ``values[p]`` is ``v`` at index ``p`` of that
+    axis; ``bias`` is None when the consumer has none (surgery then adds one, named ``new_bias``).
+    """
+
+    node: str
+    op: str
+    weight: str
+    axis: int
+    bias: str | None
+    new_bias: str
+    index_map: ChannelMap
+    values: tuple[float, ...]
+    scale: float = 1.0
 
 
 @dataclass
@@ -98,6 +207,12 @@ class Group:
     consumers: list[str] = field(default_factory=list)
     tensors: list[str] = field(default_factory=list)  # activations that carry the channels
     reason: str | None = None  # why the group cannot be pruned; None when it can
+    source_nodes: list[str] = field(default_factory=list)  # every node producing the channels (coupled)
+    folds: list[Fold] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if not self.source_nodes:
+            self.source_nodes = [self.source_node]
 
     @property
     def prunable(self) -> bool:
@@ -145,23 +260,58 @@ class PruningPlan:
         lines = []
         for g in self.groups:
             status = "prunable" if g.prunable else f"kept: {g.reason}"
-            lines.append(f"group {g.name!r} ({g.op_type} {g.source_node!r}, {g.channels} channels): {status}")
+            coupled = f", coupled with {len(g.source_nodes) - 1} more" if len(g.source_nodes) > 1 else ""
+            lines.append(
+                f"group {g.name!r} ({g.op_type} {g.source_node!r}{coupled}, {g.channels} channels): {status}"
+            )
             for m in g.members:
-                im = m.index_map
-                mapping = "" if im == IDENTITY else f" map={asdict(im)}"
+                mapping = m.index_map.describe()
                 lines.append(f"    {m.role.value:9s} {m.initializer} axis={m.axis}{mapping} (node {m.node})")
             for s in g.shape_edits:
+                target = f"{s.node}.{s.attribute}" if s.attribute else s.initializer
                 lines.append(
-                    f"    shape     {s.initializer}[{s.position}] -= {s.per_channel}/channel (node {s.node})"
+                    f"    shape     {target}[{s.position}] -= {s.per_channel}/channel (node {s.node})"
                 )
+            for f in g.folds:
+                lines.append(f"    fold      {f.weight} axis={f.axis} -> bias of {f.op} {f.node!r}")
         return "\n".join(lines)
 
 
+def _map_dict(im: ChannelMap | None) -> dict | None:
+    if im is None:
+        return None
+    if isinstance(im, SlotMap):
+        return {"slots": list(im.slots)}
+    return asdict(im)
+
+
 def _group_dict(g: Group) -> dict:
-    d = asdict(g)
-    d["prunable"] = g.prunable
-    for m in d["members"]:
-        m["role"] = m["role"].value if isinstance(m["role"], Role) else m["role"]
+    d = {
+        "name": g.name,
+        "source_node": g.source_node,
+        "source_nodes": list(g.source_nodes),
+        "op_type": g.op_type,
+        "channels": g.channels,
+        "prunable": g.prunable,
+        "reason": g.reason,
+        "consumers": list(g.consumers),
+        "tensors": list(g.tensors),
+        "members": [
+            {
+                "initializer": m.initializer,
+                "axis": m.axis,
+                "role": m.role.value,
+                "node": m.node,
+                "index_map": _map_dict(m.index_map),
+            }
+            for m in g.members
+        ],
+        "shape_edits": [
+            {**{k: v for k, v in asdict(e).items() if k != "index_map"}, "index_map": _map_dict(e.index_map)}
+            for e in g.shape_edits
+        ],
+        "folds": [{"node": f.node, "op": f.op, "weight": f.weight, "bias": f.bias} for f in g.folds],
+    }
     return d
 
 
@@ -180,6 +330,8 @@ def member_keep_indices(member: Member, keep: np.ndarray, axis_len: int) -> np.n
     Indices the index map does not cover (another group's channels, or constant offsets) are kept.
     """
     removed = member.index_map.indices(np.flatnonzero(~keep))
+    if len(removed) and (removed.min() < 0 or removed.max() >= axis_len):
+        raise ValueError(f"index map of {member.initializer!r} leaves the axis of length {axis_len}")
     alive = np.ones(axis_len, dtype=bool)
     alive[removed] = False
     return np.flatnonzero(alive)

@@ -1,25 +1,73 @@
 """Find the pruning groups of a graph: plan before anything is changed.
 
-For every node whose handler says it produces channels (Conv filters, Gemm units), follow the tensor
-carrying those channels through the registry's rules until every path ends in a consumer that absorbs
-them (next Conv, Gemm, MatMul) or in a :class:`Stop`. A group is prunable only when every path ended
-in a consumer and each member initializer is used by the group's own nodes alone.
+One forward pass in graph order: each node's handler maps the channel labels of its inputs to its outputs,
+creates elements (Conv filters, Gemm units), and reports ties, stops and member slices (see
+:mod:`onnxprune.graph.registry`). Then:
+
+1. elements tied together form one *channel* (union-find): a residual Add makes filter ``c`` of both
+   branches one channel; a grouped Conv makes a whole conv-group one channel;
+2. channels that share a source node form one *group* (all filters of a Conv, plus every Conv tied to it);
+3. a group is prunable unless one of its elements was stopped, or an initializer it slices is also read by
+   a node outside the group.
 
 Preconditions: the model is normalized (:func:`onnxprune.graph.load.normalize`): named nodes, weights as
-initializers. Postcondition: the plan names every member by initializer; nothing in the model changed.
+initializers, topologically sorted. Postcondition: the plan names every member by initializer; nothing in
+the model changed.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
-from ..plan import Group, Member, PruningPlan, ShapeEdit
+from ..plan import Fold, Group, Member, PruningPlan, ShapeEdit, channel_map
 from . import handlers  # noqa: F401  (registers the channel rules)
+from .channels import Channels
 from .index import GraphIndex
-from .registry import REGISTRY, Consume, Forward, HandlerRegistry, Source, Stop
+from .registry import REGISTRY, ChannelSpace, Effect, HandlerRegistry, SlotEdit, SlotFold, SlotMember, Stop
 from .shapes import static_shapes
+
+
+class _UnionFind:
+    def __init__(self, n: int) -> None:
+        self.parent = np.arange(n, dtype=np.int64)
+
+    def find(self, x: int) -> int:
+        root = x
+        while self.parent[root] != root:
+            root = int(self.parent[root])
+        while self.parent[x] != root:
+            self.parent[x], x = root, int(self.parent[x])
+        return root
+
+    def union(self, a: int, b: int) -> None:
+        ra, rb = self.find(a), self.find(b)
+        if ra != rb:
+            self.parent[max(ra, rb)] = min(ra, rb)  # the smaller id is the root: deterministic order
+
+
+@dataclass
+class _Trace:
+    """Everything the forward pass collected, in element ids."""
+
+    labels: dict[str, Channels] = field(default_factory=dict)
+    members: list[SlotMember] = field(default_factory=list)
+    ties: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    stops: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    edits: list[SlotEdit] = field(default_factory=list)
+    folds: list[SlotFold] = field(default_factory=list)
+
+    def add(self, effect: Effect) -> None:
+        self.labels.update(effect.outputs)
+        self.members += effect.members
+        self.ties += effect.ties
+        self.stops += effect.stops
+        self.edits += effect.edits
+        self.folds += effect.folds
 
 
 def analyze(
@@ -29,68 +77,131 @@ def analyze(
 ) -> PruningPlan:
     """The pruning plan of ``model`` with its first input of shape ``input_shape`` (batch included)."""
     ctx = GraphIndex(model, static_shapes(model, tuple(input_shape)))
-    groups = []
-    for node in model.graph.node:
+    space = ChannelSpace()
+    trace = _forward(ctx, registry, space)
+    return PruningPlan(_groups(ctx, space, trace))
+
+
+def _forward(ctx: GraphIndex, registry: HandlerRegistry, space: ChannelSpace) -> _Trace:
+    trace = _Trace()
+    for node in ctx.graph.node:
+        inputs = [trace.labels.get(i) if i else None for i in node.input]
         handler = registry.lookup(node.op_type, node.domain, ctx.opset(node.domain))
-        if handler is None:
+        outcome = (
+            handler.transfer(ctx, node, inputs, space)
+            if handler is not None
+            else Stop(f"no channel rule for {node.op_type} (node {node.name!r})")
+        )
+        if isinstance(outcome, Stop):
+            for ch in inputs:
+                if ch is not None:
+                    trace.stops.append((ch.elements(), outcome.reason))
             continue
-        src = handler.source(ctx, node)
-        if src is None:
+        trace.add(outcome)
+    for out in ctx.outputs:
+        ch = trace.labels.get(out)
+        if ch is not None:
+            trace.stops.append((ch.elements(), f"its channels reach the graph output {out!r}"))
+    return trace
+
+
+def _groups(ctx: GraphIndex, space: ChannelSpace, trace: _Trace) -> list[Group]:
+    n = space.size
+    channels_uf = _UnionFind(n)
+    for a, b in trace.ties:
+        for x, y in zip(a.tolist(), b.tolist(), strict=True):
+            if x >= 0 and y >= 0:
+                channels_uf.union(x, y)
+    channel_of = np.array([channels_uf.find(e) for e in range(n)], dtype=np.int64)
+    # a source's channels belong to one group: union the channels of every batch
+    groups_uf = _UnionFind(n)
+    for _, first, count in space.batches:
+        roots = channel_of[first : first + count]
+        for r in roots[1:].tolist():
+            groups_uf.union(int(roots[0]), r)
+    group_of = np.array([groups_uf.find(int(c)) for c in channel_of], dtype=np.int64)
+
+    # number the channels of each group in order of their smallest element
+    index_in_group = np.full(n, -1, dtype=np.int64)
+    counts: dict[int, int] = defaultdict(int)
+    for e in range(n):
+        if channel_of[e] == e:
+            index_in_group[e] = counts[int(group_of[e])]
+            counts[int(group_of[e])] += 1
+    chan = index_in_group[channel_of] if n else index_in_group  # element -> channel index in its group
+
+    groups: dict[int, Group] = {}
+    for node_name, first, count in space.batches:
+        if count == 0:
             continue
-        if isinstance(src, Stop):
-            groups.append(
-                Group(node.output[0], node.name, node.op_type, _channels_hint(ctx, node), reason=src.reason)
+        gid = int(group_of[first])
+        if gid not in groups:
+            node = ctx.nodes[node_name]
+            groups[gid] = Group(node.output[0], node.name, node.op_type, counts[gid], source_nodes=[])
+        if node_name not in groups[gid].source_nodes:
+            groups[gid].source_nodes.append(node_name)
+
+    def split(ids: np.ndarray) -> dict[int, np.ndarray]:
+        """Slot vectors per group: index i -> channel of group g, -1 elsewhere."""
+        out: dict[int, np.ndarray] = {}
+        valid = ids >= 0
+        gids = np.where(valid, group_of[np.where(valid, ids, 0)], -1)
+        for g in np.unique(gids[valid]).tolist():
+            out[int(g)] = np.where(gids == g, chan[np.where(valid, ids, 0)], -1)
+        return out
+
+    for m in trace.members:
+        for g, slots in split(m.ids).items():
+            member = Member(m.initializer, m.axis, m.role, m.node, channel_map(slots, counts[g]))
+            if member not in groups[g].members:
+                groups[g].members.append(member)
+    for e in trace.edits:
+        for g, slots in split(e.ids).items():
+            cmap = channel_map(slots, counts[g])
+            per = int(np.bincount(slots[slots >= 0]).max())
+            groups[g].shape_edits.append(ShapeEdit(e.initializer, e.position, per, e.node, cmap, e.attribute))
+    for f in trace.folds:
+        for g, slots in split(f.ids).items():
+            vals = tuple(float(v) if s >= 0 else 0.0 for v, s in zip(f.values, slots, strict=True))
+            new_bias = f"{f.node}.folded_bias"
+            groups[g].folds.append(
+                Fold(f.node, f.op, f.weight, f.axis, f.bias, new_bias, channel_map(slots, counts[g]), vals, f.scale)
             )
-            continue
-        groups.append(_follow(ctx, registry, node, src))
-    return PruningPlan(groups)
+    for tensor, ch in trace.labels.items():
+        for g in split(ch.ids.ravel()):
+            groups[g].tensors.append(tensor)
+    for ids, reason in trace.stops:
+        for g in np.unique(group_of[ids]).tolist():
+            if groups[int(g)].reason is None:
+                groups[int(g)].reason = reason
+
+    out = []
+    for g in groups.values():
+        g.consumers = sorted({m.node for m in g.dependents} - set(g.source_nodes))
+        if g.reason is None:
+            g.reason = _unsourced(g) or _shared_initializer(ctx, g)
+        out.append(g)
+    return out
 
 
-def _channels_hint(ctx: GraphIndex, node: onnx.NodeProto) -> int:
-    shape = ctx.shape(node.output[0])
-    return shape[1] if shape and len(shape) > 1 else 0
+def _unsourced(group: Group) -> str | None:
+    owned = np.zeros(group.channels, dtype=bool)
+    for m in group.sources:
+        owned[m.index_map.owned(group.channels)] = True
+    if not owned.all():
+        return f"channel {int(np.flatnonzero(~owned)[0])} has no weights that produce it"
+    return None
 
 
-def _follow(ctx: GraphIndex, registry: HandlerRegistry, node: onnx.NodeProto, src: Source) -> Group:
-    group = Group(node.output[0], node.name, node.op_type, src.channels, members=list(src.members))
-    stack = [src.flow]
-    seen: set[str] = set()
-    while stack and group.reason is None:
-        flow = stack.pop()
-        if flow.tensor in seen:
-            continue
-        seen.add(flow.tensor)
-        group.tensors.append(flow.tensor)
-        if flow.tensor in ctx.outputs:
-            group.reason = f"its channels reach the graph output {flow.tensor!r}"
-            break
-        for user, port in ctx.users(flow.tensor):
-            handler = registry.lookup(user.op_type, user.domain, ctx.opset(user.domain))
-            outcome = (
-                handler.propagate(ctx, user, port, flow)
-                if handler is not None
-                else Stop(f"no channel rule for {user.op_type} (node {user.name!r})")
-            )
-            if isinstance(outcome, Stop):
-                group.reason = outcome.reason
-                break
-            group.members.extend(outcome.members)
-            group.shape_edits.extend(outcome.shape_edits)
-            if isinstance(outcome, Forward):
-                stack.extend(outcome.flows)
-            elif isinstance(outcome, Consume):
-                group.consumers.append(user.name)
-    if group.reason is None:
-        group.reason = _shared_initializer(ctx, group.members, group.shape_edits)
-    return group
-
-
-def _shared_initializer(ctx: GraphIndex, members: list[Member], edits: list[ShapeEdit]) -> str | None:
+def _shared_initializer(ctx: GraphIndex, group: Group) -> str | None:
     """Slicing an initializer that other nodes also read would change those nodes too."""
     owners: dict[str, set[str]] = {}
-    items: list[Member | ShapeEdit] = [*members, *edits]
+    items: list[Member | ShapeEdit] = [*group.members, *[e for e in group.shape_edits if e.attribute is None]]
     for item in items:
         owners.setdefault(item.initializer, set()).add(item.node)
+    for f in group.folds:
+        if f.bias is not None:
+            owners.setdefault(f.bias, set()).add(f.node)
     for init, nodes in owners.items():
         users = {n.name for n, _ in ctx.users(init)}
         if users - nodes:

@@ -12,7 +12,7 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from ..plan import Masks, PruningPlan, member_keep_indices, validate_masks
+from ..plan import Group, Masks, PruningPlan, member_keep_indices, validate_masks
 
 
 def initializer_arrays(model: onnx.ModelProto, names: set[str] | None = None) -> dict[str, np.ndarray]:
@@ -73,21 +73,26 @@ def mask_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx.
 
 
 def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx.ModelProto:
-    """Graph surgery: remove every member slice of every removed channel; rewrite shape constants.
+    """Graph surgery: fold removed constants into biases, remove every member slice of every removed
+    channel, rewrite shape constants and ``group``/``split`` attributes.
 
     Slices of one (initializer, axis) coming from several groups are combined first, so indices always
-    refer to the original layout. value_info of the tensors that carry removed channels is dropped
-    (their channel dim changed); everything else keeps its value_info.
+    refer to the original layout; folds read the original weights. value_info of the tensors that carry
+    removed channels is dropped (their dims changed); everything else keeps its value_info.
     """
     validate_masks(plan, masks)
     pruned_groups = [g for g in plan.groups if g.name in masks and not masks[g.name].all()]
     names = {m.initializer for g in pruned_groups for m in g.members}
-    names |= {e.initializer for g in pruned_groups for e in g.shape_edits}
+    names |= {e.initializer for g in pruned_groups for e in g.shape_edits if e.attribute is None}
+    names |= {n for g in pruned_groups for f in g.folds for n in (f.weight, f.bias) if n is not None}
     arrays = initializer_arrays(model, names)
+    new_biases = _fold(model, arrays, pruned_groups, masks)
     alive: dict[tuple[str, int], np.ndarray] = {}
     shrink: dict[tuple[str, int], int] = {}
+    attr_shrink: dict[tuple[str, str, int], int] = {}
     for g in pruned_groups:
         keep = masks[g.name]
+        removed = np.flatnonzero(~keep)
         for m in g.members:
             axis_len = arrays[m.initializer].shape[m.axis]
             mask = alive.setdefault((m.initializer, m.axis), np.ones(axis_len, dtype=bool))
@@ -95,17 +100,75 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
             kept[member_keep_indices(m, keep, axis_len)] = True
             mask &= kept
         for e in g.shape_edits:
-            shrink[(e.initializer, e.position)] = shrink.get(
-                (e.initializer, e.position), 0
-            ) + e.per_channel * int((~keep).sum())
+            if e.attribute is None:
+                shrink[(e.initializer, e.position)] = shrink.get((e.initializer, e.position), 0) + e.amount(removed)
+            else:
+                key = (e.node, e.attribute, e.position)
+                attr_shrink[key] = attr_shrink.get(key, 0) + e.amount(removed)
     for (name, axis), mask in alive.items():
         arrays[name] = np.compress(mask, arrays[name], axis=axis)
     for (name, pos), amount in shrink.items():
         arrays[name] = arrays[name].copy()
-        arrays[name][pos] -= amount
+        arrays[name].reshape(-1)[pos] -= amount
     out = replace_initializers(model, arrays)
+    _add_biases(out, new_biases)
+    _shrink_attributes(out, attr_shrink)
     changed = {t for g in pruned_groups for t in g.tensors}
     kept_vi = [vi for vi in out.graph.value_info if vi.name not in changed]
     del out.graph.value_info[:]
     out.graph.value_info.extend(kept_vi)
     return out
+
+
+def _fold(
+    model: onnx.ModelProto, arrays: dict[str, np.ndarray], groups: list[Group], masks: Masks
+) -> dict[str, tuple[str, np.ndarray]]:
+    """Add each removed constant channel's contribution to its consumer's bias (in ``arrays``); returns
+    the biases to create, by node: ``node -> (new initializer name, values)``."""
+    original = {k: v.copy() for k, v in arrays.items()}
+    created: dict[str, tuple[str, np.ndarray]] = {}
+    for g in groups:
+        removed = np.flatnonzero(~masks[g.name])
+        for f in g.folds:
+            idx = f.index_map.indices(removed)
+            if not len(idx):
+                continue
+            w = original[f.weight].astype(np.float64)
+            v = np.asarray(f.values, dtype=np.float64)[idx]
+            taken = np.take(w, idx, axis=f.axis)
+            if f.op == "Conv":  # W: (O, C, k...): Σ_c v_c Σ_k W[o, c, k]
+                delta = np.tensordot(taken.reshape(taken.shape[0], len(idx), -1).sum(axis=2), v, axes=([1], [0]))
+            else:  # Gemm: row p of op(B) along f.axis
+                delta = f.scale * np.tensordot(v, np.moveaxis(taken, f.axis, 0), axes=([0], [0]))
+            if f.bias is not None:
+                bias = arrays[f.bias]
+                arrays[f.bias] = (bias.astype(np.float64) + delta).astype(bias.dtype)
+            else:
+                name, prev = created.get(f.node, (f.new_bias, np.zeros_like(delta)))
+                created[f.node] = (name, prev + delta)
+    return created
+
+
+def _add_biases(model: onnx.ModelProto, biases: dict[str, tuple[str, np.ndarray]]) -> None:
+    dtypes = {t.name: t.data_type for t in model.graph.initializer}
+    for node in model.graph.node:
+        if node.name not in biases:
+            continue
+        name, values = biases[node.name]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(dtypes.get(node.input[1], onnx.TensorProto.FLOAT))
+        model.graph.initializer.append(numpy_helper.from_array(values.astype(dtype), name))
+        while len(node.input) < 3:
+            node.input.append("")
+        node.input[2] = name
+
+
+def _shrink_attributes(model: onnx.ModelProto, shrink: dict[tuple[str, str, int], int]) -> None:
+    for node in model.graph.node:
+        for attr in node.attribute:
+            for (node_name, attr_name, pos), amount in shrink.items():
+                if node_name != node.name or attr_name != attr.name:
+                    continue
+                if attr.type == onnx.AttributeProto.INT:
+                    attr.i -= amount
+                else:
+                    attr.ints[pos] -= amount

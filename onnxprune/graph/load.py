@@ -5,7 +5,13 @@ Normalization (each step is recorded in ``NormalizedModel.notes`` and shows in t
 * unnamed nodes get a unique name (``<OpType>_<index>``): node names key modules and reports;
 * initializers listed among graph inputs are dropped from the inputs (IR >= 4 semantics);
 * ``Constant`` nodes become initializers of the same name;
-* ``Identity`` nodes whose input is an initializer are bypassed (their consumers read the initializer).
+* ``Identity`` nodes whose input is an initializer are bypassed (their consumers read the initializer);
+* an initializer read by several nodes gets one copy per extra reader (``<name>__<k>``), so that pruning
+  one layer cannot change another (exporters merge equal tensors, e.g. the zero biases of folded BNs);
+  :func:`reshare` merges the copies that are still equal back after surgery;
+* shape arithmetic on static dims (``Shape -> Gather -> Div -> Concat`` feeding a Reshape) is folded into
+  constants (:mod:`onnxprune.graph.fold`): the channel count is a constant of the model;
+* a model below opset 11 is lifted to opset 11 with onnx's version converter.
 
 Everything else is left as it was: opset, metadata, value_info, dynamic axes, node order.
 """
@@ -21,6 +27,7 @@ import onnx
 from onnx import numpy_helper
 
 from ..errors import InvalidModelError
+from .fold import fold_static_shapes
 
 
 @dataclass
@@ -28,6 +35,7 @@ class NormalizedModel:
     model: onnx.ModelProto
     notes: list[str] = field(default_factory=list)
     external_data: bool = False
+    copies: dict[str, str] = field(default_factory=dict)  # unshared copy -> original initializer
 
 
 def load_model(source: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
@@ -74,7 +82,83 @@ def normalize(model: onnx.ModelProto) -> NormalizedModel:
     _drop_initializer_inputs(model, out.notes)
     _constants_to_initializers(g, out.notes)
     _bypass_identity_of_initializers(g, out.notes)
+    if 0 < _onnx_opset(out.model) < MIN_OPSET:
+        out.model = _lift_opset(out.model, out.notes)
+    fold_static_shapes(out.model, out.notes)
+    out.copies = _unshare_initializers(out.model.graph, out.notes)
     return out
+
+
+MIN_OPSET = 11
+
+
+def _onnx_opset(model: onnx.ModelProto) -> int:
+    return next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
+
+
+def _lift_opset(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
+    old = _onnx_opset(model)
+    try:
+        lifted = onnx.version_converter.convert_version(model, MIN_OPSET)
+    except Exception as e:
+        raise InvalidModelError(f"opset {old} is older than {MIN_OPSET} and could not be converted ({_one_line(e)})") from None
+    notes.append(f"converted opset {old} to {MIN_OPSET}")
+    return lifted
+
+
+def _unshare_initializers(g: onnx.GraphProto, notes: list[str]) -> dict[str, str]:
+    inits = {t.name: t for t in g.initializer}
+    taken = set(inits) | {o for n in g.node for o in n.output} | {vi.name for vi in g.input}
+    seen: dict[str, int] = {}
+    copies: dict[str, str] = {}
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name not in inits:
+                continue
+            seen[name] = seen.get(name, 0) + 1
+            if seen[name] == 1:
+                continue
+            k = seen[name] - 1
+            while f"{name}__{k}" in taken:
+                k += 1
+            new = f"{name}__{k}"
+            taken.add(new)
+            t = onnx.TensorProto()
+            t.CopyFrom(inits[name])
+            t.name = new
+            g.initializer.append(t)
+            n.input[i] = new
+            copies[new] = name
+    if copies:
+        notes.append(f"gave {len(copies)} reader(s) of shared initializers their own copy")
+    return copies
+
+
+def reshare(model: onnx.ModelProto, copies: dict[str, str]) -> onnx.ModelProto:
+    """Undo :func:`normalize`'s unsharing where a copy still equals its original (same dtype, shape, bytes):
+    the node reads the original again and the copy is dropped. Returns a new model."""
+    if not copies:
+        return model
+    model = copy.deepcopy(model)
+    g = model.graph
+    inits = {t.name: t for t in g.initializer}
+    merge = {}
+    for new, orig in copies.items():
+        a, b = inits.get(new), inits.get(orig)
+        if a is None or b is None or a.data_type != b.data_type or list(a.dims) != list(b.dims):
+            continue
+        if numpy_helper.to_array(a).tobytes() == numpy_helper.to_array(b).tobytes():
+            merge[new] = orig
+    if not merge:
+        return model
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name in merge:
+                n.input[i] = merge[name]
+    kept = [t for t in g.initializer if t.name not in merge]
+    del g.initializer[:]
+    g.initializer.extend(kept)
+    return model
 
 
 def _one_line(e: BaseException) -> str:

@@ -1,53 +1,95 @@
 """The channel-rule registry: one handler per op family, keyed by (domain, op type, since-opset).
 
-A handler answers two questions about a node:
+A handler's :meth:`Handler.transfer` sees a node and the :class:`~onnxprune.graph.channels.Channels` of
+each input (None where no tracked channel arrives) and returns an :class:`Effect`:
 
-* ``source(ctx, node)``: does this node *produce* a prunable channel dimension (a Conv's filters, a
-  Gemm's output units)? If so, which tensors hold those channels (SOURCE members) and which output
-  tensor carries them.
-* ``propagate(ctx, node, port, flow)``: channels of a group arrive at input ``port`` of this node along
-  ``flow.axis``. The handler returns members to slice (a consumer's input-channel weights), flows that
-  carry the channels on (pass-through ops), or a :class:`Stop` with the reason the channels must stay.
+* the labels of its outputs (pass-through ops move them, a Concat offsets them, a Reshape regroups them);
+* new elements when it *produces* channels (a Conv's filters, a Gemm's units), with their SOURCE members;
+* the initializer slices that go with arriving channels (a consumer's input-channel weights, a BN's
+  statistics), shape constants to rewrite, biases to fold into;
+* *ties* (two elements that must be removed together: a residual Add, an SE gate's Mul) and *stops*
+  (elements that must stay, with the reason).
 
-A node whose op has no handler stops propagation: the group reaching it is kept. Conservative by
-construction: only rules that exist can allow a removal.
+Returning :class:`Stop` stops every element that arrives. A node whose op has no handler does the same:
+conservative by construction, only rules that exist can allow a removal.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
-from ..plan import IDENTITY, IndexMap, Member, ShapeEdit
+from ..plan import Role
+from .channels import Channels
 from .index import GraphIndex
 
 
 @dataclass(frozen=True)
-class Flow:
-    """Channels of a group travelling in ``tensor`` along ``axis``; channel c owns ``index_map(c)``."""
+class SlotMember:
+    """An initializer slice whose index ``i`` along ``axis`` goes with element ``ids[i]`` (-1: none)."""
 
-    tensor: str
+    initializer: str
     axis: int
-    index_map: IndexMap = IDENTITY
+    role: Role
+    node: str
+    ids: np.ndarray
+
+
+@dataclass(frozen=True)
+class SlotEdit:
+    """An integer (initializer entry or node attribute) that drops one per removed index of ``ids``."""
+
+    initializer: str
+    position: int
+    node: str
+    ids: np.ndarray
+    attribute: str | None = None
+
+
+@dataclass(frozen=True)
+class SlotFold:
+    """Non-zero removed values reaching an affine consumer: see :class:`onnxprune.plan.Fold`."""
+
+    node: str
+    op: str
+    weight: str
+    axis: int
+    bias: str | None
+    ids: np.ndarray
+    values: np.ndarray
+    scale: float = 1.0
 
 
 @dataclass
-class Forward:
-    """The node passes the channels on (and may add members, e.g. a BatchNormalization's scale/shift)."""
+class Effect:
+    outputs: dict[str, Channels] = field(default_factory=dict)
+    members: list[SlotMember] = field(default_factory=list)
+    ties: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
+    stops: list[tuple[np.ndarray, str]] = field(default_factory=list)
+    edits: list[SlotEdit] = field(default_factory=list)
+    folds: list[SlotFold] = field(default_factory=list)
 
-    flows: list[Flow]
-    members: list[Member] = field(default_factory=list)
-    shape_edits: list[ShapeEdit] = field(default_factory=list)
+    def output(self, name: str, ch: Channels | None) -> Effect:
+        if ch is not None:
+            self.outputs[name] = ch
+        return self
 
+    def member(self, node: onnx.NodeProto, init: str, axis: int, role: Role, ids: np.ndarray) -> Effect:
+        self.members.append(SlotMember(init, axis, role, node.name, np.asarray(ids, dtype=np.int64).ravel()))
+        return self
 
-@dataclass
-class Consume:
-    """The channels end here: the node's matching input slices are removed with them."""
+    def tie(self, a: np.ndarray, b: np.ndarray) -> Effect:
+        self.ties.append((np.asarray(a, dtype=np.int64).ravel(), np.asarray(b, dtype=np.int64).ravel()))
+        return self
 
-    members: list[Member] = field(default_factory=list)
-    shape_edits: list[ShapeEdit] = field(default_factory=list)
+    def stop(self, ids: np.ndarray, reason: str) -> Effect:
+        ids = np.asarray(ids, dtype=np.int64).ravel()
+        if (ids >= 0).any():
+            self.stops.append((ids[ids >= 0], reason))
+        return self
 
 
 @dataclass
@@ -55,25 +97,33 @@ class Stop:
     reason: str
 
 
-Outcome = Forward | Consume | Stop
+Outcome = Effect | Stop
 
 
-@dataclass
-class Source:
-    """A node that produces ``channels`` prunable channels carried by ``flow``."""
+class ChannelSpace:
+    """Allocates elements; remembers which node created each batch (one batch = one source's channels)."""
 
-    channels: int
-    members: list[Member]
-    flow: Flow
+    def __init__(self) -> None:
+        self.batches: list[tuple[str, int, int]] = []  # (node, first id, count)
+        self._next = 0
+
+    def fresh(self, node: onnx.NodeProto, count: int) -> np.ndarray:
+        ids = np.arange(self._next, self._next + count, dtype=np.int64)
+        self.batches.append((node.name, self._next, count))
+        self._next += count
+        return ids
+
+    @property
+    def size(self) -> int:
+        return self._next
 
 
 class Handler:
-    """Base handler: not a source, and stops every flow. Subclasses override what they know."""
+    """Base handler: produces nothing and stops whatever arrives. Subclasses override what they know."""
 
-    def source(self, ctx: GraphIndex, node: onnx.NodeProto) -> Source | Stop | None:
-        return None
-
-    def propagate(self, ctx: GraphIndex, node: onnx.NodeProto, port: int, flow: Flow) -> Outcome:
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
         return Stop(f"no channel rule for {node.op_type} (node {node.name!r})")
 
 

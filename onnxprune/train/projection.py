@@ -1,7 +1,8 @@
 """Exact Euclidean projection onto "at most k channels of a group are non-zero".
 
 A group's channel ``c`` owns, in each SOURCE member ``m``, the slice ``T_m[..., idx_m(c), ...]`` along the
-member's torch axis, ``idx_m(c) = m.index_map.table(C)[c]``. With ``n_c² = Σ_m ‖slice_m(c)‖²`` the
+member's torch axis, ``idx_m(c)`` the indices its index map gives ``c`` (one filter, or several: a whole
+conv-group, a channel tied to itself through a shuffle). With ``n_c² = Σ_m ‖slice_m(c)‖²`` the
 channel norms, the projection of ``{T_m}`` onto ``S_k = {at most k channels non-zero}`` keeps the k channels
 of largest ``n_c`` and zeroes the others:
 
@@ -52,14 +53,15 @@ def _axis(t: torch.Tensor, member: Member, axis_of: AxisOf) -> int:
     return ax % max(t.dim(), 1)
 
 
-def _index_table(t: torch.Tensor, member: Member, channels: int, ax: int) -> torch.Tensor:
-    table = member.index_map.table(channels)
-    if table.size and (table.min() < 0 or table.max() >= t.shape[ax]):
-        raise ValueError(
-            f"index map of {member.initializer!r} reaches index {int(table.max())} on axis {ax} "
-            f"of length {t.shape[ax]}"
-        )
-    return torch.as_tensor(table, dtype=torch.long, device=t.device)
+def _positions(t: torch.Tensor, member: Member, channels: int, ax: int) -> torch.Tensor:
+    """(L,) channel owning each index of the member's axis, -1 where none does."""
+    try:
+        pos = member.index_map.positions(t.shape[ax], channels)
+    except (IndexError, ValueError) as e:
+        raise ValueError(f"index map of {member.initializer!r} does not fit axis {ax} of length {t.shape[ax]}") from e
+    if pos.size and pos.max() >= channels:
+        raise ValueError(f"index map of {member.initializer!r} names channel {int(pos.max())} of {channels}")
+    return torch.as_tensor(pos, dtype=torch.long, device=t.device)
 
 
 def group_norms(
@@ -73,9 +75,11 @@ def group_norms(
     for m in sources:
         t = tensors[m.initializer].detach()
         ax = _axis(t, m, axis_of)
-        table = _index_table(t, m, group.channels, ax)
-        sl = t.index_select(ax, table.reshape(-1)).movedim(ax, 0).reshape(group.channels, -1)
-        part = sl.to(torch.float64).pow(2).sum(dim=1)
+        pos = _positions(t, m, group.channels, ax)
+        per_index = t.to(torch.float64).pow(2).movedim(ax, 0).reshape(t.shape[ax], -1).sum(dim=1)
+        owned = pos >= 0
+        part = torch.zeros(group.channels, dtype=torch.float64, device=t.device)
+        part.scatter_add_(0, pos[owned], per_index[owned])
         sq = part if sq is None else sq + part
     assert sq is not None
     return sq.sqrt()
@@ -105,9 +109,10 @@ def member_mask(
         np.asarray(keep) if isinstance(keep, np.ndarray) else keep.cpu(), dtype=torch.bool
     )
     ax = _axis(tensor, member, axis_of)
-    table = _index_table(tensor, member, keep_t.numel(), ax).cpu()
+    pos = _positions(tensor, member, keep_t.numel(), ax).cpu()
     alive = torch.ones(tensor.shape[ax], dtype=torch.bool)
-    alive[table[~keep_t].reshape(-1)] = False
+    owned = pos >= 0
+    alive[owned] = keep_t[pos[owned]]
     shape = [1] * tensor.dim()
     shape[ax] = tensor.shape[ax]
     return alive.reshape(shape).to(tensor.device)

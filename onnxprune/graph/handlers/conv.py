@@ -1,54 +1,148 @@
-"""Conv: produces channels (filters ``W[f]``, bias ``b[f]``) and consumes them (``W[:, c]``).
+"""Conv and ConvTranspose: produce channels (filters) and consume them (input channels).
 
-A filter ``f`` whose weights and bias are zero outputs an all-zero map, and a consumer Conv's output
-does not depend on ``W[:, c]`` when input channel ``c`` is all zero: removing both is exact.
-Grouped and depthwise convolutions tie input and output channels through ``group``; they are kept.
+Ungrouped Conv: a filter ``f`` with zero weights and bias outputs an all-zero map, and the Conv's output
+does not depend on ``W[:, c]`` when input channel ``c`` is all zero: removing both is exact. When a removed
+input channel is a non-zero constant ``v`` (a Sigmoid after a zeroed filter), a Conv without padding still
+sees ``v`` under every kernel tap, so ``b'[o] = b[o] + v Σ_{kh,kw} W[o, c, kh, kw]`` replaces it exactly
+(a :class:`~onnxprune.plan.Fold`); with padding the border sees zeros and the channel is kept.
+
+Grouped Conv (``group = g``, depthwise included): output conv-group ``k`` reads input conv-group ``k`` only.
+Removing a whole conv-group — its input channels, its filters, and one from ``group`` — keeps the Conv a
+valid grouped Conv with the same per-group widths, so each conv-group is one channel: its input channels
+are tied together and with its filters. Zeroing the filters zeroes the outputs whatever the input was.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 import onnx
 
 from ...plan import Role
+from ..channels import Channels
 from ..index import GraphIndex
-from ..registry import Consume, Flow, Handler, Outcome, Source, Stop, register
-from .common import channel_axis_only, const_input, member, optional_input
+from ..registry import ChannelSpace, Effect, Handler, Outcome, SlotEdit, SlotFold, Stop, register
+from .common import const_input, nonzero_removed, on_axes, optional_input, shape_of
 
 
-def _ungrouped_weight(ctx: GraphIndex, node: onnx.NodeProto) -> str | Stop:
-    """The constant weight of an ungrouped Conv, or why the node's channels must stay."""
+def _weights(
+    ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]
+) -> tuple[str, str | None] | Stop:
+    if any(ch is not None for ch in inputs[1:]):
+        return Stop(f"{node.op_type} {node.name!r} takes the channels as weight or bias")
     w = const_input(ctx, node, 1)
     if w is None:
-        return Stop(f"Conv {node.name!r} has a computed weight")
-    group = ctx.int_attr(node, "group", 1)
-    if group != 1:
-        return Stop(f"Conv {node.name!r} is grouped (group={group})")
-    return w
+        return Stop(f"{node.op_type} {node.name!r} has a computed weight")
+    b_name = optional_input(node, 2)
+    if b_name is not None and const_input(ctx, node, 2) is None:
+        return Stop(f"{node.op_type} {node.name!r} has a computed bias")
+    return w, b_name
+
+
+def _unpadded(ctx: GraphIndex, node: onnx.NodeProto) -> bool:
+    auto_pad = ctx.attr(node, "auto_pad", b"NOTSET")
+    auto_pad = auto_pad.decode() if isinstance(auto_pad, bytes) else auto_pad
+    pads = ctx.attr(node, "pads", None) or []
+    return auto_pad in ("NOTSET", "VALID") and not any(pads)  # type: ignore[arg-type]
 
 
 @register("Conv")
 class ConvHandler(Handler):
-    def source(self, ctx: GraphIndex, node: onnx.NodeProto) -> Source | Stop | None:
-        w = _ungrouped_weight(ctx, node)
-        if isinstance(w, Stop):
-            return w
-        members = [member(node, w, 0, Role.SOURCE)]
-        b_name = optional_input(node, 2)
-        if b_name is not None:
-            b = const_input(ctx, node, 2)
-            if b is None:
-                return Stop(f"Conv {node.name!r} has a computed bias")
-            members.append(member(node, b, 0, Role.SOURCE))
-        channels = int(ctx.initializers[w].dims[0])
-        return Source(channels, members, Flow(node.output[0], 1))
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        weights = _weights(ctx, node, inputs)
+        if isinstance(weights, Stop):
+            return weights
+        w, b = weights
+        group = ctx.int_attr(node, "group", 1)
+        if group == 1:
+            return self._dense(ctx, node, inputs[0], space, w, b)
+        return self._grouped(ctx, node, inputs[0], group, w, b)
 
-    def propagate(self, ctx: GraphIndex, node: onnx.NodeProto, port: int, flow: Flow) -> Outcome:
-        if port != 0:
-            return Stop(f"Conv {node.name!r} takes the channels as weight or bias")
-        wrong_axis = channel_axis_only(node, flow)
-        if wrong_axis:
-            return wrong_axis
-        w = _ungrouped_weight(ctx, node)
-        if isinstance(w, Stop):
-            return w
-        return Consume([member(node, w, 1, Role.DEPENDENT, flow.index_map)])
+    def _dense(
+        self,
+        ctx: GraphIndex,
+        node: onnx.NodeProto,
+        x: Channels | None,
+        space: ChannelSpace,
+        w: str,
+        b: str | None,
+    ) -> Outcome:
+        eff = Effect()
+        if x is not None:
+            shape = shape_of(ctx, node.input[0], node)
+            if isinstance(shape, Stop):
+                return shape
+            ids, values = on_axes(eff, node, x, shape, [1])
+            nz = nonzero_removed(ids, values)
+            if nz.any():
+                if _unpadded(ctx, node) and not np.isnan(values[nz]).any():
+                    eff.folds.append(SlotFold(node.name, "Conv", w, 1, b, np.where(nz, ids, -1), values))
+                else:
+                    eff.stop(
+                        ids[nz], f"Conv {node.name!r} is padded and would see a removed channel's constant"
+                    )
+            eff.member(node, w, 1, Role.DEPENDENT, ids)
+        out = space.fresh(node, int(ctx.initializers[w].dims[0]))
+        eff.member(node, w, 0, Role.SOURCE, out)
+        if b is not None:
+            eff.member(node, b, 0, Role.SOURCE, out)
+        return eff.output(node.output[0], Channels.fresh(1, out))
+
+    def _grouped(
+        self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels | None, group: int, w: str, b: str | None
+    ) -> Outcome:
+        eff = Effect()
+        if x is None:
+            return eff  # input channels untracked: no conv-group can go
+        shape = shape_of(ctx, node.input[0], node)
+        if isinstance(shape, Stop):
+            return shape
+        ids, _ = on_axes(eff, node, x, shape, [1])
+        rows = ids.reshape(group, -1)
+        if (rows < 0).any():
+            return eff.stop(ids, f"Conv {node.name!r} (group={group}) has conv-groups with kept inputs")
+        for j in range(1, rows.shape[1]):
+            eff.tie(rows[:, 0], rows[:, j])
+        per_group_out = int(ctx.initializers[w].dims[0]) // group
+        out = np.repeat(rows[:, 0], per_group_out)
+        eff.member(node, w, 0, Role.SOURCE, out)
+        if b is not None:
+            eff.member(node, b, 0, Role.SOURCE, out)
+        eff.edits.append(SlotEdit("", 0, node.name, rows[:, 0], attribute="group"))
+        return eff.output(node.output[0], Channels.fresh(1, out))
+
+
+@register("ConvTranspose")
+class ConvTransposeHandler(Handler):
+    """``W`` is (C_in, C_out/group, k...): filters on axis 1, input channels on axis 0. Ungrouped only; a
+    removed input must be exactly zero (a transposed conv spreads a constant unevenly)."""
+
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        weights = _weights(ctx, node, inputs)
+        if isinstance(weights, Stop):
+            return weights
+        w, b = weights
+        if ctx.int_attr(node, "group", 1) != 1:
+            return Stop(f"ConvTranspose {node.name!r} is grouped") if inputs[0] is not None else Effect()
+        eff = Effect()
+        x = inputs[0]
+        if x is not None:
+            shape = shape_of(ctx, node.input[0], node)
+            if isinstance(shape, Stop):
+                return shape
+            ids, values = on_axes(eff, node, x, shape, [1])
+            eff.stop(
+                ids[nonzero_removed(ids, values)],
+                f"ConvTranspose {node.name!r} would see a non-zero removed channel",
+            )
+            eff.member(node, w, 0, Role.DEPENDENT, ids)
+        out = space.fresh(node, int(ctx.initializers[w].dims[1]))
+        eff.member(node, w, 1, Role.SOURCE, out)
+        if b is not None:
+            eff.member(node, b, 0, Role.SOURCE, out)
+        return eff.output(node.output[0], Channels.fresh(1, out))

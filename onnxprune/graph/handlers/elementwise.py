@@ -1,151 +1,305 @@
-"""Elementwise ops.
+"""Elementwise ops: the channels pass through, and so does the value a removed channel takes.
 
-* Unary ops with ``f(0) = 0`` pass the channels on: a removed channel stays all-zero.
-* Unary ops with ``f(0) != 0`` (Sigmoid, Softplus, ...) would turn a removed channel into a constant:
-  the channels stop there and are kept.
-* Binary ops with one constant operand ``k`` broadcast against the channels:
-  ``x + k`` / ``x - k``: a per-channel ``k_c`` is a SOURCE member (zeroed with the channel, so the channel
-  stays zero); a ``k`` shared by all channels must be zero. ``x * k``, ``x / k``: zero stays zero, a
-  per-channel ``k_c`` is sliced (``k`` must not be zero for Div). ``PRelu``'s slope is sliced likewise.
-  With two non-constant operands the op couples channels of two tensors: kept.
+* Unary ``f``: a removed channel that was the constant ``v`` becomes ``f(v)`` (``Relu(0) = 0``,
+  ``Sigmoid(0) = 0.5``). Consumers decide whether a non-zero constant can be folded (Conv, Gemm) or keeps
+  the channel. An op whose ``f`` is not known here passes only exact zeros of zero-preserving ops.
+* Binary ``x ∘ k`` with a constant ``k``: ``x + k_c`` / ``x - k_c`` with a per-channel ``k`` make ``k`` a
+  SOURCE member (zeroed with the channel); a shared ``k`` shifts the removed value. ``x * k``, ``x / k``,
+  ``PRelu(x, slope)`` slice a per-channel ``k`` (DEPENDENT) and scale the removed value.
+* Binary ``x ∘ y`` of two computed tensors: where both carry channels they are *tied* — a residual
+  ``Add`` (filter ``c`` of both branches goes together) or an SE gate ``x * g`` (the gate's channel ``c``
+  goes with ``x``'s, ``0 * g = 0``). Where only one side carries a channel, ``x * y`` and ``x / y`` stay
+  exact when the removed ``x`` is zero; ``x + y`` cannot lose it.
 """
 
 from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import onnx
 
 from ...plan import Role
+from ..channels import Channels, broadcast
 from ..index import GraphIndex
-from ..registry import Flow, Forward, Handler, Outcome, Stop, register
-from .common import const_input, forward_first_output, member
+from ..registry import ChannelSpace, Effect, Handler, Outcome, Stop, register
+from .common import const_input, finite, ints_from, only_first_output_used, shape_of
 
-ZERO_PRESERVING = (
-    "Relu",
-    "LeakyRelu",
-    "Elu",
-    "Selu",
-    "Celu",
-    "Tanh",
-    "HardSwish",
-    "Gelu",
-    "Abs",
-    "Neg",
-    "Identity",
-    "Softsign",
-    "ThresholdedRelu",
-    "Sign",
-    "Ceil",
-    "Floor",
-    "Round",
-    "Sqrt",
-    "Erf",
-    "Sin",
-    "Tan",
-    "Asin",
-    "Atan",
-    "Sinh",
-    "Asinh",
-    "Atanh",
-    "Cast",
-    "Dropout",
-    "Shrink",
-    "Mish",
-)
-NONZERO_AT_ZERO = (
-    "Sigmoid",
-    "HardSigmoid",
-    "Softplus",
-    "Exp",
-    "Cos",
-    "Cosh",
-    "Acos",
-    "Log",
-    "Reciprocal",
-    "Not",
-)
+Attrs = Callable[[str, float], float]
+_erf = np.vectorize(math.erf, otypes=[np.float64])
 
 
-@register(*ZERO_PRESERVING)
-class ZeroPreservingUnary(Handler):
-    def propagate(self, ctx: GraphIndex, node: onnx.NodeProto, port: int, flow: Flow) -> Outcome:
-        if port != 0:
+def _softplus(v: np.ndarray) -> np.ndarray:
+    return np.logaddexp(0.0, v)
+
+
+UNARY: dict[str, Callable[[np.ndarray, Attrs], np.ndarray]] = {
+    "Relu": lambda v, a: np.maximum(v, 0.0),
+    "LeakyRelu": lambda v, a: np.where(v >= 0, v, a("alpha", 0.01) * v),
+    "Elu": lambda v, a: np.where(v >= 0, v, a("alpha", 1.0) * np.expm1(v)),
+    "Selu": lambda v, a: (
+        a("gamma", 1.0507009873554805) * np.where(v > 0, v, a("alpha", 1.6732632423543772) * np.expm1(v))
+    ),
+    "Celu": lambda v, a: np.maximum(v, 0) + np.minimum(0, a("alpha", 1.0) * np.expm1(v / a("alpha", 1.0))),
+    "ThresholdedRelu": lambda v, a: np.where(v > a("alpha", 1.0), v, 0.0),
+    "Tanh": lambda v, a: np.tanh(v),
+    "Sigmoid": lambda v, a: 1.0 / (1.0 + np.exp(-v)),
+    "HardSigmoid": lambda v, a: np.clip(a("alpha", 0.2) * v + a("beta", 0.5), 0.0, 1.0),
+    "HardSwish": lambda v, a: v * np.clip(v / 6.0 + 0.5, 0.0, 1.0),
+    "Softplus": lambda v, a: _softplus(v),
+    "Softsign": lambda v, a: v / (1.0 + np.abs(v)),
+    "Mish": lambda v, a: v * np.tanh(_softplus(v)),
+    "Gelu": lambda v, a: 0.5 * v * (1.0 + _erf(v / math.sqrt(2.0))),
+    "Erf": lambda v, a: _erf(v),
+    "Abs": lambda v, a: np.abs(v),
+    "Neg": lambda v, a: -v,
+    "Exp": lambda v, a: np.exp(v),
+    "Log": lambda v, a: np.log(v),
+    "Sqrt": lambda v, a: np.sqrt(v),
+    "Reciprocal": lambda v, a: 1.0 / v,
+    "Sin": lambda v, a: np.sin(v),
+    "Cos": lambda v, a: np.cos(v),
+    "Floor": lambda v, a: np.floor(v),
+    "Ceil": lambda v, a: np.ceil(v),
+    "Round": lambda v, a: np.round(v),
+    "Sign": lambda v, a: np.sign(v),
+    "Identity": lambda v, a: v,
+    "Dropout": lambda v, a: v,  # inference: identity
+}
+
+
+@register(*UNARY)
+class UnaryHandler(Handler):
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        x = inputs[0]
+        if x is None:
+            return Effect()
+        if any(ch is not None for ch in inputs[1:]):
             return Stop(f"{node.op_type} {node.name!r} takes the channels as a parameter")
-        if node.op_type == "Shrink" and float(ctx.attr(node, "bias", 0.0)) != 0.0:  # type: ignore[arg-type]
-            return Stop(f"Shrink {node.name!r} has a non-zero bias")
-        return forward_first_output(ctx, node, flow)
+        if not only_first_output_used(ctx, node):
+            return Stop(f"{node.op_type} {node.name!r} has extra outputs in use")
+        if node.op_type == "Gelu" and ctx.attr(node, "approximate", b"none") not in (b"none", "none"):
+            f: Callable[[np.ndarray, Attrs], np.ndarray] = lambda v, a: (
+                0.5
+                * v
+                * (  # noqa: E731
+                    1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3))
+                )
+            )
+        else:
+            f = UNARY[node.op_type]
+
+        def attr(name: str, default: float) -> float:
+            return float(ctx.attr(node, name, default))  # type: ignore[arg-type]
+
+        with np.errstate(all="ignore"):
+            values = finite(f(x.values, attr))
+        return Effect().output(node.output[0], Channels(x.axes, x.ids, values))
 
 
-@register(*NONZERO_AT_ZERO)
-class NonZeroAtZero(Handler):
-    def propagate(self, ctx: GraphIndex, node: onnx.NodeProto, port: int, flow: Flow) -> Outcome:
-        return Stop(f"{node.op_type} {node.name!r} maps a removed channel's zeros to a non-zero value")
+@register("Cast")
+class CastHandler(Handler):
+    """A cast to a float type keeps values; to an integer type only exact zeros stay exact."""
+
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        x = inputs[0]
+        if x is None:
+            return Effect()
+        to = ctx.int_attr(node, "to", onnx.TensorProto.FLOAT)
+        floats = (
+            onnx.TensorProto.FLOAT,
+            onnx.TensorProto.DOUBLE,
+            onnx.TensorProto.FLOAT16,
+            onnx.TensorProto.BFLOAT16,
+        )
+        values = x.values if to in floats else np.where(x.values == 0, 0.0, np.nan)
+        return Effect().output(node.output[0], Channels(x.axes, x.ids, values))
 
 
 @register("Clip")
 class ClipHandler(Handler):
-    """``Clip(0) = clamp(0, lo, hi)``: zero-preserving iff ``lo <= 0 <= hi``."""
+    """``Clip(v) = min(max(v, lo), hi)`` with bounds from attributes (opset < 11) or constant inputs."""
 
-    def propagate(self, ctx: GraphIndex, node: onnx.NodeProto, port: int, flow: Flow) -> Outcome:
-        if port != 0:
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        x = inputs[0]
+        if x is None:
+            return Effect()
+        if any(ch is not None for ch in inputs[1:]):
             return Stop(f"Clip {node.name!r} takes the channels as a bound")
         bounds: list[float] = []
-        for i, name in ((1, "min"), (2, "max")):
-            if i < len(node.input) and node.input[i]:
-                c = const_input(ctx, node, i)
+        for port, name, default in ((1, "min", -np.inf), (2, "max", np.inf)):
+            if port < len(node.input) and node.input[port]:
+                c = const_input(ctx, node, port)
                 if c is None:
                     return Stop(f"Clip {node.name!r} has a computed {name}")
                 bounds.append(float(ctx.array(c)))
             else:
-                a = ctx.attr(node, name)
-                bounds.append(float(a) if a is not None else (-np.inf if name == "min" else np.inf))  # type: ignore[arg-type]
-        lo, hi = bounds
-        if not lo <= 0.0 <= hi:
-            return Stop(f"Clip {node.name!r} maps zero to {min(max(0.0, lo), hi)}")
-        return forward_first_output(ctx, node, flow)
+                bounds.append(float(ctx.attr(node, name, default)))  # type: ignore[arg-type]
+        values = np.minimum(np.maximum(x.values, bounds[0]), bounds[1])
+        return Effect().output(node.output[0], Channels(x.axes, x.ids, values))
 
 
-def _broadcast_axis(ctx: GraphIndex, flow: Flow, const: str) -> int | Stop | None:
-    """Axis of the constant that lines up with the channel axis; None when it broadcasts over channels."""
-    shape = ctx.shape(flow.tensor)
-    cdims = tuple(ctx.initializers[const].dims)
-    if shape is None:
-        return Stop(f"the rank of {flow.tensor!r} is unknown")
-    if len(cdims) > len(shape):
-        return Stop(f"constant {const!r} has a higher rank than the channels' tensor")
-    axis = flow.axis - (len(shape) - len(cdims))
-    if axis < 0 or cdims[axis] == 1:
+def _const_on_grid(k: np.ndarray, out_shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
+    """Values of constant ``k`` (broadcast to ``out_shape``) over ``axes``; NaN where it varies elsewhere."""
+    full = np.broadcast_to(k.reshape((1,) * (len(out_shape) - k.ndim) + k.shape), out_shape)
+    other = tuple(a for a in range(len(out_shape)) if a not in axes)
+    first = full[tuple(slice(0, 1) if a in other else slice(None) for a in range(len(out_shape)))]
+    same = np.all(full == first, axis=other) if other else np.ones(first.shape, dtype=bool)
+    grid = first.reshape(tuple(out_shape[a] for a in axes)).astype(np.float64)
+    return np.where(same.reshape(grid.shape), grid, np.nan)
+
+
+def _const_member_axis(
+    k_shape: tuple[int, ...], out_shape: tuple[int, ...], axes: tuple[int, ...]
+) -> int | Stop | None:
+    """Axis of the constant that runs along the (single) labelled axis; None when it broadcasts over it."""
+    varying = [
+        a
+        for a in axes
+        if a - (len(out_shape) - len(k_shape)) >= 0 and k_shape[a - (len(out_shape) - len(k_shape))] > 1
+    ]
+    if not varying:
         return None
-    if cdims[axis] != shape[flow.axis]:
-        return Stop(f"constant {const!r} of shape {cdims} does not broadcast over {shape}")
-    return axis
+    if len(axes) != 1:
+        return Stop("a per-channel constant meets channels spread over several axes")
+    return varying[0] - (len(out_shape) - len(k_shape))
+
+
+Combine = Callable[[np.ndarray, np.ndarray], np.ndarray]
+_OPS: dict[str, Combine] = {
+    "Add": np.add,
+    "Sub": np.subtract,
+    "Mul": np.multiply,
+    "Div": np.divide,
+    "PRelu": lambda x, s: np.where(x >= 0, x, x * s),
+}
 
 
 @register("Add", "Sub", "Mul", "Div", "PRelu")
-class BinaryWithConstant(Handler):
-    def propagate(self, ctx: GraphIndex, node: onnx.NodeProto, port: int, flow: Flow) -> Outcome:
+class BinaryHandler(Handler):
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
         op = node.op_type
-        other_port = 1 - port
-        if port > 1 or len(node.input) != 2:
+        if all(ch is None for ch in inputs):
+            return Effect()
+        if len(node.input) != 2:
             return Stop(f"{op} {node.name!r} is not a binary op")
-        const = const_input(ctx, node, other_port)
-        if const is None:
-            return Stop(f"{op} {node.name!r} combines the channels with another tensor (coupled channels)")
-        if op in ("PRelu", "Div") and port != 0:
-            return Stop(f"{op} {node.name!r} takes the channels as its second operand")
-        axis = _broadcast_axis(ctx, flow, const)
-        if isinstance(axis, Stop):
-            return Stop(f"{op} {node.name!r}: {axis.reason}")
-        value = ctx.array(const)
-        if op == "Div" and np.any(value == 0):
-            return Stop(f"Div {node.name!r} divides by a constant containing zeros")
-        out = Flow(node.output[0], flow.axis, flow.index_map)
-        if op in ("Add", "Sub"):
+        shapes = [shape_of(ctx, i, node) for i in node.input]
+        out_shape = shape_of(ctx, node.output[0], node)
+        for s in (*shapes, out_shape):
+            if isinstance(s, Stop):
+                return s
+        in_shapes = [s for s in shapes if not isinstance(s, Stop)]
+        assert not isinstance(out_shape, Stop)
+        axes, ids, vals = broadcast(inputs, in_shapes, out_shape)
+        consts = [const_input(ctx, node, p) for p in (0, 1)]
+        eff = Effect()
+        known = list(vals)
+        for p, k in enumerate(consts):
+            if k is None:
+                continue
+            karr = ctx.array(k)
+            axis = _const_member_axis(karr.shape, out_shape, axes)
+            if isinstance(axis, Stop):
+                return Stop(f"{op} {node.name!r}: {axis.reason}")
+            other_ids = ids[1 - p]
+            known[p] = _const_on_grid(karr, out_shape, axes)
             if axis is None:
-                if np.any(value != 0):
-                    return Stop(f"{op} {node.name!r} adds a constant to every channel")
-                return Forward([out])
-            return Forward([out], [member(node, const, axis, Role.SOURCE, flow.index_map)])
-        if axis is None:
-            return Forward([out])
-        return Forward([out], [member(node, const, axis, Role.DEPENDENT, flow.index_map)])
+                continue
+            if op in ("Add", "Sub"):
+                eff.member(node, k, axis, Role.SOURCE, other_ids)  # zeroed with the channel
+                known[p] = np.where(other_ids >= 0, 0.0, known[p])
+            else:
+                eff.member(node, k, axis, Role.DEPENDENT, other_ids)
+        return self._combine(node, op, ids, known, consts, axes, eff)
+
+    def _combine(
+        self,
+        node: onnx.NodeProto,
+        op: str,
+        ids: list[np.ndarray],
+        vals: list[np.ndarray],
+        consts: list[str | None],
+        axes: tuple[int, ...],
+        eff: Effect,
+    ) -> Effect:
+        a, b = ids
+        ta, tb = a >= 0, b >= 0
+        with np.errstate(all="ignore"):
+            value = finite(_OPS[op](vals[0], vals[1]))
+        out = np.where(ta, a, b)
+        both = ta & tb
+        if both.any():
+            if op in ("Add", "Sub", "Mul") or (op == "Div" and np.all(vals[1][both] != 0)):
+                eff.tie(a[both], b[both])
+            else:
+                eff.stop(
+                    np.concatenate([a[both], b[both]]), f"{op} {node.name!r} combines channels it cannot tie"
+                )
+                out = np.where(both, -1, out)
+            if op == "Mul":  # 0 * anything is 0, even when the other removed value is not a constant
+                zero = both & ((vals[0] == 0) | (vals[1] == 0))
+                value = np.where(zero, 0.0, value)
+        for side, mine, other_tracked in ((0, ta, tb), (1, tb, ta)):
+            alone = mine & ~other_tracked
+            if not alone.any() or consts[1 - side] is not None:
+                continue  # the other operand is a constant: its value is known
+            zero_kept = vals[side] == 0
+            exact = op == "Mul" or (op == "Div" and side == 0)
+            bad = alone & ~(zero_kept & exact)
+            if bad.any():
+                reason = f"{op} {node.name!r} combines a removable channel with a kept tensor"
+                eff.stop(ids[side][bad], reason)
+                out = np.where(bad, -1, out)
+            value = np.where(alone & zero_kept & exact, 0.0, value)
+        if op in ("Div", "PRelu"):  # channels arriving as the divisor or slope cannot go
+            bad = tb & ~ta if op == "Div" else tb
+            if bad.any():
+                eff.stop(
+                    b[bad],
+                    f"{op} {node.name!r} takes channels as its {'divisor' if op == 'Div' else 'slope'}",
+                )
+                out = np.where(bad & ~ta, -1, out)
+        ch = Channels.of(axes, out, value)
+        return eff.output(node.output[0], ch)
+
+
+@register("Sum")
+class SumHandler(Handler):
+    """Variadic Add of computed tensors: every labelled input is tied at each index."""
+
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        if all(ch is None for ch in inputs):
+            return Effect()
+        shapes = [ctx.shape(i) for i in node.input]
+        out_shape = ctx.shape(node.output[0])
+        if (
+            out_shape is None
+            or any(s is None for s in shapes)
+            or any(const_input(ctx, node, p) for p in range(len(node.input)))
+        ):
+            return Stop(f"Sum {node.name!r} has unknown shapes or constant operands")
+        axes, ids, vals = broadcast(inputs, [s for s in shapes if s is not None], out_shape)
+        stacked = np.stack(ids)
+        tracked = stacked >= 0
+        eff = Effect()
+        full = tracked.all(axis=0)
+        mixed = tracked.any(axis=0) & ~full
+        eff.stop(stacked[:, mixed], f"Sum {node.name!r} adds a removable channel to a kept tensor")
+        for other in ids[1:]:
+            eff.tie(ids[0][full], other[full])
+        value = finite(np.sum(np.stack(vals), axis=0))
+        return eff.output(node.output[0], Channels.of(axes, np.where(full, ids[0], -1), value))
+
+
+__all__ = ["ints_from"]

@@ -1,56 +1,173 @@
-"""Pooling and padding act on each channel separately, and map an all-zero channel to zeros
-(max/average of zeros, zero padding): channels pass through on the same axis."""
+"""Ops that act on each channel separately: pooling, padding, resizing, reductions over other axes.
+
+A removed channel that is the constant ``v`` stays ``v`` under max/average pooling without zero padding,
+``Resize`` (interpolation weights sum to one) and edge/reflect padding; zero padding or averaging with
+padded zeros makes it non-constant unless ``v = 0``.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import numpy as np
 import onnx
 
+from ..channels import Channels, normalize_axis
 from ..index import GraphIndex
-from ..registry import Flow, Handler, Outcome, Stop, register
-from .common import channel_axis_only, const_input, forward_first_output
+from ..registry import ChannelSpace, Effect, Handler, Outcome, SlotEdit, Stop, register
+from .common import const_input, ints_from, on_axes, only_first_output_used, optional_input, shape_of
 
 POOLS = ("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
 
 
+def _channel_only(
+    ctx: GraphIndex, node: onnx.NodeProto, x: Channels, eff: Effect
+) -> tuple[np.ndarray, np.ndarray] | Stop:
+    shape = shape_of(ctx, node.input[0], node)
+    if isinstance(shape, Stop):
+        return shape
+    return on_axes(eff, node, x, shape, [1])
+
+
 @register(*POOLS)
 class PoolHandler(Handler):
-    def propagate(self, ctx: GraphIndex, node: onnx.NodeProto, port: int, flow: Flow) -> Outcome:
-        return channel_axis_only(node, flow) or forward_first_output(ctx, node, flow)
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        x = inputs[0]
+        if x is None:
+            return Effect()
+        if not only_first_output_used(ctx, node):
+            return Stop(f"{node.op_type} {node.name!r} has extra outputs in use")
+        eff = Effect()
+        got = _channel_only(ctx, node, x, eff)
+        if isinstance(got, Stop):
+            return got
+        ids, values = got
+        pads = ctx.attr(node, "pads", None) or []
+        auto_pad = ctx.attr(node, "auto_pad", b"NOTSET")
+        padded = any(pads) or auto_pad not in (b"NOTSET", "NOTSET", b"VALID", "VALID")  # type: ignore[arg-type]
+        if node.op_type in ("LpPool", "GlobalLpPool") or (
+            node.op_type == "AveragePool" and padded and ctx.int_attr(node, "count_include_pad", 0)
+        ):
+            values = np.where(values == 0, 0.0, np.nan)
+        return eff.output(node.output[0], Channels.of([1], ids, values))
 
 
 @register("Pad")
 class PadHandler(Handler):
-    """Zero-preserving unless the pad value is non-zero; pads must not touch the channel axis."""
-
-    def propagate(self, ctx: GraphIndex, node: onnx.NodeProto, port: int, flow: Flow) -> Outcome:
-        if port != 0:
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        x = inputs[0]
+        if x is None:
+            return Effect()
+        if any(ch is not None for ch in inputs[1:]):
             return Stop(f"Pad {node.name!r} takes the channels as a parameter")
-        shape = ctx.shape(flow.tensor)
-        if shape is None:
-            return Stop(f"Pad {node.name!r}: input rank unknown")
-        if len(node.input) > 1 and node.input[1]:
-            p = const_input(ctx, node, 1)
-            if p is None:
-                return Stop(f"Pad {node.name!r} has computed pads")
-            pads = ctx.array(p).astype(np.int64).tolist()
-        else:
-            pads = list(ctx.attr(node, "pads", []))  # type: ignore[call-overload]
-        if len(node.input) > 3 and node.input[3]:
-            return Stop(f"Pad {node.name!r} pads selected axes only")
-        value = 0.0
-        if len(node.input) > 2 and node.input[2]:
-            v = const_input(ctx, node, 2)
-            if v is None:
-                return Stop(f"Pad {node.name!r} has a computed pad value")
-            value = float(ctx.array(v))
-        else:
-            value = float(ctx.attr(node, "value", 0.0))  # type: ignore[arg-type]
+        shape = shape_of(ctx, node.input[0], node)
+        if isinstance(shape, Stop):
+            return shape
+        pads = ints_from(ctx, node, 1, "pads")
+        if isinstance(pads, Stop):
+            return pads
+        rank = len(shape)
+        axes_in = ints_from(ctx, node, 3, "axes")
+        if isinstance(axes_in, Stop):
+            return axes_in
+        axes = [normalize_axis(a, rank) for a in axes_in] if axes_in else list(range(rank))
+        pads = pads or [0] * (2 * len(axes))
+        padded = {a for i, a in enumerate(axes) if pads[i] or pads[i + len(axes)]}
+        if padded & set(x.axes):
+            return Stop(f"Pad {node.name!r} pads the channel axis")
         mode = ctx.attr(node, "mode", b"constant")
         mode = mode.decode() if isinstance(mode, bytes) else mode
+        value = 0.0
+        if optional_input(node, 2) is not None:
+            c = const_input(ctx, node, 2)
+            if c is None:
+                return Stop(f"Pad {node.name!r} has a computed pad value")
+            value = float(ctx.array(c))
+        else:
+            value = float(ctx.attr(node, "value", 0.0))  # type: ignore[arg-type]
+        values = x.values
+        if mode == "constant" and padded:
+            values = np.where(values == value, values, np.nan)
+        return Effect().output(node.output[0], Channels(x.axes, x.ids, values))
+
+
+@register("Resize", "Upsample")
+class ResizeHandler(Handler):
+    """Channels pass when the labelled axes keep their size; explicit ``sizes`` entries are rewritten."""
+
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        x = inputs[0]
+        if x is None:
+            return Effect()
+        if any(ch is not None for ch in inputs[1:]):
+            return Stop(f"{node.op_type} {node.name!r} takes the channels as a parameter")
+        shape, out = shape_of(ctx, node.input[0], node), shape_of(ctx, node.output[0], node)
+        if isinstance(shape, Stop):
+            return shape
+        if isinstance(out, Stop):
+            return out
+        if any(shape[a] != out[a] for a in x.axes):
+            return Stop(f"{node.op_type} {node.name!r} resizes the channel axis")
+        eff = Effect()
+        sizes = optional_input(node, 3) if node.op_type == "Resize" else None
+        if sizes is not None:
+            c = const_input(ctx, node, 3)
+            if c is None:
+                return Stop(f"Resize {node.name!r} has computed sizes")
+            if len(x.axes) != 1:
+                return Stop(f"Resize {node.name!r}: channels spread over several axes")
+            ids, _ = on_axes(eff, node, x, shape, list(x.axes))
+            eff.edits.append(SlotEdit(c, x.axes[0], node.name, ids))
+        return eff.output(node.output[0], x)
+
+
+REDUCE_VALUE = {
+    "ReduceMean": lambda v, n: v,
+    "ReduceMax": lambda v, n: v,
+    "ReduceMin": lambda v, n: v,
+    "ReduceSum": lambda v, n: v * n,
+    "ReduceL1": lambda v, n: np.abs(v) * n,
+    "ReduceL2": lambda v, n: np.abs(v) * np.sqrt(n),
+    "ReduceSumSquare": lambda v, n: v * v * n,
+}
+ZERO_SUM = ("ReduceSum", "ReduceL1", "ReduceL2", "ReduceSumSquare")
+
+
+@register(*REDUCE_VALUE)
+class ReduceHandler(Handler):
+    """Reducing other axes keeps the channels. Reducing the channel axis itself is exact for sums of zeros
+    (a removed channel adds nothing); means, maxima and minima would change: kept."""
+
+    def transfer(
+        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    ) -> Outcome:
+        x = inputs[0]
+        if x is None:
+            return Effect()
+        shape = shape_of(ctx, node.input[0], node)
+        if isinstance(shape, Stop):
+            return shape
+        axes_list = ints_from(ctx, node, 1, "axes")
+        if isinstance(axes_list, Stop):
+            return axes_list
         rank = len(shape)
-        if len(pads) != 2 * rank or pads[flow.axis] or pads[flow.axis + rank]:
-            return Stop(f"Pad {node.name!r} pads the channel axis")
-        if mode == "constant" and value != 0.0:
-            return Stop(f"Pad {node.name!r} pads with {value}")
-        return forward_first_output(ctx, node, flow)
+        if not axes_list:
+            if ctx.int_attr(node, "noop_with_empty_axes", 0):
+                return Effect().output(node.output[0], x)
+            axes_list = list(range(rank))
+        reduced = {normalize_axis(a, rank) for a in axes_list}
+        keepdims = ctx.int_attr(node, "keepdims", 1)
+        count = int(np.prod([shape[a] for a in reduced]))
+        if reduced & set(x.axes):
+            if node.op_type in ZERO_SUM and x.all_zero() and not (set(x.axes) - reduced):
+                return Effect()
+            return Stop(f"{node.op_type} {node.name!r} reduces over the channels")
+        values = REDUCE_VALUE[node.op_type](x.values, count)
+        new_axes = [a if keepdims else a - sum(r < a for r in reduced) for a in x.axes]
+        return Effect().output(node.output[0], Channels(tuple(new_axes), x.ids, values))
