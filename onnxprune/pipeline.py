@@ -128,8 +128,6 @@ def compress(
     shape = resolve_input_shape(dims, input_shape or (1, *splits.train.x.shape[1:]))
     with clock.phase("analyze"):
         plan = analyze(base, shape)
-        keep = keep_counts(plan, spec)
-    log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
 
     with clock.phase("import"):
         from .train.admm import TrainConfig, run_admm, run_magnitude
@@ -141,6 +139,9 @@ def compress(
             torch.set_num_threads(opts.threads)
         imported = import_model(base)
         _check_import(base, imported, verification_inputs(shape, seed, splits.val.x))
+        _keep_unbound(plan, set(imported.names))
+        keep = keep_counts(plan, spec)
+    log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
     cfg = TrainConfig(seed=seed, quiet=quiet, **opts.overrides())
     with clock.phase("train"):
         runner = run_admm if method == "admm" else run_magnitude
@@ -220,6 +221,16 @@ def _check_import(
         raise UnsupportedModelError(
             f"the torch import does not reproduce the model (relative error {worst:.2e} > {rtol:g})"
         )
+
+
+def _keep_unbound(plan: PruningPlan, bound: set[str]) -> None:
+    """A group whose SOURCE tensors the torch import cannot train or mask stays whole (with the reason)."""
+    for g in plan.prunable:
+        missing = next((m for m in g.sources if m.initializer not in bound), None)
+        if missing is not None:
+            g.reason = (
+                f"the torch import does not expose {missing.initializer!r} (node {missing.node!r}) to training"
+            )
 
 
 def _group_summary(name: str, plan: PruningPlan, masks: dict[str, np.ndarray]) -> dict[str, Any]:

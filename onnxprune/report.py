@@ -112,12 +112,15 @@ def layer_rows(
     io_b, io_a = _weight_io(before), _weight_io(after)
     status = {}
     for g in plan.groups:
+        tied = f" (tied x{len(g.source_nodes)})" if len(g.source_nodes) > 1 else ""
         if not g.prunable:
-            status[g.source_node] = f"kept: {g.reason}"
+            text = f"kept: {g.reason}"
         elif kept is not None:
-            status[g.source_node] = f"pruned, kept {kept.get(g.name, g.channels)}/{g.channels}"
+            text = f"pruned, kept {kept.get(g.name, g.channels)}/{g.channels}{tied}"
         else:
-            status[g.source_node] = "prunable"
+            text = f"prunable{tied}"
+        for node in g.source_nodes:
+            status[node] = text
     rows = []
     for name, (cin, cout) in io_b.items():
         cin_a, cout_a = io_a.get(name, (cin, cout))

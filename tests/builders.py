@@ -94,6 +94,96 @@ class GraphBuilder:
     def add(self, a: str, b: str) -> str:
         return self.node("Add", [a, b], self.shapes[a])
 
+    # --- multi-input / multi-output and layout ops (opset-aware: attribute below the opset that made it
+    # an input) ---------------------------------------------------------------------------------------
+
+    def nodes_out(
+        self, op: str, inputs: list[str], shapes: list[tuple[int, ...]], **attrs: object
+    ) -> list[str]:
+        """A node with one output per entry of ``shapes``."""
+        outs = [self._name(op.lower() + "_out") for _ in shapes]
+        self.nodes.append(helper.make_node(op, inputs, outs, name=self._name(op), **attrs))
+        for o, s in zip(outs, shapes, strict=True):
+            self.shapes[o] = s
+        return outs
+
+    def mul(self, a: str, b: str) -> str:
+        return self.node("Mul", [a, b], self.shapes[a])
+
+    def sum(self, xs: list[str]) -> str:
+        return self.node("Sum", list(xs), self.shapes[xs[0]])
+
+    def concat(self, xs: list[str], axis: int = 1) -> str:
+        shape = list(self.shapes[xs[0]])
+        shape[axis] = sum(self.shapes[x][axis] for x in xs)
+        return self.node("Concat", list(xs), tuple(shape), axis=axis)
+
+    def split(self, x: str, sizes: list[int], axis: int = 1) -> list[str]:
+        """Split with explicit sizes: an int64 input from opset 13, the ``split`` attribute before."""
+        shapes = []
+        for size in sizes:
+            s = list(self.shapes[x])
+            s[axis] = size
+            shapes.append(tuple(s))
+        if self.opset >= 13:
+            sizes_in = self.const(np.array(sizes, dtype=np.int64), "split")
+            return self.nodes_out("Split", [x, sizes_in], shapes, axis=axis)
+        return self.nodes_out("Split", [x], shapes, axis=axis, split=list(sizes))
+
+    def slice(self, x: str, start: int, end: int, axis: int = 1) -> str:
+        s = list(self.shapes[x])
+        s[axis] = len(range(*slice(start, end).indices(s[axis])))
+        ins = [x, *(self.const(np.array([v], dtype=np.int64), "sl") for v in (start, end, axis))]
+        return self.node("Slice", ins, tuple(s))
+
+    def reshape(self, x: str, target: list[int], shape: tuple[int, ...]) -> str:
+        """Reshape to the constant ``target``; ``shape`` is the resulting shape (for tracking)."""
+        return self.node("Reshape", [x, self.const(np.array(target, dtype=np.int64), "shape")], shape)
+
+    def transpose(self, x: str, perm: list[int]) -> str:
+        s = self.shapes[x]
+        return self.node("Transpose", [x], tuple(s[p] for p in perm), perm=perm)
+
+    def _axes_op(self, op: str, x: str, axes: list[int], shape: tuple[int, ...], since: int, **attrs) -> str:
+        if self.opset >= since:
+            return self.node(op, [x, self.const(np.array(axes, dtype=np.int64), "axes")], shape, **attrs)
+        return self.node(op, [x], shape, axes=axes, **attrs)
+
+    def squeeze(self, x: str, axes: list[int]) -> str:
+        s = self.shapes[x]
+        return self._axes_op("Squeeze", x, axes, tuple(d for i, d in enumerate(s) if i not in axes), 13)
+
+    def unsqueeze(self, x: str, axes: list[int]) -> str:
+        s = list(self.shapes[x])
+        for a in sorted(axes):
+            s.insert(a, 1)
+        return self._axes_op("Unsqueeze", x, axes, tuple(s), 13)
+
+    def reduce_mean(self, x: str, axes: list[int], keepdims: int = 1) -> str:
+        s = self.shapes[x]
+        shape = tuple(1 if i in axes else d for i, d in enumerate(s) if keepdims or i not in axes)
+        return self._axes_op("ReduceMean", x, axes, shape, 18, keepdims=keepdims)
+
+    def resize(self, x: str, scale: int = 2, mode: str = "nearest") -> str:
+        n, c, h, w = self.shapes[x]
+        roi = self.const(np.zeros(0, dtype=np.float32), "roi")
+        scales = self.const(np.array([1, 1, scale, scale], dtype=np.float32), "scales")
+        return self.node("Resize", [x, roi, scales], (n, c, h * scale, w * scale), mode=mode)
+
+    def instance_norm(self, x: str) -> str:
+        c = self.shapes[x][1]
+        scale = self.const(self.rng.uniform(0.5, 1.5, c).astype(np.float32), "scale")
+        shift = self.const(self.rng.standard_normal(c).astype(np.float32) * 0.2, "shift")
+        return self.node("InstanceNormalization", [x, scale, shift], self.shapes[x], epsilon=1e-5)
+
+    def conv_transpose(self, x: str, cout: int, k: int = 2, stride: int = 2, bias: bool = True) -> str:
+        n, c, h, w = self.shapes[x]
+        ins = [x, self.const(self.rng.standard_normal((c, cout, k, k)).astype(np.float32) * 0.3, "wt")]
+        if bias:
+            ins.append(self.const(self.rng.standard_normal(cout).astype(np.float32) * 0.1, "b"))
+        ho, wo = (h - 1) * stride + k, (w - 1) * stride + k
+        return self.node("ConvTranspose", ins, (n, cout, ho, wo), strides=[stride] * 2, kernel_shape=[k, k])
+
     def build(self, outputs: list[str], dynamic_batch: bool = True) -> onnx.ModelProto:
         def vi(name: str) -> onnx.ValueInfoProto:
             shape: list[int | str] = list(self.shapes[name])

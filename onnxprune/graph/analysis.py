@@ -151,36 +151,39 @@ def _groups(ctx: GraphIndex, space: ChannelSpace, trace: _Trace) -> list[Group]:
         return out
 
     for m in trace.members:
-        for g, slots in split(m.ids).items():
-            member = Member(m.initializer, m.axis, m.role, m.node, channel_map(slots, counts[g]))
-            if member not in groups[g].members:
-                groups[g].members.append(member)
-    for e in trace.edits:
-        for g, slots in split(e.ids).items():
-            cmap = channel_map(slots, counts[g])
+        for gid, slots in split(m.ids).items():
+            member = Member(m.initializer, m.axis, m.role, m.node, channel_map(slots, counts[gid]))
+            if member not in groups[gid].members:
+                groups[gid].members.append(member)
+    for edit in trace.edits:
+        for gid, slots in split(edit.ids).items():
+            cmap = channel_map(slots, counts[gid])
             per = int(np.bincount(slots[slots >= 0]).max())
-            groups[g].shape_edits.append(ShapeEdit(e.initializer, e.position, per, e.node, cmap, e.attribute))
+            groups[gid].shape_edits.append(
+                ShapeEdit(edit.initializer, edit.position, per, edit.node, cmap, edit.attribute)
+            )
     for f in trace.folds:
-        for g, slots in split(f.ids).items():
+        for gid, slots in split(f.ids).items():
             vals = tuple(float(v) if s >= 0 else 0.0 for v, s in zip(f.values, slots, strict=True))
+            cmap = channel_map(slots, counts[gid])
             new_bias = f"{f.node}.folded_bias"
-            groups[g].folds.append(
-                Fold(f.node, f.op, f.weight, f.axis, f.bias, new_bias, channel_map(slots, counts[g]), vals, f.scale)
+            groups[gid].folds.append(
+                Fold(f.node, f.op, f.weight, f.axis, f.bias, new_bias, cmap, vals, f.scale)
             )
     for tensor, ch in trace.labels.items():
-        for g in split(ch.ids.ravel()):
-            groups[g].tensors.append(tensor)
+        for gid in split(ch.ids.ravel()):
+            groups[gid].tensors.append(tensor)
     for ids, reason in trace.stops:
-        for g in np.unique(group_of[ids]).tolist():
-            if groups[int(g)].reason is None:
-                groups[int(g)].reason = reason
+        for gid in np.unique(group_of[ids]).tolist():
+            if groups[int(gid)].reason is None:
+                groups[int(gid)].reason = reason
 
     out = []
-    for g in groups.values():
-        g.consumers = sorted({m.node for m in g.dependents} - set(g.source_nodes))
-        if g.reason is None:
-            g.reason = _unsourced(g) or _shared_initializer(ctx, g)
-        out.append(g)
+    for group in groups.values():
+        group.consumers = sorted({m.node for m in group.dependents} - set(group.source_nodes))
+        if group.reason is None:
+            group.reason = _unsourced(group) or _shared_initializer(ctx, group)
+        out.append(group)
     return out
 
 

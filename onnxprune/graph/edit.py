@@ -101,7 +101,9 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
             mask &= kept
         for e in g.shape_edits:
             if e.attribute is None:
-                shrink[(e.initializer, e.position)] = shrink.get((e.initializer, e.position), 0) + e.amount(removed)
+                shrink[(e.initializer, e.position)] = shrink.get((e.initializer, e.position), 0) + e.amount(
+                    removed
+                )
             else:
                 key = (e.node, e.attribute, e.position)
                 attr_shrink[key] = attr_shrink.get(key, 0) + e.amount(removed)
@@ -137,7 +139,9 @@ def _fold(
             v = np.asarray(f.values, dtype=np.float64)[idx]
             taken = np.take(w, idx, axis=f.axis)
             if f.op == "Conv":  # W: (O, C, k...): Σ_c v_c Σ_k W[o, c, k]
-                delta = np.tensordot(taken.reshape(taken.shape[0], len(idx), -1).sum(axis=2), v, axes=([1], [0]))
+                delta = np.tensordot(
+                    taken.reshape(taken.shape[0], len(idx), -1).sum(axis=2), v, axes=([1], [0])
+                )
             else:  # Gemm: row p of op(B) along f.axis
                 delta = f.scale * np.tensordot(v, np.moveaxis(taken, f.axis, 0), axes=([0], [0]))
             if f.bias is not None:

@@ -46,8 +46,10 @@ def _shape_value(node: onnx.NodeProto, dims: list[int | None]) -> tuple[np.ndarr
 
 
 def _evaluate(node: onnx.NodeProto, values: list[np.ndarray]) -> np.ndarray | None:
-    inputs = [helper.make_tensor_value_info(f"i{k}", helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
-              for k, v in enumerate(values)]
+    inputs = [
+        helper.make_tensor_value_info(f"i{k}", helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
+        for k, v in enumerate(values)
+    ]
     clone = helper.make_node(node.op_type, [f"i{k}" if n else "" for k, n in enumerate(node.input)], ["o"])
     clone.attribute.extend(node.attribute)
     graph = helper.make_graph([clone], "fold", inputs, [helper.make_tensor_value_info("o", 0, None)])
@@ -71,7 +73,9 @@ def fold_static_shapes(model: onnx.ModelProto, notes: list[str], max_rounds: int
             break
         removed, constants = removed + r, constants + c
     if removed:
-        notes.append(f"folded {removed} node(s) of shape arithmetic on static dims into {constants} constant(s)")
+        notes.append(
+            f"folded {removed} node(s) of shape arithmetic on static dims into {constants} constant(s)"
+        )
 
 
 def _fold_once(model: onnx.ModelProto) -> tuple[int, int]:

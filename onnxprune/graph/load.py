@@ -101,7 +101,9 @@ def _lift_opset(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
     try:
         lifted = onnx.version_converter.convert_version(model, MIN_OPSET)
     except Exception as e:
-        raise InvalidModelError(f"opset {old} is older than {MIN_OPSET} and could not be converted ({_one_line(e)})") from None
+        raise InvalidModelError(
+            f"opset {old} is older than {MIN_OPSET} and could not be converted ({_one_line(e)})"
+        ) from None
     notes.append(f"converted opset {old} to {MIN_OPSET}")
     return lifted
 

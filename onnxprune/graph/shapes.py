@@ -71,7 +71,42 @@ def infer_shapes(model: onnx.ModelProto, input_shape: Shape) -> dict[str, tuple[
             shapes[vi.name] = dims
     for t in g.initializer:
         shapes[t.name] = tuple(int(d) for d in t.dims)
+    unknown = [
+        o for n in g.node for o in n.output if o and (o not in shapes or any(d is None for d in shapes[o]))
+    ]
+    if unknown:
+        shapes.update(_run_for_shapes(inferred, unknown, input_shape))
     return shapes
+
+
+def _run_for_shapes(model: onnx.ModelProto, names: list[str], input_shape: Shape) -> dict[str, Shape]:
+    """Shapes that inference could not resolve (reshapes to computed targets, windowed attention), read
+    off one ONNX Runtime run on zeros of ``input_shape``. Empty when the run fails."""
+    import numpy as np
+    import onnxruntime as ort
+
+    work = onnx.ModelProto()
+    work.CopyFrom(model)
+    elem = {
+        vi.name: vi.type.tensor_type.elem_type
+        for vi in [*work.graph.input, *work.graph.value_info, *work.graph.output]
+    }
+    wanted = [n for n in names if elem.get(n)]
+    present = {o.name for o in work.graph.output}
+    for n in wanted:
+        if n not in present:
+            work.graph.output.append(onnx.helper.make_tensor_value_info(n, elem[n], None))
+    try:
+        opts = ort.SessionOptions()
+        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+        opts.log_severity_level = 3
+        sess = ort.InferenceSession(work.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        feed = sess.get_inputs()[0]
+        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem.get(feed.name) or onnx.TensorProto.FLOAT)
+        outs = sess.run(wanted, {feed.name: np.zeros(input_shape, dtype=dtype)})
+    except Exception:  # a model ORT cannot run here: shapes stay unknown
+        return {}
+    return {n: tuple(int(d) for d in np.shape(v)) for n, v in zip(wanted, outs, strict=True)}
 
 
 def static_shapes(model: onnx.ModelProto, input_shape: Shape) -> dict[str, Shape]:

@@ -58,7 +58,9 @@ def _positions(t: torch.Tensor, member: Member, channels: int, ax: int) -> torch
     try:
         pos = member.index_map.positions(t.shape[ax], channels)
     except (IndexError, ValueError) as e:
-        raise ValueError(f"index map of {member.initializer!r} does not fit axis {ax} of length {t.shape[ax]}") from e
+        raise ValueError(
+            f"index map of {member.initializer!r} does not fit axis {ax} of length {t.shape[ax]}"
+        ) from e
     if pos.size and pos.max() >= channels:
         raise ValueError(f"index map of {member.initializer!r} names channel {int(pos.max())} of {channels}")
     return torch.as_tensor(pos, dtype=torch.long, device=t.device)

@@ -24,7 +24,7 @@ from ...plan import Role
 from ..channels import Channels, broadcast
 from ..index import GraphIndex
 from ..registry import ChannelSpace, Effect, Handler, Outcome, Stop, register
-from .common import const_input, finite, ints_from, only_first_output_used, shape_of
+from .common import const_input, finite, only_first_output_used, shape_of
 
 Attrs = Callable[[str, float], float]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -69,6 +69,10 @@ UNARY: dict[str, Callable[[np.ndarray, Attrs], np.ndarray]] = {
 }
 
 
+def _gelu_tanh(v: np.ndarray, a: Attrs) -> np.ndarray:
+    return 0.5 * v * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
+
+
 @register(*UNARY)
 class UnaryHandler(Handler):
     def transfer(
@@ -82,13 +86,7 @@ class UnaryHandler(Handler):
         if not only_first_output_used(ctx, node):
             return Stop(f"{node.op_type} {node.name!r} has extra outputs in use")
         if node.op_type == "Gelu" and ctx.attr(node, "approximate", b"none") not in (b"none", "none"):
-            f: Callable[[np.ndarray, Attrs], np.ndarray] = lambda v, a: (
-                0.5
-                * v
-                * (  # noqa: E731
-                    1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3))
-                )
-            )
+            f: Callable[[np.ndarray, Attrs], np.ndarray] = _gelu_tanh
         else:
             f = UNARY[node.op_type]
 
@@ -300,6 +298,3 @@ class SumHandler(Handler):
             eff.tie(ids[0][full], other[full])
         value = finite(np.sum(np.stack(vals), axis=0))
         return eff.output(node.output[0], Channels.of(axes, np.where(full, ids[0], -1), value))
-
-
-__all__ = ["ints_from"]

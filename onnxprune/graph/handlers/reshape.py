@@ -43,7 +43,7 @@ def _trim(axes: Sequence[int], ids: np.ndarray, values: np.ndarray) -> Channels 
     return Channels.of([axes[i] for i in keep], ids[index], values[index])
 
 
-def _target_entry(ctx: GraphIndex, target: str, position: int) -> tuple[str, int, int] | None:
+def _target_entry(ctx: GraphIndex, target: str, position: int) -> tuple[str, int, int, str] | None:
     """``(initializer, index, value)`` holding entry ``position`` of a Reshape target: the target itself, or
     the constant piece of a ``Concat`` that builds it (the other pieces being dynamic dims); None when
     the entry is computed."""
@@ -60,7 +60,12 @@ def _target_entry(ctx: GraphIndex, target: str, position: int) -> tuple[str, int
         if offset <= position < offset + shape[0]:
             if not ctx.is_initializer(piece):
                 return None
-            return piece, position - offset, int(ctx.array(piece).reshape(-1)[position - offset]), producer.name
+            return (
+                piece,
+                position - offset,
+                int(ctx.array(piece).reshape(-1)[position - offset]),
+                producer.name,
+            )
         offset += shape[0]
     return None
 
