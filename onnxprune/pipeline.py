@@ -228,9 +228,8 @@ def _keep_unbound(plan: PruningPlan, bound: set[str]) -> None:
     for g in plan.prunable:
         missing = next((m for m in g.sources if m.initializer not in bound), None)
         if missing is not None:
-            g.reason = (
-                f"the torch import does not expose {missing.initializer!r} (node {missing.node!r}) to training"
-            )
+            what = f"{missing.initializer!r} (node {missing.node!r})"
+            g.reason = f"the torch import does not expose {what} to training"
 
 
 def _group_summary(name: str, plan: PruningPlan, masks: dict[str, np.ndarray]) -> dict[str, Any]:

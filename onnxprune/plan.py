@@ -209,6 +209,9 @@ class Group:
     reason: str | None = None  # why the group cannot be pruned; None when it can
     source_nodes: list[str] = field(default_factory=list)  # every node producing the channels (coupled)
     folds: list[Fold] = field(default_factory=list)
+    # disjoint channel sets of which at least one must stay: all of a Reshape entry's or Split part's
+    # indices, whose removal would make that count 0 (a Reshape reads 0 as "copy the input dim")
+    cover_sets: list[tuple[int, ...]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         if not self.source_nodes:
@@ -311,6 +314,7 @@ def _group_dict(g: Group) -> dict:
             for e in g.shape_edits
         ],
         "folds": [{"node": f.node, "op": f.op, "weight": f.weight, "bias": f.bias} for f in g.folds],
+        "cover_sets": [list(c) for c in g.cover_sets],
     }
     return d
 
@@ -346,6 +350,12 @@ def validate_masks(plan: PruningPlan, masks: Masks) -> None:
             raise ValueError(f"mask of group {name!r} removes every channel")
         if not g.prunable and not keep.all():
             raise ValueError(f"group {name!r} is not prunable ({g.reason}) but its mask removes channels")
+        for cover in g.cover_sets:
+            if not keep[list(cover)].any():
+                raise ValueError(
+                    f"mask of group {name!r} removes all of channels {list(cover)[:8]}, "
+                    + "which a shape entry counts"
+                )
 
 
 def full_masks(groups: Sequence[Group]) -> dict[str, np.ndarray]:

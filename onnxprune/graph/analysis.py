@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from ..plan import Fold, Group, Member, PruningPlan, ShapeEdit, channel_map
+from ..plan import Fold, Group, Member, PruningPlan, ShapeEdit, SlotMap, channel_map
 from . import handlers  # noqa: F401  (registers the channel rules)
 from .channels import Channels
 from .index import GraphIndex
@@ -180,11 +180,35 @@ def _groups(ctx: GraphIndex, space: ChannelSpace, trace: _Trace) -> list[Group]:
 
     out = []
     for group in groups.values():
+        group.cover_sets = _cover_sets(group)
         group.consumers = sorted({m.node for m in group.dependents} - set(group.source_nodes))
         if group.reason is None:
             group.reason = _unsourced(group) or _shared_initializer(ctx, group)
         out.append(group)
     return out
+
+
+def _cover_sets(group: Group) -> list[tuple[int, ...]]:
+    """Channel sets that must each keep one channel: those owning every index a shape entry counts.
+
+    Only sets that are a strict subset of the group matter (removing every channel is never allowed),
+    a set containing another is dropped (implied), and the projection handles the remaining sets exactly
+    when they are disjoint; a group whose sets still overlap is kept whole (reported)."""
+    sets: list[set[int]] = []
+    for e in group.shape_edits:
+        slots = np.asarray(e.index_map.slots) if isinstance(e.index_map, SlotMap) else None
+        if slots is None or (slots < 0).any():
+            continue
+        owned = set(np.unique(slots).tolist())
+        if len(owned) < group.channels and owned not in sets:
+            sets.append(owned)
+    # a set containing another is implied by it (keeping one of the smaller keeps one of the larger)
+    sets = [a for a in sets if not any(b < a for b in sets)]
+    disjoint = all(not (a & b) for i, a in enumerate(sets) for b in sets[i + 1 :])
+    if not disjoint:
+        group.reason = group.reason or "shape entries count overlapping channel sets"
+        return []
+    return [tuple(sorted(s)) for s in sets]
 
 
 def _unsourced(group: Group) -> str | None:

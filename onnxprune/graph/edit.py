@@ -86,7 +86,7 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
     names |= {e.initializer for g in pruned_groups for e in g.shape_edits if e.attribute is None}
     names |= {n for g in pruned_groups for f in g.folds for n in (f.weight, f.bias) if n is not None}
     arrays = initializer_arrays(model, names)
-    new_biases = _fold(model, arrays, pruned_groups, masks)
+    new_biases, fold_outputs = _fold(model, arrays, pruned_groups, masks)
     alive: dict[tuple[str, int], np.ndarray] = {}
     shrink: dict[tuple[str, int], int] = {}
     attr_shrink: dict[tuple[str, str, int], int] = {}
@@ -107,15 +107,24 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
             else:
                 key = (e.node, e.attribute, e.position)
                 attr_shrink[key] = attr_shrink.get(key, 0) + e.amount(removed)
+    for name, values in new_biases.values():
+        arrays[name] = values
+    for bias, (weight, axis) in fold_outputs.items():
+        sliced = (weight, axis) in alive and not any(k[0] == bias for k in alive)
+        if sliced and arrays[bias].ndim and arrays[bias].shape[-1] == len(alive[(weight, axis)]):
+            alive[(bias, arrays[bias].ndim - 1)] = alive[(weight, axis)]
     for (name, axis), mask in alive.items():
         arrays[name] = np.compress(mask, arrays[name], axis=axis)
     for (name, pos), amount in shrink.items():
         arrays[name] = arrays[name].copy()
         arrays[name].reshape(-1)[pos] -= amount
-    out = replace_initializers(model, arrays)
-    _add_biases(out, new_biases)
+    created = {name for name, _ in new_biases.values()}
+    out = replace_initializers(model, {k: v for k, v in arrays.items() if k not in created})
+    _add_biases(out, {node: (name, arrays[name]) for node, (name, _) in new_biases.items()})
     _shrink_attributes(out, attr_shrink)
-    changed = {t for g in pruned_groups for t in g.tensors}
+    # value_info of what changed shape: activations carrying removed channels, and sliced initializers
+    # (some exporters annotate initializers too)
+    changed = {t for g in pruned_groups for t in g.tensors} | {name for name, _ in alive}
     kept_vi = [vi for vi in out.graph.value_info if vi.name not in changed]
     del out.graph.value_info[:]
     out.graph.value_info.extend(kept_vi)
@@ -124,11 +133,16 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
 
 def _fold(
     model: onnx.ModelProto, arrays: dict[str, np.ndarray], groups: list[Group], masks: Masks
-) -> dict[str, tuple[str, np.ndarray]]:
-    """Add each removed constant channel's contribution to its consumer's bias (in ``arrays``); returns
-    the biases to create, by node: ``node -> (new initializer name, values)``."""
+) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str, tuple[str, int]]]:
+    """Add each removed constant channel's contribution to its consumer's bias (in ``arrays``).
+
+    Returns the biases to create (``node -> (new initializer name, values)``) and, for every bias written
+    here, the consumer's weight and output axis (``bias -> (weight, axis)``): when that consumer loses
+    outputs too, a bias that is not itself a member (a created one, or a scalar made per-unit) is sliced
+    like the weight."""
     original = {k: v.copy() for k, v in arrays.items()}
     created: dict[str, tuple[str, np.ndarray]] = {}
+    outputs_of: dict[str, tuple[str, int]] = {}
     for g in groups:
         removed = np.flatnonzero(~masks[g.name])
         for f in g.folds:
@@ -144,13 +158,16 @@ def _fold(
                 )
             else:  # Gemm: row p of op(B) along f.axis
                 delta = f.scale * np.tensordot(v, np.moveaxis(taken, f.axis, 0), axes=([0], [0]))
+            out_axis = 0 if f.op == "Conv" else 1 - f.axis
             if f.bias is not None:
                 bias = arrays[f.bias]
                 arrays[f.bias] = (bias.astype(np.float64) + delta).astype(bias.dtype)
+                outputs_of[f.bias] = (f.weight, out_axis)
             else:
                 name, prev = created.get(f.node, (f.new_bias, np.zeros_like(delta)))
                 created[f.node] = (name, prev + delta)
-    return created
+                outputs_of[name] = (f.weight, out_axis)
+    return created, outputs_of
 
 
 def _add_biases(model: onnx.ModelProto, biases: dict[str, tuple[str, np.ndarray]]) -> None:

@@ -45,7 +45,7 @@ def _shape_value(node: onnx.NodeProto, dims: list[int | None]) -> tuple[np.ndarr
     return np.array([d or 0 for d in sel], dtype=np.int64), np.array([d is not None for d in sel])
 
 
-def _evaluate(node: onnx.NodeProto, values: list[np.ndarray]) -> np.ndarray | None:
+def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opset: int) -> np.ndarray | None:
     inputs = [
         helper.make_tensor_value_info(f"i{k}", helper.np_dtype_to_tensor_dtype(v.dtype), v.shape)
         for k, v in enumerate(values)
@@ -54,7 +54,7 @@ def _evaluate(node: onnx.NodeProto, values: list[np.ndarray]) -> np.ndarray | No
     clone.attribute.extend(node.attribute)
     graph = helper.make_graph([clone], "fold", inputs, [helper.make_tensor_value_info("o", 0, None)])
     try:
-        (out,) = ReferenceEvaluator(helper.make_model(graph)).run(
+        (out,) = ReferenceEvaluator(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])).run(
             None, {f"i{k}": v for k, v in enumerate(values)}
         )
     except Exception:  # an op the reference runtime cannot evaluate: leave the node
@@ -81,6 +81,7 @@ def fold_static_shapes(model: onnx.ModelProto, notes: list[str], max_rounds: int
 def _fold_once(model: onnx.ModelProto) -> tuple[int, int]:
     g = model.graph
     dims = _static_dims(model)
+    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 17)
     consts: dict[str, np.ndarray] = {
         t.name: numpy_helper.to_array(t)
         for t in g.initializer
@@ -106,7 +107,7 @@ def _fold_once(model: onnx.ModelProto) -> tuple[int, int]:
             continue
         if not all(i in consts for i in node.input if i):
             continue
-        out = _evaluate(node, [consts[i] for i in node.input if i])
+        out = _evaluate(node, [consts[i] for i in node.input if i], opset)
         if out is not None and out.size <= MAX_ELEMENTS and out.dtype.kind in "iu":
             consts[node.output[0]] = folded[node.output[0]] = out
     outputs = {o.name for o in g.output}

@@ -18,7 +18,7 @@ touched here.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -87,16 +87,32 @@ def group_norms(
     return sq.sqrt()
 
 
-def topk_keep(norms: torch.Tensor, k: int) -> torch.Tensor:
-    """Bool (C,) mask of the k largest norms; among equal norms the lower index is kept."""
+def topk_keep(norms: torch.Tensor, k: int, cover_sets: Sequence[Sequence[int]] = ()) -> torch.Tensor:
+    """Bool (C,) mask of the k largest norms; among equal norms the lower index is kept.
+
+    ``cover_sets``: disjoint sets of channels of which at least one must stay (the channels a Reshape
+    entry or a Split part counts: emptying it would make the entry 0). The projection onto
+    {≤ k channels, each set hit} keeps the strongest channel of every set and fills the remaining slots
+    with the largest other norms — exact for disjoint sets, since swapping a set's kept channel for its
+    strongest one can only raise the kept norm.
+    """
     c = norms.numel()
     if not 0 <= k <= c:
         raise ValueError(f"cannot keep {k} of {c} channels")
     if not torch.isfinite(norms).all():
         raise ValueError("channel norms are not finite (NaN or inf weights)")
-    order = torch.argsort(-norms.reshape(-1), stable=True)  # descending; stable keeps lower index first
+    flat = norms.reshape(-1)
     keep = torch.zeros(c, dtype=torch.bool, device=norms.device)
-    keep[order[:k]] = True
+    forced = []
+    for cover in cover_sets:
+        idx = torch.as_tensor(list(cover), dtype=torch.long, device=norms.device)
+        forced.append(int(idx[torch.argsort(-flat[idx], stable=True)[0]]))
+    if len(forced) > k:
+        raise ValueError(f"keeping {k} channels cannot cover {len(forced)} sets that must each keep one")
+    keep[forced] = True
+    order = torch.argsort(-flat, stable=True)  # descending; stable keeps lower index first
+    rest = order[~keep[order]][: k - int(keep.sum())]
+    keep[rest] = True
     return keep
 
 
@@ -160,7 +176,7 @@ def project_groups(
     product of the per-group projections; every group's norms are taken from the input ``tensors``.
     """
     groups = list(groups)
-    keeps = {g.name: topk_keep(group_norms(tensors, g, axis_of), k) for g, k in groups}
+    keeps = {g.name: topk_keep(group_norms(tensors, g, axis_of), k, g.cover_sets) for g, k in groups}
     masks = tensor_masks(tensors, [(g, keeps[g.name]) for g, _ in groups], axis_of)
     z = {name: tensors[name].detach().masked_fill(~mask, 0.0) for name, mask in masks.items()}
     return z, keeps

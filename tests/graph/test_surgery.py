@@ -22,6 +22,9 @@ def random_masks(plan: PruningPlan, seed: int, ratio: float = 0.5) -> dict[str, 
     for g in plan.prunable:
         keep = np.zeros(g.channels, dtype=bool)
         keep[rng.choice(g.channels, max(1, round(g.channels * (1 - ratio))), replace=False)] = True
+        for cover in g.cover_sets:  # the plan's rule: one channel of each such set stays
+            if not keep[list(cover)].any():
+                keep[rng.choice(cover)] = True
         masks[g.name] = keep
     return masks
 

@@ -131,8 +131,6 @@ class ReshapeHandler(Handler):
                 else Stop(f"Reshape {node.name!r}: shape from channels")
             )
         target = node.input[1]
-        if ctx.int_attr(node, "allowzero", 0):
-            return Stop(f"Reshape {node.name!r} uses allowzero")
         return _regroup(ctx, node, inputs[0], target)
 
 
@@ -242,12 +240,19 @@ class SplitHandler(Handler):
             return Stop(f"Split {node.name!r} has computed sizes")
         explicit = split_const is not None or ctx.attr(node, "split") is not None
         line, _ = on_axes(eff, node, x, shape, [axis])
+        if not explicit:
+            # an even split (num_outputs) stays even only if every part loses as many: tie index i of each
+            if len(set(sizes)) != 1:
+                return Stop(f"Split {node.name!r} splits the channels unevenly without explicit sizes")
+            parts = line.reshape(len(sizes), -1)
+            if ((parts >= 0).any(axis=0) & ~(parts >= 0).all(axis=0)).any():
+                return Stop(f"Split {node.name!r} splits removable and kept channels evenly")
+            for j in range(1, len(sizes)):
+                eff.tie(parts[0], parts[j])
         start = 0
         for i, (o, size) in enumerate(zip(node.output, sizes, strict=True)):
             part = line[start : start + size]
-            if (part >= 0).any():
-                if not explicit:
-                    return Stop(f"Split {node.name!r} splits the channels evenly without explicit sizes")
+            if (part >= 0).any() and explicit:
                 if split_const is not None:
                     eff.edits.append(SlotEdit(split_const, i, node.name, part))
                 else:
