@@ -32,7 +32,31 @@ def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
         tt = vi.type.tensor_type
         if vi.type.HasField("tensor_type") and tt.HasField("shape"):
             out[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+    missing = [o for n in model.graph.node for o in n.output if o and o not in out]
+    if missing:
+        out.update(_probe_batch(inferred, missing))
     return out
+
+
+def _probe_batch(model: onnx.ModelProto, names: list[str]) -> dict[str, list[int | None]]:
+    """Shapes inference left unknown (old-opset reshapes to targets with a dynamic batch), from two ONNX
+    Runtime runs at batch 1 and 2 — only for a model whose one dynamic input dim is the batch: dims that
+    agree in both runs are static, the others dynamic."""
+    from .shapes import _run_for_shapes
+
+    inits = {t.name for t in model.graph.initializer}
+    real = [vi for vi in model.graph.input if vi.name not in inits]
+    if len(real) != 1:
+        return {}
+    dims = [d.dim_value if d.HasField("dim_value") else None for d in real[0].type.tensor_type.shape.dim]
+    if not dims or dims[0] is not None or any(d is None for d in dims[1:]):
+        return {}
+    runs = [_run_for_shapes(model, names, (b, *dims[1:])) for b in (1, 2)]  # type: ignore[arg-type]
+    return {
+        n: [a if a == b else None for a, b in zip(runs[0][n], runs[1][n], strict=True)]
+        for n in names
+        if n in runs[0] and n in runs[1] and len(runs[0][n]) == len(runs[1][n])
+    }
 
 
 def _shape_value(node: onnx.NodeProto, dims: list[int | None]) -> tuple[np.ndarray, np.ndarray]:
@@ -54,9 +78,8 @@ def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opset: int) -> np.
     clone.attribute.extend(node.attribute)
     graph = helper.make_graph([clone], "fold", inputs, [helper.make_tensor_value_info("o", 0, None)])
     try:
-        (out,) = ReferenceEvaluator(helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])).run(
-            None, {f"i{k}": v for k, v in enumerate(values)}
-        )
+        one_node = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+        (out,) = ReferenceEvaluator(one_node).run(None, {f"i{k}": v for k, v in enumerate(values)})
     except Exception:  # an op the reference runtime cannot evaluate: leave the node
         return None
     return np.asarray(out)

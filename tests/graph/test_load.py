@@ -11,8 +11,11 @@ import pytest
 from onnx import helper
 
 from onnxprune.errors import InvalidModelError
+from onnxprune.graph.analysis import analyze
+from onnxprune.graph.edit import mask_model, prune_model
 from onnxprune.graph.load import input_dims, load_model, normalize
-from onnxprune.graph.verify import compare_models
+from onnxprune.graph.runtime import make_session
+from onnxprune.graph.verify import compare_models, verification_inputs
 from tests.builders import GraphBuilder, vgg_like
 
 
@@ -86,3 +89,44 @@ def test_initializers_in_graph_inputs_are_dropped_from_inputs() -> None:
     norm = normalize(model).model
     assert [i.name for i in norm.graph.input] == ["input"]
     assert input_dims(norm) == ["batch", 3, 8, 8]
+
+
+def test_old_opset_is_lifted_and_still_prunable_exactly() -> None:
+    b = GraphBuilder((1, 3, 6, 6), opset=9)
+    x = b.unary("Relu", b.bn(b.conv("input", 4)))
+    model = b.build([b.gemm(b.flatten(b.maxpool(x)), 2)])
+    normalized = normalize(model)
+    assert normalized.model.opset_import[0].version == 11
+    assert any("converted opset 9 to 11" in n for n in normalized.notes)
+    onnx.checker.check_model(normalized.model, full_check=True)
+    plan = analyze(normalized.model, (1, 3, 6, 6))
+    assert plan.groups[0].prunable
+    keep = {plan.groups[0].name: np.array([True, False, True, False])}
+    masked = mask_model(normalized.model, plan, keep)
+    pruned = prune_model(masked, plan, keep)
+    assert compare_models(masked, pruned, verification_inputs((1, 3, 6, 6), 0)).max_rel_error <= 1e-5
+
+
+def test_static_shape_arithmetic_is_folded_and_dynamic_dims_stay() -> None:
+    """``x.view(x.size(0), C // 2, 2, H, W)``-style targets: the channel entry becomes a constant, the
+    batch entry stays read from the input at run time."""
+    b = GraphBuilder((1, 4, 6, 6))
+    x = b.conv("input", 4)
+    shape = b.node("Shape", [x], (4,))
+    batch = b.node("Gather", [shape, b.const(np.array([0], dtype=np.int64))], (1,), axis=0)
+    chans = b.node("Gather", [shape, b.const(np.array([1], dtype=np.int64))], (1,), axis=0)
+    half = b.node("Div", [chans, b.const(np.array([2], dtype=np.int64))], (1,))
+    rest = b.const(np.array([2, 6, 6], dtype=np.int64))
+    target = b.node("Concat", [batch, half, rest], (5,), axis=0)
+    y = b.node("Reshape", [x, target], (1, 2, 2, 6, 6))
+    flat = b.node("Reshape", [y, b.const(np.array([-1, 144], dtype=np.int64))], (1, 144))
+    model = b.build([flat])
+    normalized = normalize(model)
+    ops = [n.op_type for n in normalized.model.graph.node]
+    assert ops.count("Shape") == 1 and "Div" not in ops  # the batch entry is still read at run time
+    assert any("folded" in n for n in normalized.notes)
+    for batch_size in (1, 3):
+        x_in = np.random.default_rng(0).standard_normal((batch_size, 4, 6, 6)).astype(np.float32)
+        want = make_session(model).run(None, {"input": x_in})[0]
+        got = make_session(normalized.model).run(None, {"input": x_in})[0]
+        np.testing.assert_allclose(got, want, rtol=1e-6)

@@ -127,14 +127,6 @@ def test_exported_shuffle_and_se_are_prunable() -> None:
     _assert_everything_but_logits_prunable(17)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="library limitation (pruning missed, stays exact): onnx shape inference gives no shape to a "
-    "Reshape-13 whose target has a dynamic batch entry, so normalize cannot fold the next unit's Shape -> "
-    "chunk arithmetic ('Shape ... reads the channel count'); at opset 11 also fold._evaluate runs its "
-    "one-node model at the default opset, where Unsqueeze's axes attribute is invalid, so the shuffle "
-    "target is left computed ('computes the channel entry of its target shape')",
-)
 @pytest.mark.parametrize("opset", [11, 13])
 def test_exported_shuffle_is_prunable_below_opset_14(opset: int) -> None:
     _assert_everything_but_logits_prunable(opset)
