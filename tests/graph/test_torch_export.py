@@ -130,3 +130,45 @@ def test_exported_shuffle_and_se_are_prunable() -> None:
 @pytest.mark.parametrize("opset", [11, 13])
 def test_exported_shuffle_is_prunable_below_opset_14(opset: int) -> None:
     _assert_everything_but_logits_prunable(opset)
+
+
+def _trained_net() -> nn.Module:
+    torch.manual_seed(0)
+    net = _Net().eval()
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    return net
+
+
+def test_bn_folded_by_the_exporter_is_prunable_exactly() -> None:
+    """Constant folding merges BN into the convs and dedups equal tensors (the zero biases): the
+    normalizer's private copies keep the convs independent."""
+    f = io.BytesIO()
+    torch.onnx.export(
+        _trained_net(), (torch.zeros(1, *SHAPE[1:]),), f, dynamo=False, opset_version=17,
+        input_names=["input"], output_names=["logits"], dynamic_axes={"input": {0: "batch"}},
+        do_constant_folding=True,
+    )  # fmt: skip
+    model = onnx.load_from_string(f.getvalue())
+    assert not any(n.op_type == "BatchNormalization" for n in model.graph.node)
+    result = prune_check(model, SHAPE)
+    assert [g.name for g in result.plan.groups if not g.prunable] == ["logits"]
+    assert result.max_rel_error <= 1e-5 and result.shrunk()
+
+
+def test_dynamo_export_is_prunable_exactly() -> None:
+    pytest.importorskip("onnxscript")
+    program = torch.onnx.export(
+        _trained_net(), (torch.zeros(2, *SHAPE[1:]),), dynamo=True,
+        dynamic_shapes=({0: torch.export.Dim("batch")},), input_names=["input"], output_names=["logits"],
+    )  # fmt: skip
+    model = program.model_proto
+    assert model.opset_import[0].version >= 18
+    result = prune_check(model, SHAPE)
+    assert [g.name for g in result.plan.groups if not g.prunable] == ["logits"]
+    assert result.max_rel_error <= 1e-5 and result.shrunk()
+    dims = result.pruned.graph.input[0].type.tensor_type.shape.dim
+    assert dims[0].dim_param  # the batch stays dynamic
