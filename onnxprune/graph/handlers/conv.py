@@ -14,7 +14,9 @@ are tied together and with its filters. Zeroing the filters zeroes the outputs w
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import onnx
@@ -47,8 +49,21 @@ def _unpadded(ctx: GraphIndex, node: onnx.NodeProto) -> bool:
     return auto_pad in ("NOTSET", "VALID") and not any(pads)  # type: ignore[arg-type]
 
 
-@register("Conv")
-class ConvHandler(Handler):
+def _filters(eff: Effect, node: onnx.NodeProto, w: str, axis: int, b: str | None, out: np.ndarray) -> Effect:
+    """New output channels ``out``: their slices of ``w`` (along ``axis``) and of the bias are SOURCE."""
+    eff.member(node, w, axis, Role.SOURCE, out)
+    if b is not None:
+        eff.member(node, b, 0, Role.SOURCE, out)
+    return eff.output(node.output[0], Channels.fresh(1, out))
+
+
+class _ConvLike(Handler, ABC):
+    """Constant weight ``W`` (and bias); input channels index ``W`` along ``in_axis``, filters along
+    ``out_axis``. Ungrouped: the arriving channels are DEPENDENT slices, the filters new SOURCE elements."""
+
+    in_axis: ClassVar[int]
+    out_axis: ClassVar[int]
+
     def transfer(
         self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
     ) -> Outcome:
@@ -57,20 +72,10 @@ class ConvHandler(Handler):
             return weights
         w, b = weights
         group = ctx.int_attr(node, "group", 1)
-        if group == 1:
-            return self._dense(ctx, node, inputs[0], space, w, b)
-        return self._grouped(ctx, node, inputs[0], group, w, b)
-
-    def _dense(
-        self,
-        ctx: GraphIndex,
-        node: onnx.NodeProto,
-        x: Channels | None,
-        space: ChannelSpace,
-        w: str,
-        b: str | None,
-    ) -> Outcome:
+        if group != 1:
+            return self.grouped(ctx, node, inputs[0], group, w, b)
         eff = Effect()
+        x = inputs[0]
         if x is not None:
             shape = shape_of(ctx, node.input[0], node)
             if isinstance(shape, Stop):
@@ -78,20 +83,39 @@ class ConvHandler(Handler):
             ids, values = on_axes(eff, node, x, shape, [1])
             nz = nonzero_removed(ids, values)
             if nz.any():
-                if _unpadded(ctx, node) and not np.isnan(values[nz]).any():
-                    eff.folds.append(SlotFold(node.name, "Conv", w, 1, b, np.where(nz, ids, -1), values))
+                reason = self.unfoldable(ctx, node, values[nz])
+                if reason is None:
+                    fold_ids = np.where(nz, ids, -1)
+                    eff.folds.append(SlotFold(node.name, node.op_type, w, self.in_axis, b, fold_ids, values))
                 else:
-                    eff.stop(
-                        ids[nz], f"Conv {node.name!r} is padded and would see a removed channel's constant"
-                    )
-            eff.member(node, w, 1, Role.DEPENDENT, ids)
-        out = space.fresh(node, int(ctx.initializers[w].dims[0]))
-        eff.member(node, w, 0, Role.SOURCE, out)
-        if b is not None:
-            eff.member(node, b, 0, Role.SOURCE, out)
-        return eff.output(node.output[0], Channels.fresh(1, out))
+                    eff.stop(ids[nz], reason)
+            eff.member(node, w, self.in_axis, Role.DEPENDENT, ids)
+        out = space.fresh(node, int(ctx.initializers[w].dims[self.out_axis]))
+        return _filters(eff, node, w, self.out_axis, b, out)
 
-    def _grouped(
+    @abstractmethod
+    def unfoldable(self, ctx: GraphIndex, node: onnx.NodeProto, values: np.ndarray) -> str | None:
+        """Why removed input channels holding the non-zero constants ``values`` cannot be folded into the
+        bias; None when they can."""
+
+    @abstractmethod
+    def grouped(
+        self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels | None, group: int, w: str, b: str | None
+    ) -> Outcome:
+        """The effect of a grouped node (``group > 1``)."""
+
+
+@register("Conv")
+class ConvHandler(_ConvLike):
+    in_axis = 1
+    out_axis = 0
+
+    def unfoldable(self, ctx: GraphIndex, node: onnx.NodeProto, values: np.ndarray) -> str | None:
+        if _unpadded(ctx, node) and not np.isnan(values).any():
+            return None
+        return f"Conv {node.name!r} is padded and would see a removed channel's constant"
+
+    def grouped(
         self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels | None, group: int, w: str, b: str | None
     ) -> Outcome:
         eff = Effect()
@@ -107,42 +131,22 @@ class ConvHandler(Handler):
         for j in range(1, rows.shape[1]):
             eff.tie(rows[:, 0], rows[:, j])
         per_group_out = int(ctx.initializers[w].dims[0]) // group
-        out = np.repeat(rows[:, 0], per_group_out)
-        eff.member(node, w, 0, Role.SOURCE, out)
-        if b is not None:
-            eff.member(node, b, 0, Role.SOURCE, out)
         eff.edits.append(SlotEdit("", 0, node.name, rows[:, 0], attribute="group"))
-        return eff.output(node.output[0], Channels.fresh(1, out))
+        return _filters(eff, node, w, 0, b, np.repeat(rows[:, 0], per_group_out))
 
 
 @register("ConvTranspose")
-class ConvTransposeHandler(Handler):
+class ConvTransposeHandler(_ConvLike):
     """``W`` is (C_in, C_out/group, k...): filters on axis 1, input channels on axis 0. Ungrouped only; a
     removed input must be exactly zero (a transposed conv spreads a constant unevenly)."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    in_axis = 0
+    out_axis = 1
+
+    def unfoldable(self, ctx: GraphIndex, node: onnx.NodeProto, values: np.ndarray) -> str | None:
+        return f"ConvTranspose {node.name!r} would see a non-zero removed channel"
+
+    def grouped(
+        self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels | None, group: int, w: str, b: str | None
     ) -> Outcome:
-        weights = _weights(ctx, node, inputs)
-        if isinstance(weights, Stop):
-            return weights
-        w, b = weights
-        if ctx.int_attr(node, "group", 1) != 1:
-            return Stop(f"ConvTranspose {node.name!r} is grouped") if inputs[0] is not None else Effect()
-        eff = Effect()
-        x = inputs[0]
-        if x is not None:
-            shape = shape_of(ctx, node.input[0], node)
-            if isinstance(shape, Stop):
-                return shape
-            ids, values = on_axes(eff, node, x, shape, [1])
-            eff.stop(
-                ids[nonzero_removed(ids, values)],
-                f"ConvTranspose {node.name!r} would see a non-zero removed channel",
-            )
-            eff.member(node, w, 0, Role.DEPENDENT, ids)
-        out = space.fresh(node, int(ctx.initializers[w].dims[1]))
-        eff.member(node, w, 1, Role.SOURCE, out)
-        if b is not None:
-            eff.member(node, b, 0, Role.SOURCE, out)
-        return eff.output(node.output[0], Channels.fresh(1, out))
+        return Stop(f"ConvTranspose {node.name!r} is grouped") if x is not None else Effect()

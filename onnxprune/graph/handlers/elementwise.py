@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import math
+from abc import abstractmethod
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -23,8 +24,8 @@ import onnx
 from ...plan import Role
 from ..channels import Channels, broadcast
 from ..index import GraphIndex
-from ..registry import ChannelSpace, Effect, Handler, Outcome, Stop, register
-from .common import const_input, finite, only_first_output_used, shape_of
+from ..registry import Effect, Outcome, Stop, register
+from .common import AnyInputHandler, DataInputHandler, const_input, finite, shape_of
 
 Attrs = Callable[[str, float], float]
 _erf = np.vectorize(math.erf, otypes=[np.float64])
@@ -73,18 +74,23 @@ def _gelu_tanh(v: np.ndarray, a: Attrs) -> np.ndarray:
     return 0.5 * v * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (v + 0.044715 * v**3)))
 
 
+class _ValueMap(DataInputHandler):
+    """The labels pass unchanged; a removed channel's value ``v`` becomes ``f(v)``."""
+
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels) -> Outcome:
+        values = self.map(ctx, node, x.values)
+        if isinstance(values, Stop):
+            return values
+        return Effect().output(node.output[0], Channels(x.axes, x.ids, values))
+
+    @abstractmethod
+    def map(self, ctx: GraphIndex, node: onnx.NodeProto, values: np.ndarray) -> np.ndarray | Stop:
+        """``f`` applied to the removed values (NaN: not one constant)."""
+
+
 @register(*UNARY)
-class UnaryHandler(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        if any(ch is not None for ch in inputs[1:]):
-            return Stop(f"{node.op_type} {node.name!r} takes the channels as a parameter")
-        if not only_first_output_used(ctx, node):
-            return Stop(f"{node.op_type} {node.name!r} has extra outputs in use")
+class UnaryHandler(_ValueMap):
+    def map(self, ctx: GraphIndex, node: onnx.NodeProto, values: np.ndarray) -> np.ndarray:
         if node.op_type == "Gelu" and ctx.attr(node, "approximate", b"none") not in (b"none", "none"):
             f: Callable[[np.ndarray, Attrs], np.ndarray] = _gelu_tanh
         else:
@@ -94,43 +100,31 @@ class UnaryHandler(Handler):
             return float(ctx.attr(node, name, default))  # type: ignore[arg-type]
 
         with np.errstate(all="ignore"):
-            values = finite(f(x.values, attr))
-        return Effect().output(node.output[0], Channels(x.axes, x.ids, values))
+            return finite(f(values, attr))
 
 
 @register("Cast")
-class CastHandler(Handler):
+class CastHandler(_ValueMap):
     """A cast to a float type keeps values; to an integer type only exact zeros stay exact."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        to = ctx.int_attr(node, "to", onnx.TensorProto.FLOAT)
-        floats = (
-            onnx.TensorProto.FLOAT,
-            onnx.TensorProto.DOUBLE,
-            onnx.TensorProto.FLOAT16,
-            onnx.TensorProto.BFLOAT16,
-        )
-        values = x.values if to in floats else np.where(x.values == 0, 0.0, np.nan)
-        return Effect().output(node.output[0], Channels(x.axes, x.ids, values))
+    FLOATS = (
+        onnx.TensorProto.FLOAT,
+        onnx.TensorProto.DOUBLE,
+        onnx.TensorProto.FLOAT16,
+        onnx.TensorProto.BFLOAT16,
+    )
+
+    def map(self, ctx: GraphIndex, node: onnx.NodeProto, values: np.ndarray) -> np.ndarray:
+        if ctx.int_attr(node, "to", onnx.TensorProto.FLOAT) in self.FLOATS:
+            return values
+        return np.where(values == 0, 0.0, np.nan)
 
 
 @register("Clip")
-class ClipHandler(Handler):
+class ClipHandler(_ValueMap):
     """``Clip(v) = min(max(v, lo), hi)`` with bounds from attributes (opset < 11) or constant inputs."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        if any(ch is not None for ch in inputs[1:]):
-            return Stop(f"Clip {node.name!r} takes the channels as a bound")
+    def map(self, ctx: GraphIndex, node: onnx.NodeProto, values: np.ndarray) -> np.ndarray | Stop:
         bounds: list[float] = []
         for port, name, default in ((1, "min", -np.inf), (2, "max", np.inf)):
             if port < len(node.input) and node.input[port]:
@@ -140,8 +134,7 @@ class ClipHandler(Handler):
                 bounds.append(float(ctx.array(c)))
             else:
                 bounds.append(float(ctx.attr(node, name, default)))  # type: ignore[arg-type]
-        values = np.minimum(np.maximum(x.values, bounds[0]), bounds[1])
-        return Effect().output(node.output[0], Channels(x.axes, x.ids, values))
+        return np.minimum(np.maximum(values, bounds[0]), bounds[1])
 
 
 def _const_on_grid(k: np.ndarray, out_shape: tuple[int, ...], axes: tuple[int, ...]) -> np.ndarray:
@@ -181,13 +174,9 @@ _OPS: dict[str, Combine] = {
 
 
 @register("Add", "Sub", "Mul", "Div", "PRelu")
-class BinaryHandler(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
+class BinaryHandler(AnyInputHandler):
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]) -> Outcome:
         op = node.op_type
-        if all(ch is None for ch in inputs):
-            return Effect()
         if len(node.input) != 2:
             return Stop(f"{op} {node.name!r} is not a binary op")
         shapes = [shape_of(ctx, i, node) for i in node.input]
@@ -271,14 +260,10 @@ class BinaryHandler(Handler):
 
 
 @register("Sum")
-class SumHandler(Handler):
+class SumHandler(AnyInputHandler):
     """Variadic Add of computed tensors: every labelled input is tied at each index."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        if all(ch is None for ch in inputs):
-            return Effect()
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]) -> Outcome:
         shapes = [ctx.shape(i) for i in node.input]
         out_shape = ctx.shape(node.output[0])
         if (

@@ -15,38 +15,32 @@ from collections.abc import Sequence
 import onnx
 
 from ...plan import Role
-from ..channels import Channels
+from ..channels import Channels, Shape
 from ..index import GraphIndex
-from ..registry import ChannelSpace, Effect, Handler, Outcome, Stop, register
-from .common import const_input, on_axes, only_first_output_used, shape_of
+from ..registry import Effect, Outcome, Stop, register
+from .common import AnyInputHandler, ShapedInputHandler, const_input, on_axes, only_first_output_used
 
 
-class _PerChannelAffine(Handler):
+class _PerChannelAffine(ShapedInputHandler):
     """Normalizes each channel on its own; ``sources``/``dependents`` are the parameter input ports."""
 
     sources: tuple[int, ...] = ()
     dependents: tuple[int, ...] = ()
+    single_output = False  # training-mode outputs are part of the inference-form check below
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        if any(ch is not None for ch in inputs[1:]):
-            return Stop(f"{node.op_type} {node.name!r} takes the channels as a parameter")
-        params = {p: const_input(ctx, node, p) for p in (*self.sources, *self.dependents)}
-        if any(v is None for v in params.values()) or not only_first_output_used(ctx, node):
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels) -> Outcome:
+        constant = all(const_input(ctx, node, p) is not None for p in (*self.sources, *self.dependents))
+        if not constant or not only_first_output_used(ctx, node):
             return Stop(f"{node.op_type} {node.name!r} is not in inference form with constant parameters")
-        shape = shape_of(ctx, node.input[0], node)
-        if isinstance(shape, Stop):
-            return shape
+        return super().apply(ctx, node, x)
+
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
         eff = Effect()
         ids, _ = on_axes(eff, node, x, shape, [1])
         for p in self.sources:
-            eff.member(node, params[p] or "", 0, Role.SOURCE, ids)
+            eff.member(node, node.input[p], 0, Role.SOURCE, ids)
         for p in self.dependents:
-            eff.member(node, params[p] or "", 0, Role.DEPENDENT, ids)
+            eff.member(node, node.input[p], 0, Role.DEPENDENT, ids)
         return eff.output(node.output[0], Channels.fresh(1, ids))
 
 
@@ -62,12 +56,8 @@ class InstanceNormHandler(_PerChannelAffine):
 
 
 @register("LRN", "GroupNormalization", "LayerNormalization", "MeanVarianceNormalization", "LpNormalization")
-class CrossChannelNorm(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        if all(ch is None for ch in inputs):
-            return Effect()
+class CrossChannelNorm(AnyInputHandler):
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]) -> Outcome:
         return Stop(
             f"{node.op_type} {node.name!r} normalizes across channels: removing one changes the others"
         )

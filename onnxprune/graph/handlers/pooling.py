@@ -7,43 +7,22 @@ padded zeros makes it non-constant unless ``v = 0``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import numpy as np
 import onnx
 
-from ..channels import Channels, normalize_axis
+from ..channels import Channels, Shape, normalize_axis
 from ..index import GraphIndex
-from ..registry import ChannelSpace, Effect, Handler, Outcome, SlotEdit, Stop, register
-from .common import const_input, ints_from, on_axes, only_first_output_used, optional_input, shape_of
+from ..registry import Effect, Outcome, SlotEdit, Stop, register
+from .common import ShapeChangingHandler, ShapedInputHandler, const_input, ints_from, on_axes, optional_input
 
 POOLS = ("MaxPool", "AveragePool", "LpPool", "GlobalAveragePool", "GlobalMaxPool", "GlobalLpPool")
 
 
-def _channel_only(
-    ctx: GraphIndex, node: onnx.NodeProto, x: Channels, eff: Effect
-) -> tuple[np.ndarray, np.ndarray] | Stop:
-    shape = shape_of(ctx, node.input[0], node)
-    if isinstance(shape, Stop):
-        return shape
-    return on_axes(eff, node, x, shape, [1])
-
-
 @register(*POOLS)
-class PoolHandler(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        if not only_first_output_used(ctx, node):
-            return Stop(f"{node.op_type} {node.name!r} has extra outputs in use")
+class PoolHandler(ShapedInputHandler):
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
         eff = Effect()
-        got = _channel_only(ctx, node, x, eff)
-        if isinstance(got, Stop):
-            return got
-        ids, values = got
+        ids, values = on_axes(eff, node, x, shape, [1])
         pads = ctx.attr(node, "pads", None) or []
         auto_pad = ctx.attr(node, "auto_pad", b"NOTSET")
         padded = any(pads) or auto_pad not in (b"NOTSET", "NOTSET", b"VALID", "VALID")  # type: ignore[arg-type]
@@ -55,18 +34,8 @@ class PoolHandler(Handler):
 
 
 @register("Pad")
-class PadHandler(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        if any(ch is not None for ch in inputs[1:]):
-            return Stop(f"Pad {node.name!r} takes the channels as a parameter")
-        shape = shape_of(ctx, node.input[0], node)
-        if isinstance(shape, Stop):
-            return shape
+class PadHandler(ShapedInputHandler):
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
         pads = ints_from(ctx, node, 1, "pads")
         if isinstance(pads, Stop):
             return pads
@@ -96,22 +65,12 @@ class PadHandler(Handler):
 
 
 @register("Resize", "Upsample")
-class ResizeHandler(Handler):
+class ResizeHandler(ShapeChangingHandler):
     """Channels pass when the labelled axes keep their size; explicit ``sizes`` entries are rewritten."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+    def apply_shapes(
+        self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape, out: Shape
     ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        if any(ch is not None for ch in inputs[1:]):
-            return Stop(f"{node.op_type} {node.name!r} takes the channels as a parameter")
-        shape, out = shape_of(ctx, node.input[0], node), shape_of(ctx, node.output[0], node)
-        if isinstance(shape, Stop):
-            return shape
-        if isinstance(out, Stop):
-            return out
         if any(shape[a] != out[a] for a in x.axes):
             return Stop(f"{node.op_type} {node.name!r} resizes the channel axis")
         eff = Effect()
@@ -140,19 +99,11 @@ ZERO_SUM = ("ReduceSum", "ReduceL1", "ReduceL2", "ReduceSumSquare")
 
 
 @register(*REDUCE_VALUE)
-class ReduceHandler(Handler):
+class ReduceHandler(ShapedInputHandler):
     """Reducing other axes keeps the channels. Reducing the channel axis itself is exact for sums of zeros
     (a removed channel adds nothing); means, maxima and minima would change: kept."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        shape = shape_of(ctx, node.input[0], node)
-        if isinstance(shape, Stop):
-            return shape
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
         axes_list = ints_from(ctx, node, 1, "axes")
         if isinstance(axes_list, Stop):
             return axes_list

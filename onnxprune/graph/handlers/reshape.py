@@ -18,8 +18,18 @@ import onnx
 
 from ..channels import Channels, Shape, grid, normalize_axis
 from ..index import GraphIndex
-from ..registry import ChannelSpace, Effect, Handler, Outcome, SlotEdit, Stop, register
-from .common import const_input, ints_from, on_axes, optional_input, shape_of
+from ..registry import Effect, Outcome, SlotEdit, Stop, register
+from .common import (
+    AnyInputHandler,
+    DataInputHandler,
+    ShapeChangingHandler,
+    ShapedInputHandler,
+    const_input,
+    ints_from,
+    on_axes,
+    optional_input,
+    shape_of,
+)
 
 
 def _run(shape_in: Shape, shape_out: Shape, lo: int, hi: int) -> tuple[int, int, int, int] | None:
@@ -70,12 +80,9 @@ def _target_entry(ctx: GraphIndex, target: str, position: int) -> tuple[str, int
     return None
 
 
-def _regroup(ctx: GraphIndex, node: onnx.NodeProto, x: Channels, target: str | None) -> Outcome:
-    shape_in, shape_out = shape_of(ctx, node.input[0], node), shape_of(ctx, node.output[0], node)
-    if isinstance(shape_in, Stop):
-        return shape_in
-    if isinstance(shape_out, Stop):
-        return shape_out
+def _regroup(
+    ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape_in: Shape, shape_out: Shape, target: str | None
+) -> Outcome:
     run = _run(shape_in, shape_out, min(x.axes), max(x.axes)) if min(x.axes) > 0 else None
     if run is None:
         return Stop(
@@ -112,39 +119,24 @@ def _regroup(ctx: GraphIndex, node: onnx.NodeProto, x: Channels, target: str | N
 
 
 @register("Flatten")
-class FlattenHandler(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+class FlattenHandler(ShapeChangingHandler):
+    def apply_shapes(
+        self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape, out: Shape
     ) -> Outcome:
-        return Effect() if inputs[0] is None else _regroup(ctx, node, inputs[0], None)
+        return _regroup(ctx, node, x, shape, out, None)
 
 
 @register("Reshape")
-class ReshapeHandler(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+class ReshapeHandler(ShapeChangingHandler):
+    def apply_shapes(
+        self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape, out: Shape
     ) -> Outcome:
-        if inputs[0] is None:
-            return (
-                Effect()
-                if len(inputs) < 2 or inputs[1] is None
-                else Stop(f"Reshape {node.name!r}: shape from channels")
-            )
-        target = node.input[1]
-        return _regroup(ctx, node, inputs[0], target)
+        return _regroup(ctx, node, x, shape, out, node.input[1])
 
 
 @register("Transpose")
-class TransposeHandler(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        shape = shape_of(ctx, node.input[0], node)
-        if isinstance(shape, Stop):
-            return shape
+class TransposeHandler(ShapedInputHandler):
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
         perm = ctx.attr(node, "perm", None)
         perm = list(perm) if perm is not None else list(reversed(range(len(shape))))  # type: ignore[call-overload]
         new_axes = [perm.index(a) for a in x.axes]
@@ -152,18 +144,10 @@ class TransposeHandler(Handler):
 
 
 @register("Squeeze", "Unsqueeze")
-class SqueezeHandler(Handler):
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
+class SqueezeHandler(ShapeChangingHandler):
+    def apply_shapes(
+        self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape, out: Shape
     ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        shape, out = shape_of(ctx, node.input[0], node), shape_of(ctx, node.output[0], node)
-        if isinstance(shape, Stop):
-            return shape
-        if isinstance(out, Stop):
-            return out
         axes = ints_from(ctx, node, 1, "axes")
         if isinstance(axes, Stop):
             return axes
@@ -188,14 +172,10 @@ class SqueezeHandler(Handler):
 
 
 @register("Concat")
-class ConcatHandler(Handler):
+class ConcatHandler(AnyInputHandler):
     """Labels of the inputs concatenated along ``axis``: channel offsets come for free."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        if all(ch is None for ch in inputs):
-            return Effect()
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]) -> Outcome:
         shapes = [shape_of(ctx, i, node) for i in node.input]
         for s in shapes:
             if isinstance(s, Stop):
@@ -211,18 +191,12 @@ class ConcatHandler(Handler):
 
 
 @register("Split")
-class SplitHandler(Handler):
+class SplitHandler(ShapedInputHandler):
     """Each output gets its range of the labels; explicit split sizes shrink with the removed indices."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        shape = shape_of(ctx, node.input[0], node)
-        if isinstance(shape, Stop):
-            return shape
+    single_output = False  # every output gets its part
+
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
         axis = normalize_axis(ctx.int_attr(node, "axis", 0), len(shape))
         outs = [shape_of(ctx, o, node) for o in node.output]
         for o in outs:
@@ -266,20 +240,10 @@ class SplitHandler(Handler):
 
 
 @register("Slice")
-class SliceHandler(Handler):
+class SliceHandler(ShapedInputHandler):
     """Step-1 slices of a labelled axis: ``starts``/``ends`` drop by the removed indices before them."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
-        if any(ch is not None for ch in inputs[1:]):
-            return Stop(f"Slice {node.name!r} takes the channels as a parameter")
-        shape = shape_of(ctx, node.input[0], node)
-        if isinstance(shape, Stop):
-            return shape
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
         params = [
             ints_from(ctx, node, p, name)
             for p, name in ((1, "starts"), (2, "ends"), (3, "axes"), (4, "steps"))
@@ -332,16 +296,11 @@ class SliceHandler(Handler):
 
 
 @register("Shape")
-class ShapeHandler(Handler):
+class ShapeHandler(DataInputHandler):
     """Reading the shape is safe when only the batch dim is used (``Gather`` of a constant index); the
     channel count itself changes with pruning."""
 
-    def transfer(
-        self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
-    ) -> Outcome:
-        x = inputs[0]
-        if x is None:
-            return Effect()
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels) -> Outcome:
         start = ctx.int_attr(node, "start", 0)
         for user, port in ctx.users(node.output[0]):
             idx = const_input(ctx, user, 1) if user.op_type == "Gather" and port == 0 else None
