@@ -1,8 +1,10 @@
 """ORT latency of the dense reference models and their pruned versions from run_core.py, on an idle machine.
 
-    python benchmarks/run_latency.py            # after run_core.py; writes results/latency_cpu.{json,png}
+    python benchmarks/run_latency.py --arch vgg   # after run_core.py: results/latency_vgg_cpu.{json,png}
+    python benchmarks/run_latency.py --arch resnet
 
-The table goes between the latency markers of benchmarks/README.md.
+The table goes between the latency markers of that architecture in benchmarks/README.md (added at the end
+of the file the first time).
 """
 
 from __future__ import annotations
@@ -14,7 +16,12 @@ from pathlib import Path
 from onnxprune.bench import bench
 
 ROOT = Path(__file__).resolve().parent
-BEGIN, END = "<!-- latency-results:begin -->", "<!-- latency-results:end -->"
+
+
+def markers(arch: str) -> tuple[str, str]:
+    """The VGG block keeps its original markers; other architectures get their own."""
+    tag = "latency-results" if arch == "vgg" else f"latency-results-{arch}"
+    return f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
 
 
 def main() -> None:
@@ -44,8 +51,11 @@ def main() -> None:
     print(text)
     readme = ROOT / "README.md"
     body = readme.read_text()
-    block = f"{BEGIN}\n```\n{text}\n```\n![latency](results/latency_{args.arch}_cpu.png)\n{END}"
-    start, end = body.index(BEGIN), body.index(END) + len(END)
+    begin, end_marker = markers(args.arch)
+    block = f"{begin}\n```\n{text}\n```\n![latency](results/latency_{args.arch}_cpu.png)\n{end_marker}"
+    if begin not in body:
+        body = body.rstrip("\n") + f"\n\n{begin}\n{end_marker}\n"
+    start, end = body.index(begin), body.index(end_marker) + len(end_marker)
     readme.write_text(body[:start] + block + body[end:])
 
 
