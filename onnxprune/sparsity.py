@@ -40,5 +40,5 @@ def parse_sparsity(text: str) -> SparsitySpec:
 
 
 def keep_counts(plan: PruningPlan, spec: SparsitySpec) -> dict[str, int]:
-    """Channels kept per prunable group (rounded, at least one)."""
-    return {g.name: keep_count(g.channels, spec.ratio) for g in plan.prunable}
+    """Channels kept per prunable group (rounded, at least one, and at least one per cover set)."""
+    return {g.name: max(keep_count(g.channels, spec.ratio), len(g.cover_sets)) for g in plan.prunable}

@@ -5,7 +5,7 @@ import pytest
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
-from onnxprune.plan import keep_count
+from onnxprune.plan import Group, PruningPlan, keep_count
 from onnxprune.sparsity import keep_counts, parse_sparsity
 from tests.builders import vgg_like
 
@@ -48,3 +48,10 @@ def test_keep_counts_cover_prunable_groups_only() -> None:
     counts = keep_counts(plan, parse_sparsity("filter:0.5"))
     assert set(counts) == {g.name for g in plan.prunable}
     assert all(1 <= counts[g.name] <= g.channels for g in plan.prunable)
+
+
+def test_keep_counts_leave_one_channel_per_cover_set() -> None:
+    g = Group("g", "n", "Conv", 8, cover_sets=[(0, 1), (2, 3), (4, 5)])
+    plan = PruningPlan([g])
+    assert keep_counts(plan, parse_sparsity("filter:0.9")) == {"g": 3}
+    assert keep_counts(plan, parse_sparsity("filter:0.25")) == {"g": 6}
