@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxprune.plan import Group, IndexMap, Member, Role
+from onnxprune.plan import Group, IndexMap, Member, Role, SlotMap
 from onnxprune.train.projection import (
     apply_masks,
     group_norms,
@@ -97,6 +97,34 @@ def test_topk_keeps_largest_and_breaks_ties_by_lower_index(values, data):
     assert set(np.flatnonzero(keep.numpy()).tolist()) == set(ranked[:k])
 
 
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.floats(0, 10), min_size=2, max_size=9), st.data())
+def test_topk_with_cover_sets_is_the_exact_projection(values, data):
+    """Against brute force: among all k-subsets hitting every (disjoint) cover set, the kept squared norm
+    is the largest possible — the projection onto {≤ k channels, one of each set} is exact."""
+    c = len(values)
+    order = data.draw(st.permutations(range(c)))
+    cuts = sorted(data.draw(st.sets(st.integers(1, c - 1), max_size=3)))
+    parts = [order[a:b] for a, b in zip([0, *cuts], [*cuts, c], strict=True)]
+    covers = [tuple(p) for p in parts[: data.draw(st.integers(0, len(parts)))] if len(p) < c]
+    k = data.draw(st.integers(max(1, len(covers)), c))
+    norms = torch.tensor(values, dtype=torch.float64)
+    keep = topk_keep(norms, k, covers).numpy()
+    assert keep.sum() == k and all(keep[list(cov)].any() for cov in covers)
+    sq = np.asarray(values) ** 2
+    best = max(
+        sq[list(sub)].sum()
+        for sub in itertools.combinations(range(c), k)
+        if all(set(cov) & set(sub) for cov in covers)
+    )
+    assert sq[keep].sum() >= best - 1e-9
+
+
+def test_topk_refuses_more_cover_sets_than_slots():
+    with pytest.raises(ValueError, match="cannot cover"):
+        topk_keep(torch.ones(4), 1, [(0, 1), (2, 3)])
+
+
 def test_norms_follow_the_torch_axis():
     """A member stored transposed in torch (Gemm transB=0 -> nn.Linear) gives the same norms via axis_of."""
     rng = np.random.default_rng(1)
@@ -145,3 +173,19 @@ def test_bad_requests_are_rejected():
         topk_keep(torch.ones(3), 4)
     with pytest.raises(ValueError, match="not finite"):
         topk_keep(torch.tensor([1.0, float("nan")]), 1)
+
+
+def test_slot_maps_sum_every_index_a_channel_owns():
+    """A channel owning several indices (a conv-group, a shuffled channel) is one norm, zeroed as a whole."""
+    rng = np.random.default_rng(3)
+    w = torch.tensor(rng.standard_normal((6, 2)), dtype=torch.float64)
+    slots = SlotMap((1, 0, 1, -1, 2, 0))  # index 3 belongs to another group
+    group = Group("g", "n", "Conv", 3, [Member("w", 0, Role.SOURCE, "n", slots)])
+    norms = group_norms({"w": w}, group)
+    rows = w.pow(2).sum(1)
+    assert torch.allclose(norms, torch.stack([rows[[1, 5]].sum(), rows[[0, 2]].sum(), rows[4]]).sqrt())
+    z, keep = project_groups({"w": w}, [(group, 1)])
+    kept = int(torch.argmax(norms))
+    assert keep["g"].tolist() == [c == kept for c in range(3)]
+    owned = [i for i, s in enumerate(slots.slots) if s == kept] + [3]
+    assert torch.equal(z["w"][owned], w[owned]) and not z["w"][[i for i in range(6) if i not in owned]].any()
