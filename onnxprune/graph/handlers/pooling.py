@@ -79,10 +79,13 @@ class ResizeHandler(ShapeChangingHandler):
             c = const_input(ctx, node, 3)
             if c is None:
                 return Stop(f"Resize {node.name!r} has computed sizes")
-            if len(x.axes) != 1:
-                return Stop(f"Resize {node.name!r}: channels spread over several axes")
+            if len(x.axes) != 1 or ctx.attr(node, "axes") is not None:
+                return Stop(f"Resize {node.name!r}: sizes of selected axes, or channels on several axes")
             ids, _ = on_axes(eff, node, x, shape, list(x.axes))
             eff.edits.append(SlotEdit(c, x.axes[0], node.name, ids))
+        mode = ctx.attr(node, "coordinate_transformation_mode", b"half_pixel")
+        if mode in (b"tf_crop_and_resize", "tf_crop_and_resize"):  # extrapolated pixels: not the constant
+            x = Channels(x.axes, x.ids, np.where(x.values == 0, 0.0, np.nan))
         return eff.output(node.output[0], x)
 
 
