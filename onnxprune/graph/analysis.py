@@ -27,7 +27,7 @@ import onnx
 from ..plan import Fold, Group, Member, PruningPlan, ShapeEdit, SlotMap, channel_map
 from . import handlers  # noqa: F401  (registers the channel rules)
 from .channels import Channels
-from .index import GraphIndex
+from .index import GraphIndex, outer_scope_reads
 from .registry import REGISTRY, ChannelSpace, Effect, HandlerRegistry, SlotEdit, SlotFold, SlotMember, Stop
 from .shapes import static_shapes
 
@@ -86,6 +86,12 @@ def _forward(ctx: GraphIndex, registry: HandlerRegistry, space: ChannelSpace) ->
     trace = _Trace()
     for node in ctx.graph.node:
         inputs = [trace.labels.get(i) if i else None for i in node.input]
+        for name in outer_scope_reads(node):  # If/Loop/Scan bodies reading a tensor without an input
+            ch = trace.labels.get(name)
+            if ch is not None:
+                trace.stops.append(
+                    (ch.elements(), f"{node.op_type} {node.name!r} reads {name!r} in a subgraph")
+                )
         handler = registry.lookup(node.op_type, node.domain, ctx.opset(node.domain))
         outcome = (
             handler.transfer(ctx, node, inputs, space)

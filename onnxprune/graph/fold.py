@@ -16,6 +16,8 @@ import onnx
 from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
+from .index import outer_scope_reads
+
 FOLDABLE = frozenset(
     {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add", "Sub", "Mul", "Div", "Slice", "Floor", "Ceil"}
 )
@@ -145,7 +147,7 @@ def _fold_once(model: onnx.ModelProto) -> tuple[int, int]:
         if not (set(n.output) & needed) and (n.op_type == "Shape" or n.op_type in FOLDABLE):
             continue
         alive.append(n)
-        needed |= set(n.input)
+        needed |= set(n.input) | outer_scope_reads(n)
     alive.reverse()
     used = {k: v for k, v in folded.items() if k in needed}
     removed = len(g.node) - len(alive)

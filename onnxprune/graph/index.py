@@ -59,3 +59,16 @@ class GraphIndex:
         v = self.attr(node, name, default)
         assert isinstance(v, int)
         return v
+
+
+def outer_scope_reads(node: onnx.NodeProto) -> set[str]:
+    """Names a node's subgraphs (If/Loop/Scan bodies) read from the enclosing graph."""
+    reads: set[str] = set()
+    for attr in node.attribute:
+        graphs = [attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)
+        for g in graphs:
+            local = {i.name for i in g.input} | {t.name for t in g.initializer}
+            for n in g.node:
+                reads |= {i for i in n.input if i and i not in local} | outer_scope_reads(n)
+                local |= set(n.output)
+    return reads

@@ -209,3 +209,17 @@ def test_constant_and_identity_weights_are_found() -> None:
     plan = plan_of(model, (1, 3, 6, 6))
     assert plan.groups[0].prunable
     assert plan.groups[0].sources[0].initializer == "wc"
+
+
+def test_tensor_read_inside_a_subgraph_keeps_its_channels() -> None:
+    """An If branch reading a pruned tensor from the enclosing graph has no input edge to follow."""
+    b = GraphBuilder((1, 3, 6, 6))
+    x = b.unary("Relu", b.conv("input", 4))
+    y = b.gemm(b.flatten(x), 2)
+    out_vi = helper.make_tensor_value_info("branch_out", onnx.TensorProto.FLOAT, None)
+    branch = helper.make_graph([helper.make_node("Identity", [x], ["branch_out"])], "then", [], [out_vi])
+    cond = b.const(np.array(True))
+    z = b.node("If", [cond], (1, 4, 6, 6), then_branch=branch, else_branch=branch)
+    plan = plan_of(b.build([y, z]), (1, 3, 6, 6))
+    assert not plan.groups[0].prunable
+    assert "reads" in plan.groups[0].reason and "subgraph" in plan.groups[0].reason
