@@ -64,7 +64,6 @@ def _slice(b: GraphBuilder, x: str, start: int, end: int, step: int) -> str:
         (lambda b, x: _slice(b, x, 0, 4, 2), "with a step"),
         (lambda b, x: b.reshape(x, [0, 0, 36], (1, 4, 36)), "copies the channel count"),
         (lambda b, x: b.conv(b.concat([x, "input"]), 4, group=2), "conv-groups with kept inputs"),
-
         (lambda b, x: b.node("Reshape", [x, b.node("Shape", [x], (4,))], b.shapes[x]), "reads the channel"),
     ],
 )
