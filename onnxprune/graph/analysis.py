@@ -19,16 +19,14 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 
 import numpy as np
 import onnx
 
 from ..plan import Fold, Group, Member, PruningPlan, ShapeEdit, SlotMap, channel_map
 from . import handlers  # noqa: F401  (registers the channel rules)
-from .channels import Channels
 from .index import GraphIndex, outer_scope_reads
-from .registry import REGISTRY, ChannelSpace, Effect, HandlerRegistry, SlotEdit, SlotFold, SlotMember, Stop
+from .registry import REGISTRY, ChannelSpace, Effect, HandlerRegistry, Stop
 from .shapes import static_shapes
 
 
@@ -50,26 +48,6 @@ class _UnionFind:
             self.parent[max(ra, rb)] = min(ra, rb)  # the smaller id is the root: deterministic order
 
 
-@dataclass
-class _Trace:
-    """Everything the forward pass collected, in element ids."""
-
-    labels: dict[str, Channels] = field(default_factory=dict)
-    members: list[SlotMember] = field(default_factory=list)
-    ties: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)
-    stops: list[tuple[np.ndarray, str]] = field(default_factory=list)
-    edits: list[SlotEdit] = field(default_factory=list)
-    folds: list[SlotFold] = field(default_factory=list)
-
-    def add(self, effect: Effect) -> None:
-        self.labels.update(effect.outputs)
-        self.members += effect.members
-        self.ties += effect.ties
-        self.stops += effect.stops
-        self.edits += effect.edits
-        self.folds += effect.folds
-
-
 def analyze(
     model: onnx.ModelProto,
     input_shape: Sequence[int],
@@ -82,12 +60,12 @@ def analyze(
     return PruningPlan(_groups(ctx, space, trace))
 
 
-def _forward(ctx: GraphIndex, registry: HandlerRegistry, space: ChannelSpace) -> _Trace:
-    trace = _Trace()
+def _forward(ctx: GraphIndex, registry: HandlerRegistry, space: ChannelSpace) -> Effect:
+    trace = Effect()  # the whole graph's effect, in element ids
     for node in ctx.graph.node:
-        inputs = [trace.labels.get(i) if i else None for i in node.input]
+        inputs = [trace.outputs.get(i) if i else None for i in node.input]
         for name in outer_scope_reads(node):  # If/Loop/Scan bodies reading a tensor without an input
-            ch = trace.labels.get(name)
+            ch = trace.outputs.get(name)
             if ch is not None:
                 trace.stops.append(
                     (ch.elements(), f"{node.op_type} {node.name!r} reads {name!r} in a subgraph")
@@ -103,15 +81,15 @@ def _forward(ctx: GraphIndex, registry: HandlerRegistry, space: ChannelSpace) ->
                 if ch is not None:
                     trace.stops.append((ch.elements(), outcome.reason))
             continue
-        trace.add(outcome)
+        trace.absorb(outcome)
     for out in ctx.outputs:
-        ch = trace.labels.get(out)
+        ch = trace.outputs.get(out)
         if ch is not None:
             trace.stops.append((ch.elements(), f"its channels reach the graph output {out!r}"))
     return trace
 
 
-def _groups(ctx: GraphIndex, space: ChannelSpace, trace: _Trace) -> list[Group]:
+def _groups(ctx: GraphIndex, space: ChannelSpace, trace: Effect) -> list[Group]:
     n = space.size
     channels_uf = _UnionFind(n)
     for a, b in trace.ties:
@@ -176,7 +154,7 @@ def _groups(ctx: GraphIndex, space: ChannelSpace, trace: _Trace) -> list[Group]:
             groups[gid].folds.append(
                 Fold(f.node, f.op, f.weight, f.axis, f.bias, new_bias, cmap, vals, f.scale)
             )
-    for tensor, ch in trace.labels.items():
+    for tensor, ch in trace.outputs.items():
         for gid in split(ch.ids.ravel()):
             groups[gid].tensors.append(tensor)
     for ids, reason in trace.stops:

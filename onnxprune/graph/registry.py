@@ -72,6 +72,15 @@ class Effect:
     edits: list[SlotEdit] = field(default_factory=list)
     folds: list[SlotFold] = field(default_factory=list)
 
+    def absorb(self, other: Effect) -> None:
+        """Add ``other``'s outputs, members, ties, stops, edits and folds to this one."""
+        self.outputs.update(other.outputs)
+        self.members += other.members
+        self.ties += other.ties
+        self.stops += other.stops
+        self.edits += other.edits
+        self.folds += other.folds
+
     def output(self, name: str, ch: Channels | None) -> Effect:
         if ch is not None:
             self.outputs[name] = ch
