@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 import click
 
 from .errors import OnnxPruneError, SpecError
+from .gates import GateError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -25,6 +26,11 @@ def _user_errors(fn: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return fn(*args, **kwargs)
+        except GateError as e:
+            if e.report is not None:  # the numbers that missed the gate, above the one-line reason
+                click.echo(e.report.format())
+            click.echo(f"error: {e}", err=True)
+            sys.exit(e.exit_code)
         except OnnxPruneError as e:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
@@ -67,8 +73,20 @@ def main() -> None:
     "-d",
     default="fashion-mnist",
     show_default=True,
-    help="'fashion-mnist', 'random' (Gaussian, needs --input-shape for dynamic dims) or an .npz file.",
+    help="'fashion-mnist', 'random' (Gaussian; --input-shape for dynamic dims), an .npz or IDX file, "
+    "an image folder (class sub-folders or flat) or module:function returning a DataLoader.",
 )
+@click.option(
+    "--no-labels",
+    is_flag=True,
+    help="Train on the inputs alone (self-distillation from the dense model); labels only score the report.",
+)
+@click.option(
+    "--preprocess",
+    help="Image-folder preprocessing, e.g. 'resize=256,crop=224,mean=0.485/0.456/0.406,"
+    "std=0.229/0.224/0.225,channels=rgb'.",
+)
+@click.option("--max-samples", type=click.IntRange(min=2), help="Read at most N samples per split.")
 @click.option("--input-shape", help="N,C,H,W for models with dynamic dims.")
 @click.option(
     "--output",
@@ -105,6 +123,40 @@ def main() -> None:
 @click.option("--weight-decay", type=click.FloatRange(min=0))
 @click.option("--device", type=click.Choice(["cpu", "cuda"]))
 @click.option("--threads", type=click.IntRange(min=1), help="Torch threads for training (default: torch's).")
+@click.option(
+    "--distill",
+    type=click.FloatRange(0, 1),
+    help="With labels: weight W of self-distillation, loss = (1-W)·CE + W·D (default 0; without labels 1).",
+)
+@click.option(
+    "--distill-loss",
+    type=click.Choice(["auto", "kl", "mse", "cosine"]),
+    help="D: auto (KL for (N, C) classifier outputs, else MSE relative to the teacher's), kl, mse, cosine.",
+)
+@click.option(
+    "--temperature", type=click.FloatRange(min=0, min_open=True), help="KL temperature (default 4)."
+)
+@click.option(
+    "--teacher",
+    type=click.Choice(["auto", "cache", "online"]),
+    help="Teacher outputs computed once and cached, or every step (default auto: cache if < 1 GB).",
+)
+@click.option(
+    "--max-accuracy-drop",
+    type=float,
+    help="Gate: fail (exit 4, no model written) if top-1 drops by more than PP points.",
+)
+@click.option(
+    "--min-fidelity",
+    type=float,
+    help="Gate: fail if top-1 agreement with the dense model (non-classifiers: 1 - rel. error) is below F.",
+)
+@click.option(
+    "--min-speedup", type=float, help="Gate: fail if the ORT speedup is below X (see --speedup-on)."
+)
+@click.option(
+    "--speedup-on", default="cpu:1", show_default=True, help="PROVIDER:BATCH the --min-speedup gate reads."
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option(
@@ -132,13 +184,27 @@ def compress(
     bench_batches: tuple[int, ...],
     no_bench: bool,
     quiet: bool,
+    no_labels: bool,
+    preprocess: str | None,
+    max_samples: int | None,
+    max_accuracy_drop: float | None,
+    min_fidelity: float | None,
+    min_speedup: float | None,
+    speedup_on: str,
     **train: Any,
 ) -> None:
-    """Prune MODEL, train it on --data, verify it, write the smaller model to --output."""
+    """Prune MODEL, train it on --data, verify it, write the smaller model to --output.
+
+    Exit status: 0 written, 2 bad input, 3 verification failed, 4 a quality gate missed (nothing written).
+    """
     from tqdm.contrib.logging import logging_redirect_tqdm
 
+    from .gates import Gates, parse_speedup_on
     from .pipeline import TrainOptions
     from .pipeline import compress as run
+
+    provider, batch = parse_speedup_on(speedup_on)
+    gates = Gates(max_accuracy_drop, min_fidelity, min_speedup, provider, batch)
 
     _setup_logging(quiet)
     with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
@@ -150,6 +216,10 @@ def compress(
             input_shape=_shape(input_shape),
             method=method,
             train=TrainOptions(**train),
+            labels=not no_labels,
+            preprocess=preprocess,
+            max_samples=max_samples,
+            gates=gates,
             seed=seed,
             val_fraction=val_fraction,
             emit_masked=emit_masked,

@@ -21,13 +21,17 @@ import numpy as np
 import onnx
 
 from .bench import bench as run_bench
-from .data import DataSplits, load_data, resolve_input_shape
+from .data import Inputs, load_data, resolve_input_shape
+from .data.preprocess import Preprocess, parse_preprocess
 from .errors import SpecError, UnsupportedModelError
+from .fidelity import evaluate as evaluate_fidelity
+from .gates import GateResult, Gates, raise_if_missed
 from .graph.analysis import analyze
 from .graph.edit import mask_model, prune_model, write_back
-from .graph.load import input_dims, load_model, normalize, reshare
+from .graph.inputs import Batch, input_dtypes, input_shapes
+from .graph.load import all_input_dims, load_model, normalize, reshare
 from .graph.macs import count_costs
-from .graph.runtime import make_session, run_batched
+from .graph.runtime import available_providers, make_session, run_batched
 from .graph.verify import compare_models, verification_inputs, verify_pruned
 from .io import check_outputs, save_model, write_text
 from .plan import PruningPlan
@@ -37,6 +41,15 @@ from .sparsity import SparsitySpec, keep_counts, parse_sparsity
 log = logging.getLogger("onnxprune")
 
 METHODS = ("admm", "magnitude")
+
+
+# TrainOptions field -> DistillConfig field
+_DISTILL_OPTIONS = {
+    "distill": "weight",
+    "distill_loss": "loss",
+    "temperature": "temperature",
+    "teacher": "teacher",
+}
 
 
 @dataclass
@@ -55,13 +68,27 @@ class TrainOptions:
     weight_decay: float | None = None
     device: str | None = None
     threads: int | None = None  # torch intra-op threads for training (None: torch's default)
+    # self-distillation (see onnxprune.train.objective.DistillConfig)
+    distill: float | None = None  # weight of the distillation term with labels (without labels: 1)
+    distill_loss: str | None = None  # auto | kl | mse | cosine
+    temperature: float | None = None
+    teacher: str | None = None  # auto | cache | online
 
     def overrides(self) -> dict[str, Any]:
-        skip = {"threads"}
+        """TrainConfig keyword arguments (without ``distill``, see :meth:`distill_overrides`)."""
+        skip = {"threads", *_DISTILL_OPTIONS}
         return {
             f.name: getattr(self, f.name)
             for f in fields(self)
             if f.name not in skip and getattr(self, f.name) is not None
+        }
+
+    def distill_overrides(self) -> dict[str, Any]:
+        """DistillConfig keyword arguments."""
+        return {
+            key: getattr(self, name)
+            for name, key in _DISTILL_OPTIONS.items()
+            if getattr(self, name) is not None
         }
 
 
@@ -90,12 +117,16 @@ class _Clock:
 def compress(
     model: str | Path | onnx.ModelProto,
     sparsity: str | SparsitySpec,
-    data: str = "fashion-mnist",
+    data: Any = "fashion-mnist",
     output: str | Path | None = None,
     *,
     input_shape: Sequence[int] | None = None,
     method: str = "admm",
     train: TrainOptions | None = None,
+    labels: bool = True,
+    preprocess: str | Preprocess | None = None,
+    max_samples: int | None = None,
+    gates: Gates | None = None,
     seed: int = 0,
     val_fraction: float = 0.1,
     emit_masked: str | Path | None = None,
@@ -108,42 +139,66 @@ def compress(
 ) -> CompressResult:
     """Prune ``model`` to ``sparsity``, train it on ``data``, verify it, and return it with its report.
 
-    Outputs given as paths are checked before any work and written atomically at the end.
+    ``model``: a path or an ``onnx.ModelProto`` (never modified). ``data``: any source of
+    :func:`onnxprune.data.load_data` (a name, a path, ``module:function``, arrays, ``(x, y)``, a
+    DataLoader). ``labels=False`` trains on the inputs alone (self-distillation from the dense model);
+    labels the data has then only score the report. ``gates``: conditions the pruned model must meet,
+    else :class:`~onnxprune.gates.GateError` and no model is written. Outputs given as paths are checked
+    before any work and written atomically at the end. Progress goes to the ``onnxprune`` logger.
     """
     spec = parse_sparsity(sparsity) if isinstance(sparsity, str) else sparsity
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    if max_samples is not None and max_samples < 2:
+        raise SpecError(f"max_samples must be >= 2, not {max_samples}")
     source = None if isinstance(model, onnx.ModelProto) else model
     check_outputs([source], [output, emit_masked, report_path, plot_path])
     clock = _Clock()
     opts = train or TrainOptions()
+    gates = gates or Gates()
+    prep = parse_preprocess(preprocess) if isinstance(preprocess, str) else preprocess
 
     with clock.phase("load"):
         original, _ = load_model(model)
         normalized = normalize(original)
         base = normalized.model
-        dims = input_dims(base)
+        dims = all_input_dims(base)
     with clock.phase("data"):
-        splits = load_data(data, dims, input_shape, val_fraction=val_fraction, seed=seed)
-    shape = resolve_input_shape(dims, input_shape or (1, *splits.train.x.shape[1:]))
+        splits = load_data(
+            data,
+            dims,
+            input_shape,
+            val_fraction=val_fraction,
+            seed=seed,
+            preprocess=prep,
+            max_samples=max_samples,
+        )
+        if not labels:
+            splits = splits.for_training_without_labels()
+    gates.validate(splits.test.labeled, available_providers())
+    shape = _model_shapes(base, dims, input_shape, splits.train.x)
+    dtypes = input_dtypes(base)
     with clock.phase("analyze"):
         plan = analyze(base, shape)
 
     with clock.phase("import"):
         from .train.admm import TrainConfig, run_admm, run_magnitude
         from .train.importer import import_model
+        from .train.objective import DistillConfig
 
-        if opts.threads:
-            import torch
-
-            torch.set_num_threads(opts.threads)
         imported = import_model(base)
-        _check_import(base, imported, verification_inputs(shape, seed, splits.val.x))
+        _check_import(base, imported, verification_inputs(shape, seed, splits.val.x, dtypes=dtypes))
         _keep_unbound(plan, set(imported.names))
         keep = keep_counts(plan, spec)
     log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
-    cfg = TrainConfig(seed=seed, quiet=quiet, **opts.overrides())
-    with clock.phase("train"):
+    cfg = TrainConfig(
+        seed=seed,
+        quiet=quiet,
+        synthetic_data=splits.name == "random",
+        distill=DistillConfig(**opts.distill_overrides()),
+        **opts.overrides(),
+    )
+    with clock.phase("train"), _torch_threads(opts.threads):
         runner = run_admm if method == "admm" else run_magnitude
         result = runner(imported, plan, keep, splits.train, splits.val, cfg)
     for name, seconds in result.times.items():
@@ -158,7 +213,7 @@ def compress(
         pruned, masked = reshare(pruned, normalized.copies), reshare(masked, normalized.copies)
     with clock.phase("verify"):
         verification = verify_pruned(
-            masked, pruned, verification_inputs(shape, seed + 1, splits.test.x), rtol
+            masked, pruned, verification_inputs(shape, seed + 1, splits.test.x, dtypes=dtypes), rtol
         )
     log.info("verified: max relative error %.2e", verification.max_rel_error)
 
@@ -166,8 +221,17 @@ def compress(
         model=str(source) if source else "<ModelProto>",
         sparsity=str(spec),
         method=method,
-        data=splits.name,
-        config={**asdict(cfg), "input_shape": list(shape), "val_fraction": val_fraction},
+        data=splits.name + ("" if labels else " (labels withheld from training)"),
+        config={
+            **asdict(cfg),
+            "input_shape": list(shape)
+            if isinstance(shape, tuple)
+            else {k: list(v) for k, v in shape.items()},
+            "val_fraction": val_fraction,
+            "labels": labels and splits.labeled,
+            "preprocess": str(prep) if prep is not None else None,
+            "max_samples": max_samples,
+        },
         notes=normalized.notes,
         groups=[_group_summary(g.name, plan, masks) for g in plan.groups],
         verification=verification.to_dict(),
@@ -180,17 +244,23 @@ def compress(
             base, pruned, cost_b, cost_a, plan, {n: int(k.sum()) for n, k in masks.items()}
         )
         report.totals = totals(base, pruned, cost_b, cost_a)
-        report.accuracy = _accuracy(base, pruned, splits)
-    if bench_batches:
+        split_name = "test" if splits.test is not splits.val else "validation"
+        report.fidelity = evaluate_fidelity(base, pruned, splits.test, split_name)
+        report.accuracy = report.fidelity if "dense_top1" in report.fidelity else None
+    runs = _bench_runs(bench_batches, gates)
+    if runs:
         with clock.phase("bench"):
-            report.latency = _latency(base, pruned, shape, bench_batches, bench_repeats)
+            first_shape = shape if isinstance(shape, tuple) else next(iter(shape.values()))
+            report.latency = _latency(base, pruned, first_shape, runs, bench_repeats)
+    report.gates = [g.to_dict() for g in gates.evaluate(report.accuracy, report.fidelity, _speedups(report))]
     report.phases = clock.phases  # the same dict: phases timed after this line (save) still land in it
 
     with clock.phase("save"):
-        if emit_masked is not None:
+        passed = all(g["passed"] for g in report.gates)
+        if passed and emit_masked is not None:
             save_model(masked, emit_masked)
             report.outputs["masked"] = str(emit_masked)
-        if output is not None:
+        if passed and output is not None:
             save_model(pruned, output)
             report.outputs["model"] = str(output)
         if plot_path is not None:
@@ -198,12 +268,39 @@ def compress(
             report.outputs["plot"] = str(plot_path)
         if report_path is not None:
             write_text(report.to_json(), report_path)
+    raise_if_missed([GateResult(**g) for g in report.gates], report)
     return CompressResult(pruned, masked, plan, masks, report)
 
 
-def _check_import(
-    model: onnx.ModelProto, imported: Any, inputs: list[np.ndarray], rtol: float = 1e-4
-) -> None:
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """torch's intra-op thread count for the block; restored after (no process-wide side effect)."""
+    if not threads:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def _bench_runs(batches: Sequence[int], gates: Gates) -> list[tuple[str, int]]:
+    """(provider, batch) pairs to time: CPU at ``batches``, plus the speedup gate's pair."""
+    runs = [("cpu", int(b)) for b in batches]
+    if gates.min_speedup is not None and (gates.speedup_provider, gates.speedup_batch) not in runs:
+        runs.append((gates.speedup_provider, gates.speedup_batch))
+    return runs
+
+
+def _speedups(report: Report) -> list[dict[str, Any]]:
+    return list((report.latency or {}).get("speedups", []))
+
+
+def _check_import(model: onnx.ModelProto, imported: Any, inputs: Sequence[Batch], rtol: float = 1e-4) -> None:
     """Torch on the import must reproduce ORT on the model before we train it."""
     import torch
 
@@ -213,7 +310,8 @@ def _check_import(
     with torch.no_grad():
         for x in inputs:
             ref = run_batched(sess, x)[0]
-            got = module(torch.from_numpy(x))
+            arrays = [x] if isinstance(x, np.ndarray) else [x[name] for name in imported.input_names]
+            got = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
             got = got[0] if isinstance(got, tuple | list) else got
             scale = max(float(np.abs(ref).max()), 1e-12)
             worst = max(worst, float(np.abs(ref - got.numpy()).max()) / scale)
@@ -221,6 +319,22 @@ def _check_import(
         raise UnsupportedModelError(
             f"the torch import does not reproduce the model (relative error {worst:.2e} > {rtol:g})"
         )
+
+
+def _jsonable_shape(shape: tuple[int, ...] | dict[str, tuple[int, ...]]) -> Any:
+    return list(shape) if isinstance(shape, tuple) else {k: list(v) for k, v in shape.items()}
+
+
+def _model_shapes(
+    model: onnx.ModelProto, dims: dict[str, Any], given: Sequence[int] | None, x: Inputs
+) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
+    """The shape(s) analysis and costs fix the inputs to: a tuple for a single-input model (``given`` or
+    batch 1 of the data's samples), else every input's shape at batch 1 of the data's samples."""
+    if isinstance(x, np.ndarray):
+        only = next(iter(dims.values()))
+        return resolve_input_shape(only, given or (1, *x.shape[1:]))
+    shapes = {name: (1, *(int(d) for d in a.shape[1:])) for name, a in x.items()}
+    return input_shapes(model, shapes)
 
 
 def _keep_unbound(plan: PruningPlan, bound: set[str]) -> None:
@@ -256,35 +370,16 @@ def _history(result: Any) -> dict[str, Any]:
     return grouped
 
 
-def _accuracy(dense: onnx.ModelProto, pruned: onnx.ModelProto, splits: DataSplits) -> dict[str, Any] | None:
-    test = splits.test
-    d_out = run_batched(make_session(dense), test.x)[0]
-    p_out = run_batched(make_session(pruned), test.x)[0]
-    if d_out.ndim != 2:
-        return None
-    d_pred, p_pred = d_out.argmax(1), p_out.argmax(1)
-    acc: dict[str, Any] = {
-        "split": "test" if splits.test is not splits.val else "validation",
-        "samples": len(test),
-        "agreement": float((d_pred == p_pred).mean()),
-    }
-    if test.y is None:
-        return acc | {"dense_top1": None, "pruned_top1": None, "drop_pp": None}
-    dense_top1, pruned_top1 = float((d_pred == test.y).mean()), float((p_pred == test.y).mean())
-    return acc | {
-        "dense_top1": dense_top1,
-        "pruned_top1": pruned_top1,
-        "drop_pp": 100 * (dense_top1 - pruned_top1),
-    }
-
-
 def _latency(
     dense: onnx.ModelProto,
     pruned: onnx.ModelProto,
     shape: Sequence[int],
-    batches: Sequence[int],
+    runs: Sequence[tuple[str, int]],
     repeats: int,
 ) -> dict[str, Any]:
+    """Dense vs pruned ORT latency for each (provider, batch) of ``runs``."""
+    providers = sorted({p for p, _ in runs}, key=[p for p, _ in runs].index)
+    batches = sorted({b for _, b in runs})
     # In a fresh process: after training, torch's idle worker threads compete with ORT's and made the
     # in-process batch-32 figure 1.45x where a clean process measured 2.19x on the same two models.
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
@@ -292,18 +387,18 @@ def _latency(
             run_bench,
             [dense, pruned],
             batch_sizes=tuple(batches),
-            providers=["cpu"],
+            providers=providers,
             repeats=repeats,
             warmup=5,
             input_shape=list(shape),
             names=["dense", "pruned"],
         ).result()
     speedups = []
-    for batch in batches:
-        d, p = result.row("dense", "cpu", batch), result.row("pruned", "cpu", batch)
+    for provider, batch in runs:
+        d, p = result.row("dense", provider, batch), result.row("pruned", provider, batch)
         speedups.append(
             {
-                "provider": "cpu",
+                "provider": provider,
                 "batch": batch,
                 "dense_ms": d.median_ms,
                 "pruned_ms": p.median_ms,
@@ -320,4 +415,4 @@ def _save_plot(report: Report, path: str | Path) -> None:
         plot_report(report, tmp)
 
 
-__all__ = ["METHODS", "CompressResult", "TrainOptions", "compare_models", "compress"]
+__all__ = ["METHODS", "CompressResult", "Gates", "TrainOptions", "compare_models", "compress"]

@@ -49,6 +49,8 @@ class Report:
     layers: list[LayerRow] = field(default_factory=list)
     totals: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
+    fidelity: dict[str, Any] = field(default_factory=dict)
+    gates: list[dict[str, Any]] = field(default_factory=list)
     latency: dict[str, Any] | None = None
     verification: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
@@ -219,10 +221,16 @@ def format_summary(r: Report) -> str:
             f"(drop {a['drop_pp']:+.2f} pp; agreement {100 * a['agreement']:.2f}%; "
             f"{a['samples']} {a['split']} samples)"
         )
-    elif a:
+    f = r.fidelity
+    if f:
+        errors = ", ".join(f"{name} {err:.3g}" for name, err in f.get("output_rel_error", {}).items())
+        agreement = f" top-1 agreement {100 * f['agreement']:.2f}%;" if f.get("agreement") is not None else ""
         lines.append(
-            f"top-1 agreement with the dense model {100 * a['agreement']:.2f}% ({a['samples']} samples)"
+            f"fidelity to the dense model:{agreement} output relative error {errors} "
+            f"({f['samples']} {f['split']} samples)"
         )
+    for g in r.gates:
+        lines.append(f"gate {g['gate']}: {g['detail']} {'PASS' if g['passed'] else 'FAIL'}")
     v = r.verification
     if v:
         lines.append(

@@ -46,6 +46,7 @@ def load_data(
     """Resolve a data source (see the module docstring) into seeded train / validation / test splits.
 
     ``inputs`` are the model's data inputs (name -> dims), or the dims of its single input.
+    ``max_samples`` caps every split (the first samples of each).
     Without a test split of its own, the validation split doubles as the test split.
     """
     dims_of = as_inputs(inputs)
@@ -62,6 +63,10 @@ def load_data(
         )
         return random_data(shapes, n_random, max(8, n_random // 4), seed)
     name, full, val, test = _read(source, names, preprocess, max_samples, dims_of)
+    if max_samples is not None:  # loaders stop reading at the cap; files are read whole, then cut
+        full = full.head(max_samples)
+        val = None if val is None else val.head(max_samples)
+        test = None if test is None else test.head(max_samples)
     if len(full) < 2 and val is None:
         raise DataError(f"data '{name}' has {len(full)} samples; need at least 2")
     check_fits(full.x, dims_of, name)

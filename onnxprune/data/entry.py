@@ -44,13 +44,13 @@ def load_entry_point(
     except Exception as e:  # the user's code: report it in one line
         raise DataError(f"data entry point {source} raised {type(e).__name__}: {e}") from None
     if isinstance(returned, Mapping):
-        unknown = sorted(set(returned) - set(SPLITS))
-        if unknown or "train" not in returned:
+        keys = sorted(returned, key=str)  # key=str: non-string keys must not break the message
+        loaders = {k: v for k, v in returned.items() if v is not None}
+        if any(k not in SPLITS for k in keys) or "train" not in loaders:
             raise DataError(
-                f"data entry point {source} returned a mapping with keys {sorted(returned)}: "
+                f"data entry point {source} returned a mapping with keys {keys}: "
                 f"expected 'train' and optionally 'val', 'test'"
             )
-        loaders = {k: v for k, v in returned.items() if v is not None}
     else:
         loaders = {"train": returned}
     return {k: read_batches(v, input_names, f"{source} ({k})", max_samples) for k, v in loaders.items()}
@@ -95,10 +95,17 @@ def read_batches(
             x, y = _unpack(batch, input_names, f"data {what}, batch {i}")
             if xs and (y is None) != (not ys):
                 raise DataError(f"data {what}, batch {i}: some batches have labels and some do not")
+            # per batch: counts that only disagree within batches would shift samples against labels
+            counts = {name: len(a) for name, a in x.items()}
+            n = counts[input_names[0]]
+            if len(set(counts.values())) > 1:
+                raise DataError(f"data {what}, batch {i}: inputs have different sample counts {counts}")
+            if y is not None and len(y) != n:
+                raise DataError(f"data {what}, batch {i}: {n} samples but {len(y)} labels")
             xs.append(x)
             if y is not None:
                 ys.append(y)
-            count += len(next(iter(x.values())))
+            count += n
             if max_samples is not None and count >= max_samples:
                 break
     except DataError:
@@ -127,14 +134,15 @@ def read_batches(
 def _unpack(batch: Any, names: Sequence[str], what: str) -> tuple[dict[str, np.ndarray], np.ndarray | None]:
     if isinstance(batch, Mapping):
         label_key = next((k for k in LABEL_KEYS if k in batch), None)
-        x = {k: v for k, v in batch.items() if k != label_key}
-        y = batch[label_key] if label_key else None
-        return _inputs(x, names, what), _labels(y, what)
+        arrays = {k: v for k, v in batch.items() if k != label_key}
+        return _inputs(arrays, names, what), _labels(batch[label_key] if label_key else None, what)
     if isinstance(batch, tuple | list):
+        if len(batch) == 2 and len(names) > 1 and _grouped_inputs(batch[0], names):
+            # ((a, b), y) or ({'a': a, 'b': b}, y): checked first, as (a, b) has the same length
+            return _inputs(batch[0], names, what), _labels(batch[1], what)
         if len(batch) == len(names) + 1:
-            x, y = batch[:-1], batch[-1]
-            x = x[0] if len(names) == 1 else x
-            return _inputs(x, names, what), _labels(y, what)
+            inputs = batch[0] if len(names) == 1 else batch[:-1]
+            return _inputs(inputs, names, what), _labels(batch[-1], what)
         if len(batch) == len(names):
             return _inputs(batch[0] if len(names) == 1 else batch, names, what), None
         if len(batch) == 2 and isinstance(batch[0], Mapping | tuple | list):
@@ -144,6 +152,13 @@ def _unpack(batch: Any, names: Sequence[str], what: str) -> tuple[dict[str, np.n
             "(expected inputs, optionally followed by labels)"
         )
     return _inputs(batch, names, what), None
+
+
+def _grouped_inputs(x: Any, names: Sequence[str]) -> bool:
+    """Is ``x`` all inputs of a multi-input model: a dict, or one array/tensor per input?"""
+    if isinstance(x, Mapping):
+        return True
+    return isinstance(x, tuple | list) and len(x) == len(names) and all(hasattr(a, "shape") for a in x)
 
 
 def _inputs(x: Any, names: Sequence[str], what: str) -> dict[str, np.ndarray]:

@@ -31,16 +31,20 @@ def load_npz(path: Path, input_names: Sequence[str] = ("x",)) -> tuple[ArrayData
             return None
         x: Inputs
         if len(keys) == 1:
-            x = np.asarray(arrays[keys[0] + suffix])
-            x = x.astype(np.float32) if x.dtype.kind == "f" or x.dtype == np.uint8 else x
+            x = _input_array(arrays[keys[0] + suffix])
         else:
             missing = [k + suffix for k in keys if k + suffix not in arrays]
             if missing:
                 raise DataError(f"{path} has no array {missing[0]!r} (found: {sorted(arrays)})")
-            x = {name: np.asarray(arrays[k + suffix]) for name, k in zip(input_names, keys, strict=True)}
+            x = {name: _input_array(arrays[k + suffix]) for name, k in zip(input_names, keys, strict=True)}
         y = arrays.get("y" + suffix)
         if y is not None:
-            y = np.asarray(y).astype(np.int64).reshape(-1)
+            y = np.asarray(y)
+            if y.dtype.kind == "f" and not np.all(y == np.round(y)):
+                raise DataError(
+                    f"{path}: 'y{suffix}' holds non-integral values: labels must be class indices (integers)"
+                )
+            y = y.astype(np.int64).reshape(-1)
             n = len(x) if isinstance(x, np.ndarray) else len(next(iter(x.values())))
             if len(y) != n:
                 raise DataError(f"{path}: '{keys[0] + suffix}' has {n} samples but 'y{suffix}' has {len(y)}")
@@ -52,6 +56,12 @@ def load_npz(path: Path, input_names: Sequence[str] = ("x",)) -> tuple[ArrayData
     train = pair("")
     assert train is not None
     return train, pair(TEST_SUFFIX)
+
+
+def _input_array(a: np.ndarray) -> np.ndarray:
+    """Floats (and 8-bit pixels, unscaled) as float32, the dtype of the model inputs; other types as they are."""
+    a = np.asarray(a)
+    return a.astype(np.float32) if a.dtype.kind == "f" or a.dtype == np.uint8 else a
 
 
 def _input_keys(arrays: dict[str, np.ndarray], input_names: Sequence[str], path: Path) -> list[str]:

@@ -18,7 +18,7 @@ the model changed.
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping
 
 import numpy as np
 import onnx
@@ -27,7 +27,7 @@ from ..plan import Fold, Group, Member, PruningPlan, ShapeEdit, SlotMap, channel
 from . import handlers  # noqa: F401  (registers the channel rules)
 from .index import GraphIndex, outer_scope_reads
 from .registry import REGISTRY, ChannelSpace, Effect, HandlerRegistry, Stop
-from .shapes import static_shapes
+from .shapes import ShapeArg, static_shapes
 
 
 class _UnionFind:
@@ -50,11 +50,13 @@ class _UnionFind:
 
 def analyze(
     model: onnx.ModelProto,
-    input_shape: Sequence[int],
+    input_shape: ShapeArg,
     registry: HandlerRegistry = REGISTRY,
 ) -> PruningPlan:
-    """The pruning plan of ``model`` with its first input of shape ``input_shape`` (batch included)."""
-    ctx = GraphIndex(model, static_shapes(model, tuple(input_shape)))
+    """The pruning plan of ``model`` at ``input_shape``: the first input's shape (batch included), or a
+    mapping input name -> shape for every data input (see :mod:`onnxprune.graph.inputs`)."""
+    shape = input_shape if isinstance(input_shape, Mapping) else tuple(input_shape)
+    ctx = GraphIndex(model, static_shapes(model, shape))
     space = ChannelSpace()
     trace = _forward(ctx, registry, space)
     return PruningPlan(_groups(ctx, space, trace))

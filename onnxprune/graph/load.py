@@ -28,6 +28,7 @@ from onnx import numpy_helper
 
 from ..errors import InvalidModelError
 from .fold import fold_static_shapes
+from .inputs import data_inputs, value_dims
 
 
 @dataclass
@@ -257,14 +258,15 @@ def _bypass_identity_of_initializers(g: onnx.GraphProto, notes: list[str]) -> No
 
 def input_dims(model: onnx.ModelProto) -> list[int | str | None]:
     """Dims of the first graph input: int when fixed, the symbolic name (or None) when dynamic."""
-    inits = {t.name for t in model.graph.initializer}
-    real = [vi for vi in model.graph.input if vi.name not in inits]
+    return next(iter(all_input_dims(model).values()))
+
+
+def all_input_dims(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
+    """Data input name -> dims (as :func:`input_dims`), in input order; an input without a shape has [].
+
+    Raises :class:`InvalidModelError` when the model has no data input.
+    """
+    real = data_inputs(model)
     if not real:
         raise InvalidModelError("the model has no graph input")
-    dims: list[int | str | None] = []
-    for d in real[0].type.tensor_type.shape.dim:
-        if d.HasField("dim_value") and d.dim_value > 0:
-            dims.append(int(d.dim_value))
-        else:
-            dims.append(d.dim_param or None)
-    return dims
+    return {vi.name: value_dims(vi) or [] for vi in real}

@@ -8,8 +8,9 @@ Counted ops (top-level graph only; subgraphs of If/Loop/Scan are not entered):
 * ``Gemm``: ``M * N * K`` (``transA``/``transB`` honoured; the ``C`` addition is not a MAC).
 * ``MatMul``: ``prod(out_shape) * K`` with numpy broadcasting of the batch dims.
 
-Shapes come from ``onnx.shape_inference`` on a copy of the model whose first graph input has its
-dynamic dims fixed to ``input_shape``; the input model is never modified.
+Shapes come from ``onnx.shape_inference`` on a copy of the model whose data inputs have their dynamic
+dims fixed by ``input_shape`` (the first input's shape, or a mapping input name -> shape; see
+:mod:`onnxprune.graph.inputs`); the input model is never modified.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from typing import Any
 
 import onnx
 
-from .shapes import Shape, ShapeError, infer_shapes
+from .inputs import resolve_input_dims
+from .shapes import Shape, ShapeArg, ShapeError, infer_shapes
 
 # name -> dims after shape inference; a dim is None where it is unknown or symbolic
 ShapeMap = Mapping[str, tuple[int | None, ...]]
@@ -64,11 +66,15 @@ class NodeCost:
 
 @dataclass(frozen=True)
 class ModelCost:
-    """Per-node and total costs. ``params`` counts the elements of *all* float initializers."""
+    """Per-node and total costs. ``params`` counts the elements of *all* float initializers.
+
+    ``input_shape`` is the first data input's shape; ``input_shapes`` has every data input's shape that
+    was fixed (all of them for a mapping argument), by name."""
 
     nodes: dict[str, NodeCost]
     params: int
     input_shape: Shape = field(default=())
+    input_shapes: dict[str, Shape] = field(default_factory=dict)
 
     @property
     def total_macs(self) -> int:
@@ -91,6 +97,7 @@ class ModelCost:
         """JSON-serializable summary: totals, the per-op split and every node."""
         return {
             "input_shape": list(self.input_shape),
+            "input_shapes": {name: list(shape) for name, shape in self.input_shapes.items()},
             "total_macs": self.total_macs,
             "conv_macs": self.conv_macs,
             "params": self.params,
@@ -169,13 +176,14 @@ def float_param_sizes(model: onnx.ModelProto) -> dict[str, int]:
     return {t.name: math.prod(t.dims) for t in model.graph.initializer if t.data_type in _FLOAT_TYPES}
 
 
-def count_costs(model: onnx.ModelProto, input_shape: tuple[int, ...]) -> ModelCost:
+def count_costs(model: onnx.ModelProto, input_shape: ShapeArg) -> ModelCost:
     """MACs and parameters of every Conv/ConvTranspose/Gemm/MatMul node of ``model`` at ``input_shape``.
 
-    ``input_shape`` is the full shape of the first graph input (batch dim included). Raises
-    :class:`CostShapeError` (a ``ValueError``) naming the node when a shape it needs stays unknown.
+    ``input_shape`` is the full shape of the first graph input (batch dim included), or a mapping input
+    name -> shape for every data input. Raises :class:`CostShapeError` (a ``ValueError``) naming the node
+    when a shape it needs stays unknown, or when ``input_shape`` does not fit the model.
     """
-    input_shape = tuple(input_shape)
+    fixed = resolve_input_dims(model, input_shape)
     shapes = infer_shapes(model, input_shape)
     sizes = float_param_sizes(model)
     nodes: dict[str, NodeCost] = {}
@@ -186,4 +194,13 @@ def count_costs(model: onnx.ModelProto, input_shape: tuple[int, ...]) -> ModelCo
         macs, out_shape = counter(node, key, shapes)
         params = sum(sizes.get(name, 0) for name in dict.fromkeys(node.input) if name)
         nodes[key] = NodeCost(node.op_type, int(macs), int(params), out_shape)
-    return ModelCost(nodes=nodes, params=int(sum(sizes.values())), input_shape=input_shape)
+    known = {
+        name: tuple(d for d in dims if d is not None) for name, dims in fixed.items() if None not in dims
+    }
+    first = next(iter(fixed.values()))
+    return ModelCost(
+        nodes=nodes,
+        params=int(sum(sizes.values())),
+        input_shape=tuple(d for d in first if d is not None),
+        input_shapes=known,
+    )

@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..errors import OnnxPruneError
+from ..errors import DataError, OnnxPruneError
+from .inputs import Batch, batch_len
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -90,15 +91,39 @@ def make_session(
     return sess
 
 
-def run_batched(sess: ort.InferenceSession, x: np.ndarray, batch_size: int = 256) -> list[np.ndarray]:
-    """All outputs of a single-input model on ``x``, batch by batch, concatenated."""
-    name = sess.get_inputs()[0].name
+def session_feed(sess: ort.InferenceSession, x: Batch) -> dict[str, np.ndarray]:
+    """``x`` as a feed of ``sess``: a bare array feeds the first input; a mapping must name every input of
+    the session and nothing else, with one sample count. Raises :class:`DataError` otherwise."""
+    names = [i.name for i in sess.get_inputs()]
+    if isinstance(x, np.ndarray):
+        return {names[0]: x}
+    unknown = sorted(set(x) - set(names))
+    missing = [n for n in names if n not in x]
+    if unknown or missing:
+        raise DataError(
+            f"the arrays {sorted(x)} do not match the model inputs {names}"
+            + (f" (missing {missing[0]!r})" if missing else f" (unknown {unknown[0]!r})")
+        )
+    batch_len(x)  # raises when the sample counts differ
+    return {n: x[n] for n in names}
+
+
+def run_batched(sess: ort.InferenceSession, x: Batch, batch_size: int = 256) -> list[np.ndarray]:
+    """All outputs of ``sess`` on ``x``, batch by batch along the leading dim, concatenated.
+
+    ``x`` is an array (fed to the first input) or a mapping input name -> array for every input, all with
+    the same number of samples; every input is sliced together. Precondition: at least one sample.
+    """
+    feed = session_feed(sess, x)
+    n = batch_len(feed)
     parts: list[Sequence[np.ndarray]] = [
-        sess.run(None, {name: x[i : i + batch_size]}) for i in range(0, len(x), batch_size)
+        sess.run(None, {k: a[i : i + batch_size] for k, a in feed.items()}) for i in range(0, n, batch_size)
     ]
     return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
-def top1(sess: ort.InferenceSession, x: np.ndarray, y: np.ndarray, batch_size: int = 256) -> float:
+def top1(sess: ort.InferenceSession, x: Batch, y: np.ndarray, batch_size: int = 256) -> float:
+    """Top-1 accuracy of the first output's argmax (over all non-batch dims) against labels ``y``; ``x`` as
+    for :func:`run_batched`."""
     logits = run_batched(sess, x, batch_size)[0]
-    return float((logits.reshape(len(x), -1).argmax(axis=1) == y).mean())
+    return float((logits.reshape(batch_len(x), -1).argmax(axis=1) == y).mean())

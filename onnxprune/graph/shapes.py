@@ -1,48 +1,45 @@
-"""Static shapes by ONNX shape inference, with the model's first input fixed to a concrete shape."""
+"""Static shapes by ONNX shape inference, with the model's data inputs fixed to concrete shapes.
+
+The shape argument is a plain shape (the first data input's, batch included) or a mapping input name ->
+shape for every data input (see :mod:`onnxprune.graph.inputs`).
+"""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import onnx
 
-from ..errors import DataError
+from .inputs import (
+    InputShapes,
+    Shape,
+    ShapeArg,
+    ShapeError,
+    all_fixed,
+    data_inputs,
+    input_dtypes,
+    resolve_input_dims,
+)
 
-Shape = tuple[int, ...]
-
-
-class ShapeError(DataError, ValueError):
-    """``input_shape`` does not fit the model, or a shape that is needed stays unknown."""
-
-
-def _data_input(graph: onnx.GraphProto) -> onnx.ValueInfoProto:
-    """The first graph input that is not an initializer (old IRs list initializers as inputs too)."""
-    inits = {t.name for t in graph.initializer}
-    for vi in graph.input:
-        if vi.name not in inits:
-            return vi
-    raise ShapeError("the model has no graph input to fix to input_shape")
+__all__ = ["Shape", "ShapeArg", "ShapeError", "infer_shapes", "static_shapes"]
 
 
-def _fix_input_dims(vi: onnx.ValueInfoProto, input_shape: Shape) -> None:
-    """Set the dims of ``vi`` to ``input_shape`` in place; fixed dims must already agree."""
-    if not vi.type.HasField("tensor_type"):
-        raise ShapeError(f"graph input '{vi.name}' is not a tensor")
+def _fix_input_dims(vi: onnx.ValueInfoProto, dims: tuple[int | None, ...]) -> None:
+    """Set the dims of ``vi`` to ``dims`` in place (None: a dynamic dim, its name kept if it had one).
+
+    Precondition: ``dims`` was checked against ``vi`` (:func:`onnxprune.graph.inputs.resolve_input_dims`).
+    """
     tt = vi.type.tensor_type
-    if tt.HasField("shape"):
-        dims = tt.shape.dim
-        if len(dims) != len(input_shape):
-            raise ShapeError(
-                f"input_shape {tuple(input_shape)} has rank {len(input_shape)} but graph input "
-                f"'{vi.name}' has rank {len(dims)}"
-            )
-        for i, (dim, value) in enumerate(zip(dims, input_shape, strict=True)):
-            if dim.HasField("dim_value") and dim.dim_value != value:
-                raise ShapeError(
-                    f"input_shape {tuple(input_shape)} disagrees with the fixed dim {i} "
-                    f"(= {dim.dim_value}) of graph input '{vi.name}'"
-                )
+    old = list(tt.shape.dim) if tt.HasField("shape") else []
+    params = [d.dim_param if d.HasField("dim_param") else "" for d in old]
     tt.ClearField("shape")
-    for value in input_shape:
-        tt.shape.dim.add().dim_value = value
+    tt.shape.SetInParent()
+    for i, value in enumerate(dims):
+        dim = tt.shape.dim.add()
+        if value is not None:
+            dim.dim_value = value
+        elif i < len(params) and params[i]:
+            dim.dim_param = params[i]
 
 
 def _dims(vi: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
@@ -51,14 +48,22 @@ def _dims(vi: onnx.ValueInfoProto) -> tuple[int | None, ...] | None:
     return tuple(d.dim_value if d.HasField("dim_value") else None for d in vi.type.tensor_type.shape.dim)
 
 
-def infer_shapes(model: onnx.ModelProto, input_shape: Shape) -> dict[str, tuple[int | None, ...]]:
-    """Tensor name -> dims, by shape inference on a copy whose first input is fixed to ``input_shape``."""
-    if not input_shape or any(not isinstance(d, int) or d <= 0 for d in input_shape):
-        raise ShapeError(f"input_shape must be a non-empty tuple of positive ints, got {input_shape!r}")
+def infer_shapes(model: onnx.ModelProto, input_shape: ShapeArg) -> dict[str, tuple[int | None, ...]]:
+    """Tensor name -> dims (None where unknown), by shape inference on a copy whose data inputs are fixed.
+
+    A mapping fixes every data input (checked by :func:`onnxprune.graph.inputs.input_shapes` rules); a
+    plain shape fixes the first input and the other inputs' dims that it resolves, the rest staying
+    dynamic. Shapes inference leaves unknown are read off one ONNX Runtime run when every input is
+    concrete. Raises :class:`ShapeError` when the shape does not fit or inference fails. ``model`` is not
+    modified.
+    """
+    fixed = resolve_input_dims(model, input_shape)
     work = onnx.ModelProto()
     work.CopyFrom(model)
-    del work.graph.value_info[:]  # stale annotations could contradict the fixed input
-    _fix_input_dims(_data_input(work.graph), input_shape)
+    del work.graph.value_info[:]  # stale annotations could contradict the fixed inputs
+    for vi in work.graph.input:
+        if vi.name in fixed:
+            _fix_input_dims(vi, fixed[vi.name])
     try:
         inferred = onnx.shape_inference.infer_shapes(work, strict_mode=False, data_prop=True)
     except Exception as e:  # onnx raises several types (InferenceError, ValidationError, RuntimeError)
@@ -74,14 +79,18 @@ def infer_shapes(model: onnx.ModelProto, input_shape: Shape) -> dict[str, tuple[
     unknown = [
         o for n in g.node for o in n.output if o and (o not in shapes or any(d is None for d in shapes[o]))
     ]
-    if unknown:
-        shapes.update(_run_for_shapes(inferred, unknown, input_shape))
+    concrete = all_fixed(fixed) if len(fixed) == len(data_inputs(model)) else None
+    if unknown and concrete is not None:  # else an ORT run could not be fed: those shapes stay unknown
+        shapes.update(_run_for_shapes(inferred, unknown, concrete))
     return shapes
 
 
-def _run_for_shapes(model: onnx.ModelProto, names: list[str], input_shape: Shape) -> dict[str, Shape]:
+def _run_for_shapes(
+    model: onnx.ModelProto, names: list[str], input_shape: Shape | Mapping[str, Shape]
+) -> dict[str, Shape]:
     """Shapes that inference could not resolve (reshapes to computed targets, windowed attention), read
-    off one ONNX Runtime run on zeros of ``input_shape``. Empty when the run fails."""
+    off one ONNX Runtime run on zeros (each input in its own dtype). A plain ``input_shape`` feeds the
+    first input only; a mapping feeds every input it names. Empty when the run fails."""
     import numpy as np
     import onnxruntime as ort
 
@@ -101,16 +110,22 @@ def _run_for_shapes(model: onnx.ModelProto, names: list[str], input_shape: Shape
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.log_severity_level = 3
         sess = ort.InferenceSession(work.SerializeToString(), opts, providers=["CPUExecutionProvider"])
-        feed = sess.get_inputs()[0]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(elem.get(feed.name) or onnx.TensorProto.FLOAT)
-        outs = sess.run(wanted, {feed.name: np.zeros(input_shape, dtype=dtype)})
+        shapes: InputShapes = (
+            {k: tuple(v) for k, v in input_shape.items()}
+            if isinstance(input_shape, Mapping)
+            else {sess.get_inputs()[0].name: tuple(input_shape)}
+        )
+        dtypes = input_dtypes(work)
+        feed = {k: np.zeros(v, dtype=dtypes.get(k, np.float32)) for k, v in shapes.items()}
+        outs = sess.run(wanted, feed)
     except Exception:  # a model ORT cannot run here: shapes stay unknown
         return {}
     return {n: tuple(int(d) for d in np.shape(v)) for n, v in zip(wanted, outs, strict=True)}
 
 
-def static_shapes(model: onnx.ModelProto, input_shape: Shape) -> dict[str, Shape]:
-    """Only the tensors whose every dim is known (what channel analysis can rely on)."""
+def static_shapes(model: onnx.ModelProto, input_shape: ShapeArg) -> dict[str, Shape]:
+    """Only the tensors whose every dim is known (what channel analysis can rely on); ``input_shape`` as
+    for :func:`infer_shapes`."""
     return {
         name: tuple(d for d in dims if d is not None)
         for name, dims in infer_shapes(model, input_shape).items()

@@ -18,15 +18,14 @@ round, which feeds the support flip-flop seen when the W-step cannot follow Z �
 with lr 1e-3 the last-round primal residual (max over groups) was 0.34 with rescaling against 1.17 without;
 with the default lr 3e-3 both ended at 0.05, rescaling getting there sooner (0.22 against 0.47 at round 10).
 
-f is the cross-entropy on the labels when the training data has them, else self-distillation: the mean
-squared error to the outputs of a frozen copy of the original model (the teacher), computed on the fly.
-Dropout is off during ADMM and on during retraining. BatchNorm statistics are updated in training mode
-when the data has labels (``bn_stats='auto'``) and frozen otherwise (random inputs would corrupt them).
+f is the cross-entropy on the labels, self-distillation from a frozen copy of the original model, or a mix
+(:mod:`.objective`). Dropout is off during ADMM and on during retraining. BatchNorm statistics are updated
+in training mode when the data is real (``bn_stats='auto'`` and ``synthetic_data=False``) and frozen on
+random inputs, which would corrupt them.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import math
 import sys
@@ -37,20 +36,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
 from ..data import ArrayData
+from ..data.arrays import Inputs
 from ..errors import SpecError, UnsupportedModelError
 from ..plan import Group, PruningPlan
 from .importer import ImportedModel
+from .objective import DistillConfig, Objective, is_classifier_output, outputs
 from .projection import apply_masks, project_groups, tensor_masks
 
 __all__ = ["TrainConfig", "TrainResult", "run_admm", "run_magnitude", "select_groups"]
 
 log = logging.getLogger("onnxprune")
+
+# a training batch: model inputs (graph order), labels or None, cached teacher outputs or None
+Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None, list[torch.Tensor] | None]
 
 
 @dataclass
@@ -80,7 +83,9 @@ class TrainConfig:
     device: str = "cpu"
     seed: int = 0
     quiet: bool = False
-    bn_stats: str = "auto"  # 'train': update BN running stats; 'freeze'; 'auto': train iff labeled
+    bn_stats: str = "auto"  # 'train': update BN running stats; 'freeze'; 'auto': train unless synthetic_data
+    synthetic_data: bool = False  # random inputs (structure previews): BN statistics must not learn them
+    distill: DistillConfig = field(default_factory=DistillConfig)
     rescale_dual: bool = True  # U ← U·ρ_old/ρ_new when ρ grows (Boyd et al. §3.4.1); False: authors' code
 
     def validate(self) -> None:
@@ -100,6 +105,7 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise SpecError(msg)
+        self.distill.validate()
         if self.device == "cuda" and not torch.cuda.is_available():
             raise SpecError("device 'cuda' requested but torch sees no CUDA device")
 
@@ -196,56 +202,6 @@ def _check_disjoint(model: ImportedModel, chosen: list[tuple[Group, int]]) -> No
 
 
 # -- training machinery ------------------------------------------------------------------------------
-def _outputs(out: Any) -> list[torch.Tensor]:
-    if isinstance(out, torch.Tensor):
-        return [out]
-    if isinstance(out, list | tuple):
-        return [o for o in out if isinstance(o, torch.Tensor)]
-    raise TypeError(f"model returned {type(out).__name__}, expected tensors")
-
-
-def _looks_like_probabilities(p: torch.Tensor) -> bool:
-    """Non-negative rows summing to 1 along dim 1: the model ends in Softmax."""
-    if p.dim() < 2 or p.shape[1] < 2:
-        return False
-    return bool((p >= 0).all() and torch.allclose(p.sum(dim=1), torch.ones((), dtype=p.dtype), atol=1e-3))
-
-
-class _Objective:
-    """f: cross-entropy on labels (NLL of log p if the model outputs probabilities) or MSE to the teacher."""
-
-    def __init__(self, module: nn.Module, labeled: bool, probe: torch.Tensor | None) -> None:
-        self.labeled = labeled
-        self.teacher: nn.Module | None = None
-        self.probabilities = False
-        if labeled and probe is not None:
-            module.eval()
-            with torch.no_grad():
-                self.probabilities = _looks_like_probabilities(_outputs(module(probe))[0])
-            if self.probabilities:
-                log.info("model outputs probabilities: training on their negative log-likelihood")
-
-    def need_teacher(self, module: nn.Module) -> None:
-        """Freeze a copy of the model as it is now (before any pruning or training)."""
-        if self.teacher is None:
-            self.teacher = copy.deepcopy(module).eval()
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
-
-    def __call__(self, out: Any, x: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
-        outs = _outputs(out)
-        if y is not None:
-            if self.probabilities:
-                return F.nll_loss(outs[0].clamp_min(1e-12).log(), y)
-            return F.cross_entropy(outs[0], y)
-        assert self.teacher is not None, "self-distillation needs the teacher"
-        with torch.no_grad():
-            targets = _outputs(self.teacher(x))
-        return sum(
-            (F.mse_loss(o, t) for o, t in zip(outs, targets, strict=True)), torch.zeros((), device=x.device)
-        )
-
-
 def _is_dropout(m: nn.Module) -> bool:
     return "Dropout" in type(m).__name__
 
@@ -272,18 +228,31 @@ class _Run:
         self.group_tensors = {g.name: sorted({m.initializer for m in g.sources}) for g, _ in self.chosen}
         self.device = torch.device(cfg.device)
         self.labeled = train.y is not None
-        self.bn_train = cfg.bn_stats == "train" or (cfg.bn_stats == "auto" and self.labeled)
+        self.bn_train = cfg.bn_stats == "train" or (cfg.bn_stats == "auto" and not cfg.synthetic_data)
         self.history: list[dict[str, Any]] = []
         self.times: dict[str, float] = {}
         self.generator = torch.Generator().manual_seed(cfg.seed)
         p = next((p for p in model.module.parameters() if p.is_floating_point()), None)
         self.dtype = p.dtype if p is not None else torch.float32
+        self.n_inputs = len(model.input_names)
+        self.train_targets: list[torch.Tensor] | None = None
+        self.val_loader = self._loader(val, shuffle=False)
 
     # -- data --------------------------------------------------------------------------------------
-    def _loader(self, data: ArrayData, shuffle: bool) -> DataLoader:
-        tensors = [torch.as_tensor(np.asarray(data.x)).to(self.dtype)]
+    def _input_tensors(self, x: Inputs) -> list[torch.Tensor]:
+        """One tensor per model input, in graph order; float inputs in the model's dtype."""
+        arrays = [x] if isinstance(x, np.ndarray) else [x[name] for name in self.model.input_names]
+        tensors = [torch.as_tensor(np.asarray(a)) for a in arrays]
+        return [t.to(self.dtype) if t.is_floating_point() else t for t in tensors]
+
+    def _loader(
+        self, data: ArrayData, shuffle: bool, targets: list[torch.Tensor] | None = None
+    ) -> DataLoader:
+        """Batches of (inputs..., [labels], [cached teacher outputs...]); see :meth:`_batches`."""
+        tensors = self._input_tensors(data.x)
         if data.y is not None:
             tensors.append(torch.as_tensor(np.asarray(data.y)).long())
+        tensors.extend(targets or [])
         return DataLoader(
             TensorDataset(*tensors),
             batch_size=self.cfg.batch_size,
@@ -291,11 +260,33 @@ class _Run:
             generator=self.generator if shuffle else None,
         )
 
-    def _batches(self, loader: DataLoader) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+    def _batches(self, loader: DataLoader, labeled: bool) -> Iterator[Batch]:
+        n_in = self.n_inputs
         for batch in loader:
-            x = batch[0].to(self.device)
-            y = batch[1].to(self.device) if len(batch) > 1 else None
-            yield x, y
+            batch = [b.to(self.device) for b in batch]
+            x = tuple(batch[:n_in])
+            y = batch[n_in] if labeled else None
+            rest = batch[n_in + int(labeled) :]
+            yield x, y, (rest or None)
+
+    def _cache_teacher(self, objective: Objective, data: ArrayData) -> list[torch.Tensor] | None:
+        """The teacher's outputs on every sample of ``data``, when distilling and they fit the cache."""
+        if not objective.distills or len(data) == 0:
+            return None
+        mode = self.cfg.distill.teacher
+        if mode == "online":
+            return None
+        loader = self._loader(data, shuffle=False)
+        first = next(iter(self._batches(loader, data.labeled)))[0]
+        per_sample = sum(o[0].numel() * o.element_size() for o in objective.teacher_outputs(first))
+        size_mb = per_sample * len(data) / 2**20
+        if mode == "auto" and size_mb > self.cfg.distill.cache_mb:
+            log.info("teacher outputs: %.0f MB > cache limit, computed online", size_mb)
+            return None
+        parts: list[list[torch.Tensor]] = []
+        for x, _, _ in self._batches(loader, data.labeled):
+            parts.append([o.cpu() for o in objective.teacher_outputs(x)])
+        return [torch.cat(column) for column in zip(*parts, strict=True)]
 
     # -- modes -------------------------------------------------------------------------------------
     def _mode(self, phase: str) -> None:
@@ -307,25 +298,34 @@ class _Run:
                 m.eval()
 
     # -- evaluation --------------------------------------------------------------------------------
-    def _evaluate(self, objective: _Objective | None) -> dict[str, float]:
-        """Validation loss (same f as training, or CE when only val has labels) and accuracy if labeled."""
+    def _evaluate(self, objective: Objective | None) -> dict[str, float]:
+        """Validation loss (the training f), accuracy when labeled, top-1 agreement with the teacher."""
         if len(self.val_data) == 0 or objective is None:
             return {}
         val_labeled = self.val_data.y is not None
-        if not val_labeled and objective.teacher is None:
+        if not val_labeled and not objective.distills:
             return {}
         self._mode("eval")
-        total, correct, n = 0.0, 0, 0
+        total, correct, agree, n = 0.0, 0, 0, 0
+        classifier = True
         with torch.no_grad():
-            for x, y in self._batches(self._loader(self.val_data, shuffle=False)):
-                out = self.model(x)
-                total += float(objective(out, x, y)) * len(x)
+            for x, y, t in self._batches(self.val_loader, val_labeled):
+                out = self.model(*x)
+                if objective.distills and t is None:
+                    t = objective.teacher_outputs(x)
+                total += float(objective(out, x, y if objective.weight < 1 else None, t)) * len(x[0])
+                pred = outputs(out)[0]
+                classifier = classifier and is_classifier_output(pred)
                 if y is not None:
-                    correct += int((_outputs(out)[0].argmax(dim=1) == y).sum())
-                n += len(x)
+                    correct += int((pred.argmax(dim=1) == y).sum())
+                if t is not None and classifier:
+                    agree += int((pred.argmax(dim=1) == t[0].argmax(dim=1)).sum())
+                n += len(x[0])
         result = {"val_loss": total / max(n, 1)}
         if val_labeled:
             result["val_acc"] = correct / max(n, 1)
+        if objective.distills and classifier:
+            result["val_agree"] = agree / max(n, 1)
         return result
 
     # -- main --------------------------------------------------------------------------------------
@@ -355,17 +355,22 @@ class _Run:
         self.times["total"] = time.perf_counter() - start
         return TrainResult(masks=self._plan_masks(), history=self.history, times=self.times)
 
-    def _objective(self, trains: bool) -> _Objective | None:
+    def _objective(self, trains: bool) -> Objective | None:
         """The loss; None when nothing trains and nothing can be evaluated without a teacher."""
         if not trains and self.val_data.y is None:
             return None
         probe = None
-        if self.labeled and len(self.train_data):
-            probe = torch.as_tensor(np.asarray(self.train_data.x[: self.cfg.batch_size])).to(self.dtype)
-            probe = probe.to(self.device)
-        objective = _Objective(self.model.module, self.labeled, probe)
-        if trains and not self.labeled:
-            objective.need_teacher(self.model.module)
+        if len(self.train_data):
+            head = self.train_data.head(self.cfg.batch_size)
+            probe = tuple(t.to(self.device) for t in self._input_tensors(head.x))
+        if not trains:  # evaluation only: labels, no teacher needed
+            return Objective(self.model.module, True, probe, DistillConfig(weight=0.0))
+        objective = Objective(self.model.module, self.labeled, probe, self.cfg.distill)
+        self.train_targets = self._cache_teacher(objective, self.train_data)
+        val_targets = self._cache_teacher(objective, self.val_data)
+        self.val_loader = self._loader(self.val_data, shuffle=False, targets=val_targets)
+        if self.train_targets is not None:
+            log.info("teacher outputs cached for %d + %d samples", len(self.train_data), len(self.val_data))
         return objective
 
     def _weights(self) -> dict[str, torch.Tensor]:
@@ -374,7 +379,7 @@ class _Run:
     def _round_iters(self, steps_per_epoch: int) -> int:
         return self.cfg.round_iters or max(1, steps_per_epoch // 4)
 
-    def _admm(self, objective: _Objective | None) -> None:
+    def _admm(self, objective: Objective | None) -> None:
         assert objective is not None
         cfg, axis_of = self.cfg, self.model.torch_axis
         params = self.model.trainable()
@@ -385,7 +390,7 @@ class _Run:
             u = {n: torch.zeros_like(t) for n, t in w.items()}
         rho = cfg.rho0
         opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        loader = self._loader(self.train_data, shuffle=True)
+        loader = self._loader(self.train_data, shuffle=True, targets=self.train_targets)
         per_round = self._round_iters(len(loader))
         total = cfg.admm_epochs * len(loader)
         n_rounds = total // per_round
@@ -405,12 +410,12 @@ class _Run:
         try:
             for epoch in range(cfg.admm_epochs):
                 self._mode("admm")
-                for x, y in self._batches(loader):
+                for x, y, t in self._batches(loader, self.labeled):
                     opt.zero_grad(set_to_none=True)
-                    task = objective(self.model(x), x, y)
+                    task = objective(self.model(*x), x, y, t)
                     pen = sum(
                         ((w[n] - z[n] + u[n]).pow(2).sum() for n in penalized),
-                        torch.zeros((), device=x.device),
+                        torch.zeros((), device=self.device),
                     )
                     (task + rho / 2 * pen).backward()
                     opt.step()
@@ -429,8 +434,8 @@ class _Run:
                         new_rho = min(rho * cfg.rho_growth, cfg.rho_max)
                         if cfg.rescale_dual:  # keep the unscaled dual ρU fixed across the ρ change
                             with torch.no_grad():
-                                for t in u.values():
-                                    t.mul_(rho / new_rho)
+                                for dual in u.values():
+                                    dual.mul_(rho / new_rho)
                         rho = new_rho
                         task_sum, pen_sum, count = 0.0, 0.0, 0
                 self.history.append({"phase": "admm_epoch", "epoch": epoch, **self._evaluate(objective)})
@@ -499,13 +504,13 @@ class _Run:
         )
         return masks
 
-    def _finetune(self, objective: _Objective | None, masks: dict[str, torch.Tensor]) -> None:
+    def _finetune(self, objective: Objective | None, masks: dict[str, torch.Tensor]) -> None:
         assert objective is not None
         cfg = self.cfg
         params = self.model.trainable()
         w = self._weights()
         opt = torch.optim.Adam(list(params.values()), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
-        loader = self._loader(self.train_data, shuffle=True)
+        loader = self._loader(self.train_data, shuffle=True, targets=self.train_targets)
         total = cfg.finetune_epochs * len(loader)
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
         bar = tqdm(total=total, desc="finetune", file=sys.stderr, disable=cfg.quiet, leave=False)
@@ -513,9 +518,9 @@ class _Run:
             for epoch in range(cfg.finetune_epochs):
                 self._mode("finetune")
                 loss_sum, count = 0.0, 0
-                for x, y in self._batches(loader):
+                for x, y, t in self._batches(loader, self.labeled):
                     opt.zero_grad(set_to_none=True)
-                    loss = objective(self.model(x), x, y)
+                    loss = objective(self.model(*x), x, y, t)
                     loss.backward()
                     for n, mask in masks.items():
                         grad = w[n].grad

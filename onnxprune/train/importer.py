@@ -31,7 +31,7 @@ never diverge.
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -111,9 +111,12 @@ _LAYER_OPS = (*_CONV_OPS, "Gemm", "MatMul")
 class ImportedModel:
     """A torch module imported from ONNX, with every weight keyed by its ONNX initializer name."""
 
-    def __init__(self, module: fx.GraphModule, bindings: dict[str, Binding]) -> None:
+    def __init__(
+        self, module: fx.GraphModule, bindings: dict[str, Binding], input_names: Sequence[str] = ("input",)
+    ) -> None:
         self.module = module
         self._bindings = bindings
+        self.input_names = list(input_names)  # the module's positional inputs: the graph's data inputs
 
     # -- names and tensors ---------------------------------------------------------------------------
     @property
@@ -229,7 +232,9 @@ def import_model(model: onnx.ModelProto) -> ImportedModel:
     trainable_ids = {id(_resolve(gm, b.location)) for b in bindings.values() if b.trainable}
     for p in gm.parameters():
         p.requires_grad_(id(p) in trainable_ids)
-    imported = ImportedModel(gm, bindings)
+    inits = {t.name for t in model.graph.initializer}
+    names = [i.name for i in model.graph.input if i.name not in inits]
+    imported = ImportedModel(gm, bindings, names)
     imported.verify(model)
     return imported
 

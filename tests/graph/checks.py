@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -9,6 +10,7 @@ import onnx
 
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.edit import mask_model, prune_model
+from onnxprune.graph.inputs import Batch, input_dtypes
 from onnxprune.graph.load import normalize
 from onnxprune.graph.verify import compare_models, verification_inputs
 from onnxprune.plan import Masks, PruningPlan
@@ -41,13 +43,17 @@ class Pruned:
 
 def prune_check(
     model: onnx.ModelProto,
-    shape: tuple[int, ...],
+    shape: tuple[int, ...] | Mapping[str, tuple[int, ...]],
     seed: int = 0,
     masks: Masks | None = None,
     ratio: float = 0.5,
+    real: Batch | None = None,
 ) -> Pruned:
     """Prune ``model`` with ``masks`` (default: random, respecting the plan's cover sets); the pruned model
-    must pass the full ONNX check. Returns everything for the caller's assertions."""
+    must pass the full ONNX check. Returns everything for the caller's assertions.
+
+    ``shape`` is the first input's shape, or a mapping input name -> shape for every input (then each
+    input gets its own dtype, and non-float inputs take their values from ``real``, zeros without)."""
     model = normalize(model).model
     plan = analyze(model, shape)
     if masks is None:
@@ -56,5 +62,10 @@ def prune_check(
     masked = mask_model(model, plan, masks)
     pruned = prune_model(masked, plan, masks)
     onnx.checker.check_model(pruned, full_check=True)
-    err = compare_models(masked, pruned, verification_inputs(shape, seed)).max_rel_error
+    inputs: Sequence[Batch] = (
+        verification_inputs(shape, seed, real, dtypes=input_dtypes(model))
+        if isinstance(shape, Mapping)
+        else verification_inputs(shape, seed, real)
+    )
+    err = compare_models(masked, pruned, inputs).max_rel_error
     return Pruned(model, plan, masks, masked, pruned, err)

@@ -1,0 +1,220 @@
+"""The data inputs of an ONNX model: their dims, dtypes, and concrete shapes for shape inference.
+
+A *shape argument* is either a plain shape (``Sequence[int]``, batch included) that fixes the **first**
+data input, or a mapping ``input name -> shape`` that fixes every data input. For a plain shape, the
+other inputs are resolved from the model: fixed dims stay, a dynamic dim named like one of the first
+input's dims (same ``dim_param``) takes its size, and an unnamed or unknown dynamic dim 0 takes the first
+input's batch. Everything here is numpy / onnx only (no torch, no onnxruntime).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from numbers import Integral
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..errors import DataError
+
+Shape = tuple[int, ...]
+InputShapes = dict[str, tuple[int, ...]]
+# a plain shape (the first data input's) or one shape per data input, by name
+ShapeArg = Sequence[int] | Mapping[str, Sequence[int]]
+# one batch of model inputs: a bare array (feeds the first input) or arrays keyed by input name
+Batch = np.ndarray | Mapping[str, np.ndarray]
+# dims of one input: an int when fixed, the symbolic name (or None) when dynamic
+Dims = list[int | str | None]
+
+
+class ShapeError(DataError, ValueError):
+    """``input_shape`` does not fit the model, or a shape that is needed stays unknown."""
+
+
+def data_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """The graph inputs that are not initializers (old IRs list initializers as inputs too), in order."""
+    inits = {t.name for t in model.graph.initializer}
+    return [vi for vi in model.graph.input if vi.name not in inits]
+
+
+def value_dims(vi: onnx.ValueInfoProto) -> Dims | None:
+    """Dims of ``vi``: int when fixed (> 0), the ``dim_param`` (or None) when dynamic; None when the value
+    is not a tensor or has no shape (unknown rank)."""
+    if not vi.type.HasField("tensor_type") or not vi.type.tensor_type.HasField("shape"):
+        return None
+    dims: Dims = []
+    for d in vi.type.tensor_type.shape.dim:
+        if d.HasField("dim_value") and d.dim_value > 0:
+            dims.append(int(d.dim_value))
+        else:
+            dims.append(d.dim_param or None)
+    return dims
+
+
+def input_dtypes(model: onnx.ModelProto) -> dict[str, np.dtype[Any]]:
+    """Data input name -> numpy dtype of its ONNX elem type (float32 where the type is not set)."""
+    out: dict[str, np.dtype[Any]] = {}
+    for vi in data_inputs(model):
+        elem = vi.type.tensor_type.elem_type if vi.type.HasField("tensor_type") else 0
+        out[vi.name] = np.dtype(onnx.helper.tensor_dtype_to_np_dtype(elem) if elem else np.float32)
+    return out
+
+
+def input_shapes(model: onnx.ModelProto, shape: ShapeArg) -> InputShapes:
+    """A concrete shape for every data input of ``model``, in input order.
+
+    A mapping must name every data input and nothing else, with positive dims whose rank and fixed dims
+    agree with the model (and equal sizes for equally named dynamic dims); it is returned as a dict of
+    tuples. A plain shape fixes the first input and resolves the others (see the module docstring).
+    Raises :class:`ShapeError` when the shape does not fit, or naming the input and dim that cannot be
+    resolved from a plain shape.
+    """
+    resolved = resolve_input_dims(model, shape)
+    for vi in data_inputs(model):
+        dims = resolved.get(vi.name)
+        if dims is None:
+            raise ShapeError(
+                f"graph input '{vi.name}' has no known rank: give shapes for every input "
+                f"(a mapping input name -> shape)"
+            )
+        for i, d in enumerate(dims):
+            if d is None:
+                raise ShapeError(
+                    f"dim {i} ({_dim_label(vi, i)}) of graph input '{vi.name}' cannot be resolved from the "
+                    f"first input's shape: give shapes for every input (a mapping input name -> shape)"
+                )
+    return {name: tuple(d for d in dims if d is not None) for name, dims in resolved.items()}
+
+
+def resolve_input_dims(model: onnx.ModelProto, shape: ShapeArg) -> dict[str, tuple[int | None, ...]]:
+    """Like :func:`input_shapes`, but a dim a plain shape cannot resolve stays None, and an input without a
+    known rank (other than the first) is left out: shape inference then keeps them dynamic.
+
+    Raises :class:`ShapeError` when the model has no data input, when a mapping is incomplete or does not
+    fit, or when the plain shape does not fit the first input.
+    """
+    inputs = data_inputs(model)
+    if not inputs:
+        raise ShapeError("the model has no graph input to fix to input_shape")
+    if isinstance(shape, Mapping):
+        return dict(_checked_mapping(inputs, shape))
+    first = inputs[0]
+    given = _positive_shape(shape, "input_shape")
+    _check_fits(first, given, f"input_shape {given}")
+    symbols = _symbols(first, given)
+    out: dict[str, tuple[int | None, ...]] = {first.name: given}
+    for vi in inputs[1:]:
+        dims = value_dims(vi)
+        if dims is not None:
+            out[vi.name] = _resolve_other(dims, symbols, given[0])
+    return out
+
+
+def all_fixed(dims: Mapping[str, tuple[int | None, ...]]) -> InputShapes | None:
+    """``dims`` as concrete shapes when every dim is known, else None."""
+    if any(d is None for ds in dims.values() for d in ds):
+        return None
+    return {name: tuple(d for d in ds if d is not None) for name, ds in dims.items()}
+
+
+def batch_len(x: Batch) -> int:
+    """Number of samples (leading dim) of a batch; a mapping's arrays must all agree."""
+    if isinstance(x, np.ndarray):
+        return len(x)
+    counts = {name: len(a) for name, a in x.items()}
+    if len(set(counts.values())) > 1:
+        raise DataError(f"inputs have different sample counts: {counts}")
+    return next(iter(counts.values()), 0)
+
+
+# --------------------------------------------------------------------------------------------- helpers
+
+
+def _positive_shape(shape: Sequence[int], what: str, allow_scalar: bool = False) -> Shape:
+    """``shape`` as a tuple of ints; a ShapeError unless every dim is positive and it is non-empty (empty
+    allowed with ``allow_scalar``: a rank-0 input)."""
+    dims = tuple(shape) if isinstance(shape, Sequence | np.ndarray) else None
+    ok = (
+        dims is not None
+        and (len(dims) > 0 or allow_scalar)
+        and all(isinstance(d, Integral) and not isinstance(d, bool) and int(d) > 0 for d in dims)
+    )
+    if dims is None or not ok:
+        raise ShapeError(f"{what} must be a non-empty tuple of positive ints, got {shape!r}")
+    return tuple(int(d) for d in dims)
+
+
+def _check_fits(vi: onnx.ValueInfoProto, shape: Shape, what: str) -> None:
+    """A ShapeError unless ``vi`` is a tensor whose rank and fixed dims (if known) match ``shape``."""
+    if not vi.type.HasField("tensor_type"):
+        raise ShapeError(f"graph input '{vi.name}' is not a tensor")
+    dims = value_dims(vi)
+    if dims is None:
+        return
+    if len(dims) != len(shape):
+        raise ShapeError(f"{what} has rank {len(shape)} but graph input '{vi.name}' has rank {len(dims)}")
+    for i, (dim, value) in enumerate(zip(dims, shape, strict=True)):
+        if isinstance(dim, int) and dim != value:
+            raise ShapeError(f"{what} disagrees with the fixed dim {i} (= {dim}) of graph input '{vi.name}'")
+
+
+def _symbols(vi: onnx.ValueInfoProto, shape: Shape) -> dict[str, int]:
+    """dim_param -> size, for the named dynamic dims of ``vi`` fixed to ``shape`` (first one wins)."""
+    out: dict[str, int] = {}
+    for dim, value in zip(value_dims(vi) or [], shape, strict=False):
+        if isinstance(dim, str):
+            out.setdefault(dim, value)
+    return out
+
+
+def _resolve_other(dims: Dims, symbols: Mapping[str, int], batch: int) -> tuple[int | None, ...]:
+    """A further input's dims: fixed dims, sizes of symbols shared with the first input, dim 0 as the
+    batch; None where none of these applies."""
+    out: list[int | None] = []
+    for i, dim in enumerate(dims):
+        if isinstance(dim, int):
+            out.append(dim)
+        elif dim is not None and dim in symbols:
+            out.append(symbols[dim])
+        elif i == 0:
+            out.append(batch)
+        else:
+            out.append(None)
+    return tuple(out)
+
+
+def _checked_mapping(inputs: list[onnx.ValueInfoProto], shapes: Mapping[str, Sequence[int]]) -> InputShapes:
+    """The mapping as name -> tuple in input order, after checking names, dims and shared symbols."""
+    names = [vi.name for vi in inputs]
+    unknown = sorted(set(shapes) - set(names))
+    if unknown:
+        raise ShapeError(f"input shapes name {unknown[0]!r}, which is not a graph input (inputs: {names})")
+    missing = [n for n in names if n not in shapes]
+    if missing:
+        raise ShapeError(
+            f"input shapes give no shape for graph input {missing[0]!r}: give shapes for every input "
+            f"(inputs: {names})"
+        )
+    out: InputShapes = {}
+    seen: dict[str, tuple[str, int]] = {}  # dim_param -> (input, size) where it was first fixed
+    for vi in inputs:
+        shape = _positive_shape(shapes[vi.name], f"the shape of input '{vi.name}'", allow_scalar=True)
+        _check_fits(vi, shape, f"shape {shape} of input '{vi.name}'")
+        for i, (dim, value) in enumerate(zip(value_dims(vi) or [], shape, strict=False)):
+            if not isinstance(dim, str):
+                continue
+            where, size = seen.setdefault(dim, (vi.name, value))
+            if size != value:
+                raise ShapeError(
+                    f"dim {i} ('{dim}') of input '{vi.name}' is {value} but the same dim of input "
+                    f"'{where}' is {size}: equally named dims must have the same size"
+                )
+        out[vi.name] = shape
+    return out
+
+
+def _dim_label(vi: onnx.ValueInfoProto, i: int) -> str:
+    dims = value_dims(vi) or []
+    dim = dims[i] if i < len(dims) else None
+    return repr(dim) if isinstance(dim, str) else "unnamed"
