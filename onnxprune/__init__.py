@@ -3,9 +3,13 @@
 Public API::
 
     from onnxprune import compress, inspect, bench
-    result = compress("model.onnx", "filter:0.5", data="fashion-mnist", output="model.pruned.onnx")
+    result = compress("model.onnx", "filter:0.5", data="fashion-mnist", output="model.pruned.onnx",
+                      labels=False, gates=Gates(min_fidelity=0.97))
     result.model            # pruned onnx.ModelProto
     result.report.format()  # the table; result.report.to_dict() for JSON
+
+Progress is logged to the ``onnxprune`` logger; the library prints nothing. A missed gate raises
+:class:`GateError`, bad input another :class:`OnnxPruneError`.
 """
 
 from __future__ import annotations
@@ -21,13 +25,22 @@ from .errors import (
     UnsupportedModelError,
     VerificationError,
 )
+from .gates import GateError, Gates
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .bench import BenchReport
     from .inspect import Inspection
-    from .pipeline import CompressResult
+    from .pipeline import CompressResult, TrainOptions
+
+
+def __getattr__(name: str) -> Any:
+    if name == "TrainOptions":  # lazily: the pipeline module imports the training stack on use only
+        from .pipeline import TrainOptions
+
+        return TrainOptions
+    raise AttributeError(f"module 'onnxprune' has no attribute {name!r}")
 
 
 def compress(*args: Any, **kwargs: Any) -> CompressResult:
@@ -53,10 +66,13 @@ def bench(*args: Any, **kwargs: Any) -> BenchReport:
 
 __all__ = [
     "DataError",
+    "GateError",
+    "Gates",
     "InvalidModelError",
     "OnnxPruneError",
     "OutputError",
     "SpecError",
+    "TrainOptions",
     "UnsupportedModelError",
     "VerificationError",
     "__version__",

@@ -94,10 +94,8 @@ def test_entry_point_data_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
     )
     monkeypatch.chdir(tmp_path)
     out = tmp_path / "p.onnx"
-    code, text = run(
-        ["compress", model, "-s", "filter:0.5", "-o", out, "--data", "my_data_ep:loaders", "--no-bench", "-q"]
-        + ["--admm-epochs", "1", "--finetune-epochs", "1", "--batch-size", "16"]
-    )
+    args = ["compress", model, "-s", "filter:0.5", "-o", out, "--data", "my_data_ep:loaders", "--no-bench"]
+    code, text = run([*args, "-q", "--admm-epochs", "1", "--finetune-epochs", "1", "--batch-size", "16"])
     assert code == 0, text
     assert out.exists() and "16 test samples" in text
 

@@ -103,10 +103,8 @@ def test_fidelity_gate_pass_and_fail(model_path: Path, tmp_path: Path) -> None:
 
 
 def test_accuracy_gate_needs_labels(model_path: Path, tmp_path: Path) -> None:
-    code, text = run(
-        ["compress", model_path, "-s", "filter:0.5", "-o", tmp_path / "p.onnx", *PREVIEW]
-        + ["--max-accuracy-drop", "1"]
-    )
+    args = ["compress", model_path, "-s", "filter:0.5", "-o", tmp_path / "p.onnx", *PREVIEW]
+    code, text = run([*args, "--max-accuracy-drop", "1"])
     assert_one_line_error(code, text, "needs labeled test data")
 
 

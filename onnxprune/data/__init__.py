@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import DataError
 from .arrays import ArrayData, DataSplits, Inputs, feeds, first, n_samples, split, take
-from .entry import is_entry_point, load_entry_point, read_batches
+from .entry import is_entry_point, labels_array, load_entry_point, read_batches
 from .fit import Dims, as_inputs, check_fits, fmt_dims, resolve_input_shape
 from .idx import FASHION_MNIST_DIR, FASHION_MNIST_PACKAGE, is_idx, load_fashion_mnist, load_idx, read_idx
 from .npz import load_npz
@@ -91,7 +91,7 @@ def _read(
     if isinstance(source, np.ndarray) or (isinstance(source, Mapping) and _all_arrays(source)):
         return "arrays", ArrayData(_float(source)), None, None
     if isinstance(source, tuple) and len(source) == 2 and not isinstance(source[0], str):
-        return "arrays", ArrayData(_float(source[0]), np.asarray(source[1]).astype(np.int64)), None, None
+        return "arrays", ArrayData(_float(source[0]), labels_array(source[1], "(x, y) labels")), None, None
     if not isinstance(source, str | Path):
         if isinstance(source, Iterable):
             return "loader", read_batches(source, names, "loader", max_samples), None, None
@@ -123,8 +123,9 @@ def _all_arrays(x: Mapping[Any, Any]) -> bool:
 
 
 def _float(x: Any) -> Inputs:
+    """Float arrays as float32 (the dtype of the models' inputs); other dtypes (ids, masks) as they are."""
     if isinstance(x, Mapping):
-        return {str(k): np.asarray(v) for k, v in x.items()}
+        return {str(k): _float(v) for k, v in x.items()}  # type: ignore[misc]
     a = np.asarray(x)
     return a.astype(np.float32) if a.dtype.kind == "f" else a
 

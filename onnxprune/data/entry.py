@@ -135,18 +135,18 @@ def _unpack(batch: Any, names: Sequence[str], what: str) -> tuple[dict[str, np.n
     if isinstance(batch, Mapping):
         label_key = next((k for k in LABEL_KEYS if k in batch), None)
         arrays = {k: v for k, v in batch.items() if k != label_key}
-        return _inputs(arrays, names, what), _labels(batch[label_key] if label_key else None, what)
+        return _inputs(arrays, names, what), labels_array(batch[label_key] if label_key else None, what)
     if isinstance(batch, tuple | list):
         if len(batch) == 2 and len(names) > 1 and _grouped_inputs(batch[0], names):
             # ((a, b), y) or ({'a': a, 'b': b}, y): checked first, as (a, b) has the same length
-            return _inputs(batch[0], names, what), _labels(batch[1], what)
+            return _inputs(batch[0], names, what), labels_array(batch[1], what)
         if len(batch) == len(names) + 1:
             inputs = batch[0] if len(names) == 1 else batch[:-1]
-            return _inputs(inputs, names, what), _labels(batch[-1], what)
+            return _inputs(inputs, names, what), labels_array(batch[-1], what)
         if len(batch) == len(names):
             return _inputs(batch[0] if len(names) == 1 else batch, names, what), None
         if len(batch) == 2 and isinstance(batch[0], Mapping | tuple | list):
-            return _inputs(batch[0], names, what), _labels(batch[1], what)
+            return _inputs(batch[0], names, what), labels_array(batch[1], what)
         raise DataError(
             f"{what}: a tuple of {len(batch)} items does not fit a model with {len(names)} input(s) "
             "(expected inputs, optionally followed by labels)"
@@ -190,7 +190,7 @@ def _array(a: Any, what: str) -> np.ndarray:
     return out.astype(np.float32) if out.dtype.kind == "f" and out.dtype != np.float32 else out
 
 
-def _labels(y: Any, what: str) -> np.ndarray | None:
+def labels_array(y: Any, what: str) -> np.ndarray | None:
     if y is None:
         return None
     a = _array(y, what)

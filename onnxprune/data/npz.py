@@ -59,7 +59,7 @@ def load_npz(path: Path, input_names: Sequence[str] = ("x",)) -> tuple[ArrayData
 
 
 def _input_array(a: np.ndarray) -> np.ndarray:
-    """Floats (and 8-bit pixels, unscaled) as float32, the dtype of the model inputs; other types as they are."""
+    """Floats (and 8-bit pixels, unscaled) as float32, the models' input type; other types as they are."""
     a = np.asarray(a)
     return a.astype(np.float32) if a.dtype.kind == "f" or a.dtype == np.uint8 else a
 

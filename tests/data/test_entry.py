@@ -234,8 +234,8 @@ def make():
 # sample i: a = (i, i, i), b = (-i, -i), y = i % 3
 TWO_INPUTS = """
 def parts(n, start=0):
-    i = np.arange(start, start + n, dtype=np.float64)
-    return np.repeat(i[:, None], 3, axis=1), -np.repeat(i[:, None], 2, axis=1), np.arange(start, start + n) % 3
+    i = np.arange(start, start + n, dtype=np.float64)[:, None]
+    return np.repeat(i, 3, axis=1), -np.repeat(i, 2, axis=1), np.arange(start, start + n) % 3
 """
 
 
@@ -438,5 +438,14 @@ def test_is_entry_point(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert is_entry_point("pkg.mod:fn") and is_entry_point("my_data:loader")
     (tmp_path / "data:v2").write_text("")  # an existing file whose name looks like an entry point
     assert not is_entry_point("data:v2")
-    for text in ("C:\\x", "C:\\data\\train.npz", "fashion-mnist", "mod:fn:x", "mod:", ":fn", "1mod:fn", "m:f-1"):
+    for text in (
+        "C:\\x",
+        "C:\\data\\train.npz",
+        "fashion-mnist",
+        "mod:fn:x",
+        "mod:",
+        ":fn",
+        "1mod:fn",
+        "m:f-1",
+    ):
         assert not is_entry_point(text), text
