@@ -67,14 +67,23 @@ def main() -> None:
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--sparsity", "-s", required=True, help="TYPE:RATIO, e.g. filter:0.7 (removes 70% of filters).")
+@click.option("--sparsity", "-s", help="TYPE:RATIO, e.g. filter:0.7 (removes 70% of filters).")
+@click.option(
+    "--config",
+    "recipe",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="YAML recipe: per-layer rules, exclusions, training, data, gates (options given here override it).",
+)
+@click.option(
+    "--align",
+    type=click.IntRange(min=1),
+    help="Round kept filter counts to a multiple of N (fast kernels want aligned channel counts).",
+)
 @click.option(
     "--data",
     "-d",
-    default="fashion-mnist",
-    show_default=True,
-    help="'fashion-mnist', 'random' (Gaussian; --input-shape for dynamic dims), an .npz or IDX file, "
-    "an image folder (class sub-folders or flat) or module:function returning a DataLoader.",
+    help="'fashion-mnist' (default), 'random' (Gaussian; --input-shape for dynamic dims), an .npz or IDX "
+    "file, an image folder (class sub-folders or flat) or module:function returning a DataLoader.",
 )
 @click.option(
     "--no-labels",
@@ -106,7 +115,7 @@ def main() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the masked dense model (for audit).",
 )
-@click.option("--method", type=click.Choice(["admm", "magnitude"]), default="admm", show_default=True)
+@click.option("--method", type=click.Choice(["admm", "magnitude"]), help="admm (default) or magnitude.")
 @click.option("--admm-epochs", type=click.IntRange(min=0), help="Epochs of the ADMM phase.")
 @click.option("--finetune-epochs", type=click.IntRange(min=0), help="Epochs of masked retraining.")
 @click.option("--round-iters", type=click.IntRange(min=0), help="Adam steps per ADMM round (0: auto).")
@@ -154,11 +163,13 @@ def main() -> None:
 @click.option(
     "--min-speedup", type=float, help="Gate: fail if the ORT speedup is below X (see --speedup-on)."
 )
+@click.option("--speedup-on", help="PROVIDER:BATCH the --min-speedup gate reads (default cpu:1).")
+@click.option("--seed", type=int, help="Seed of splits, initial order and training (default 0).")
 @click.option(
-    "--speedup-on", default="cpu:1", show_default=True, help="PROVIDER:BATCH the --min-speedup gate reads."
+    "--val-fraction",
+    type=click.FloatRange(0, 1, max_open=True),
+    help="Held-out fraction when the data has no split of its own (default 0.1).",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--val-fraction", type=click.FloatRange(0, 1, max_open=True), default=0.1, show_default=True)
 @click.option(
     "--bench-batch",
     "bench_batches",
@@ -171,16 +182,18 @@ def main() -> None:
 @_user_errors
 def compress(
     model: Path,
-    sparsity: str,
-    data: str,
+    sparsity: str | None,
+    recipe: Path | None,
+    align: int | None,
+    data: str | None,
     input_shape: str | None,
     output: Path,
     report_path: Path | None,
     plot_path: Path | None,
     emit_masked: Path | None,
-    method: str,
-    seed: int,
-    val_fraction: float,
+    method: str | None,
+    seed: int | None,
+    val_fraction: float | None,
     bench_batches: tuple[int, ...],
     no_bench: bool,
     quiet: bool,
@@ -190,7 +203,7 @@ def compress(
     max_accuracy_drop: float | None,
     min_fidelity: float | None,
     min_speedup: float | None,
-    speedup_on: str,
+    speedup_on: str | None,
     **train: Any,
 ) -> None:
     """Prune MODEL, train it on --data, verify it, write the smaller model to --output.
@@ -203,8 +216,10 @@ def compress(
     from .pipeline import TrainOptions
     from .pipeline import compress as run
 
-    provider, batch = parse_speedup_on(speedup_on)
-    gates = Gates(max_accuracy_drop, min_fidelity, min_speedup, provider, batch)
+    gates = None  # none given here: the recipe's gates, if any
+    if any(v is not None for v in (max_accuracy_drop, min_fidelity, min_speedup, speedup_on)):
+        provider, batch = parse_speedup_on(speedup_on or "cpu:1")
+        gates = Gates(max_accuracy_drop, min_fidelity, min_speedup, provider, batch)
 
     _setup_logging(quiet)
     with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
@@ -216,7 +231,9 @@ def compress(
             input_shape=_shape(input_shape),
             method=method,
             train=TrainOptions(**train),
-            labels=not no_labels,
+            recipe=recipe,
+            align=align,
+            labels=False if no_labels else None,
             preprocess=preprocess,
             max_samples=max_samples,
             gates=gates,
@@ -237,12 +254,32 @@ def compress(
 @click.option("--input-shape", help="N,C,H,W for models with dynamic dims (default: the model's, batch 1).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--groups", "show_groups", is_flag=True, help="Also list every group's members.")
+@click.option(
+    "--emit-recipe",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a starting YAML recipe with one rule per prunable group (use with compress --config).",
+)
+@click.option(
+    "--ratio", type=click.FloatRange(0, 1, max_open=True), default=0.5, help="Ratio in the emitted recipe."
+)
 @_user_errors
-def inspect(model: Path, input_shape: str | None, as_json: bool, show_groups: bool) -> None:
+def inspect(
+    model: Path,
+    input_shape: str | None,
+    as_json: bool,
+    show_groups: bool,
+    emit_recipe: Path | None,
+    ratio: float,
+) -> None:
     """Prunable layers, channels, MACs and params of MODEL."""
     from .inspect import inspect_model
+    from .io import check_outputs, write_text
 
+    check_outputs([model], [emit_recipe])
     info = inspect_model(model, _shape(input_shape))
+    if emit_recipe is not None:
+        write_text(info.recipe(ratio), emit_recipe)
+        click.echo(f"wrote {emit_recipe} ({len(info.plan.prunable)} rules)", err=True)
     click.echo(json.dumps(info.to_dict(), indent=2) if as_json else info.format(show_groups))
 
 

@@ -68,6 +68,47 @@ class Inspection:
             lines += ["", self.plan.format()]
         return "\n".join(lines)
 
+    def recipe(self, ratio: float = 0.5) -> str:
+        """A starting YAML recipe: one rule per prunable group at ``ratio`` (edit them), kept groups noted."""
+        macs = {name: c.macs for name, c in self.cost.nodes.items()}
+        lines = [
+            f"# onnxprune recipe for {self.model} (input {list(self.input_shape)}), written by",
+            "# `onnxprune inspect --emit-recipe`. Edit the ratios; the LAST rule selecting a group sets it.",
+            "sparsity:",
+            f"  - {{type: filter, ratio: {ratio:g}}}  # every prunable group not listed below",
+        ]
+        for g in self.plan.prunable:
+            nodes = g.source_nodes
+            tied = f", tied with {', '.join(nodes[1:])}" if len(nodes) > 1 else ""
+            cost = sum(macs.get(n, 0) for n in nodes)
+            lines.append(
+                f"  - {{type: filter, ratio: {ratio:g}, match: {_yaml_str(_glob_literal(nodes[0]))}}}"
+                f"  # {g.op_type}, {g.channels} channels, {cost / 1e6:.3g}M MACs{tied}"
+            )
+        kept = [g for g in self.plan.groups if not g.prunable]
+        if kept:
+            lines.append("# kept whole (not prunable):")
+            lines += [f"#   {g.source_node}: {g.reason}" for g in kept]
+        lines += [
+            "exclude: []  # node-name globs whose groups keep every channel",
+            "align: 1  # round kept filter counts to a multiple of N",
+            "method: admm",
+            "train: {admm_epochs: 2, finetune_epochs: 2}",
+            "# distill: {weight: 0.0, loss: auto, temperature: 4, teacher: auto}",
+            "# data: {source: fashion-mnist, labels: true, val_fraction: 0.1}",
+            "# gates: {max_accuracy_drop: 1.0, min_fidelity: 0.97, min_speedup: 1.5, speedup_on: 'cpu:1'}",
+        ]
+        return "\n".join(lines) + "\n"
+
+
+def _glob_literal(name: str) -> str:
+    """``name`` as an fnmatch pattern matching only itself."""
+    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+
+
+def _yaml_str(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
 
 def inspect_model(
     model: str | Path | onnx.ModelProto, input_shape: Sequence[int] | None = None

@@ -10,10 +10,10 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +22,7 @@ import onnx
 
 from .bench import bench as run_bench
 from .data import Inputs, load_data, resolve_input_shape
-from .data.preprocess import Preprocess, parse_preprocess
+from .data.preprocess import Preprocess, as_preprocess
 from .errors import SpecError, UnsupportedModelError
 from .fidelity import evaluate as evaluate_fidelity
 from .gates import GateResult, Gates, raise_if_missed
@@ -35,8 +35,9 @@ from .graph.runtime import available_providers, make_session, run_batched
 from .graph.verify import compare_models, verification_inputs, verify_pruned
 from .io import check_outputs, save_model, write_text
 from .plan import PruningPlan
+from .recipe import DISTILL_KEYS, Recipe, load_recipe
 from .report import Report, environment, layer_rows, plot_report, totals
-from .sparsity import SparsitySpec, keep_counts, parse_sparsity
+from .sparsity import SparsitySpec, keep_counts, parse_sparsity, unmatched_rules
 
 log = logging.getLogger("onnxprune")
 
@@ -44,12 +45,7 @@ METHODS = ("admm", "magnitude")
 
 
 # TrainOptions field -> DistillConfig field
-_DISTILL_OPTIONS = {
-    "distill": "weight",
-    "distill_loss": "loss",
-    "temperature": "temperature",
-    "teacher": "teacher",
-}
+_DISTILL_OPTIONS = {option: key for key, option in DISTILL_KEYS.items()}
 
 
 @dataclass
@@ -82,6 +78,13 @@ class TrainOptions:
             for f in fields(self)
             if f.name not in skip and getattr(self, f.name) is not None
         }
+
+    def merged(self, other: TrainOptions | None) -> TrainOptions:
+        """These options with every field ``other`` sets (not None) taken from ``other``."""
+        if other is None:
+            return self
+        given = {f.name: getattr(other, f.name) for f in fields(other) if getattr(other, f.name) is not None}
+        return replace(self, **given)
 
     def distill_overrides(self) -> dict[str, Any]:
         """DistillConfig keyword arguments."""
@@ -116,19 +119,21 @@ class _Clock:
 
 def compress(
     model: str | Path | onnx.ModelProto,
-    sparsity: str | SparsitySpec,
-    data: Any = "fashion-mnist",
+    sparsity: str | SparsitySpec | None = None,
+    data: Any = None,
     output: str | Path | None = None,
     *,
+    recipe: str | Path | Mapping[str, Any] | Recipe | None = None,
     input_shape: Sequence[int] | None = None,
-    method: str = "admm",
+    method: str | None = None,
     train: TrainOptions | None = None,
-    labels: bool = True,
-    preprocess: str | Preprocess | None = None,
+    labels: bool | None = None,
+    preprocess: str | Mapping[str, Any] | Preprocess | None = None,
     max_samples: int | None = None,
     gates: Gates | None = None,
-    seed: int = 0,
-    val_fraction: float = 0.1,
+    align: int | None = None,
+    seed: int | None = None,
+    val_fraction: float | None = None,
     emit_masked: str | Path | None = None,
     report_path: str | Path | None = None,
     plot_path: str | Path | None = None,
@@ -139,24 +144,39 @@ def compress(
 ) -> CompressResult:
     """Prune ``model`` to ``sparsity``, train it on ``data``, verify it, and return it with its report.
 
-    ``model``: a path or an ``onnx.ModelProto`` (never modified). ``data``: any source of
-    :func:`onnxprune.data.load_data` (a name, a path, ``module:function``, arrays, ``(x, y)``, a
-    DataLoader). ``labels=False`` trains on the inputs alone (self-distillation from the dense model);
-    labels the data has then only score the report. ``gates``: conditions the pruned model must meet,
-    else :class:`~onnxprune.gates.GateError` and no model is written. Outputs given as paths are checked
-    before any work and written atomically at the end. Progress goes to the ``onnxprune`` logger.
+    ``model``: a path or an ``onnx.ModelProto`` (never modified). ``sparsity``: ``'filter:0.5'`` or a
+    :class:`~onnxprune.sparsity.SparsitySpec`. ``recipe``: a YAML path or mapping
+    (:mod:`onnxprune.recipe`) giving any of the settings; an argument given here overrides it (None =
+    not given: the recipe's value, else the default: data 'fashion-mnist', method 'admm', labels used,
+    seed 0, 10 % validation). ``data``: any source of :func:`onnxprune.data.load_data` (a name, a path,
+    ``module:function``, arrays, ``(x, y)``, a DataLoader). ``labels=False`` trains on the inputs alone
+    (self-distillation from the dense model); labels the data has then only score the report.
+    ``gates``: conditions the pruned model must meet, else :class:`~onnxprune.gates.GateError` and no
+    model is written. ``align``: kept filter counts rounded to a multiple. Outputs given as paths are
+    checked before any work and written atomically at the end. Progress goes to the ``onnxprune`` logger.
     """
-    spec = parse_sparsity(sparsity) if isinstance(sparsity, str) else sparsity
+    rec = load_recipe(recipe) if recipe is not None else Recipe()
+    spec = _sparsity(sparsity, rec, align)
+    method = method or rec.method or "admm"
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    seed = _first(seed, rec.seed, 0)
+    data = _first(data, rec.data.get("source"), "fashion-mnist")
+    labels = bool(_first(labels, rec.data.get("labels"), True))
+    max_samples = _first(max_samples, rec.data.get("max_samples"), None)
+    val_fraction = float(_first(val_fraction, rec.data.get("val_fraction"), 0.1))
+    input_shape = _first(input_shape, rec.data.get("input_shape"), None)
     if max_samples is not None and max_samples < 2:
         raise SpecError(f"max_samples must be >= 2, not {max_samples}")
+    if not 0 <= val_fraction < 1:
+        raise SpecError(f"val_fraction must be in [0, 1), not {val_fraction:g}")
     source = None if isinstance(model, onnx.ModelProto) else model
     check_outputs([source], [output, emit_masked, report_path, plot_path])
     clock = _Clock()
-    opts = train or TrainOptions()
-    gates = gates or Gates()
-    prep = parse_preprocess(preprocess) if isinstance(preprocess, str) else preprocess
+    opts = TrainOptions(**rec.train).merged(train)
+    gates = gates or rec.gates or Gates()
+    prep_given = _first(preprocess, rec.data.get("preprocess"), None)
+    prep = None if prep_given is None else as_preprocess(prep_given)
 
     with clock.phase("load"):
         original, _ = load_model(model)
@@ -190,6 +210,8 @@ def compress(
         _check_import(base, imported, verification_inputs(shape, seed, splits.val.x, dtypes=dtypes))
         _keep_unbound(plan, set(imported.names))
         keep = keep_counts(plan, spec)
+        for rule in unmatched_rules(plan, spec):
+            log.warning("sparsity rule %s selects no prunable group", rule)
     log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
     cfg = TrainConfig(
         seed=seed,
@@ -233,7 +255,7 @@ def compress(
             "max_samples": max_samples,
         },
         notes=normalized.notes,
-        groups=[_group_summary(g.name, plan, masks) for g in plan.groups],
+        groups=[_group_summary(g.name, plan, masks, spec) for g in plan.groups],
         verification=verification.to_dict(),
         history=_history(result),
         environment=environment(),
@@ -270,6 +292,24 @@ def compress(
             write_text(report.to_json(), report_path)
     raise_if_missed([GateResult(**g) for g in report.gates], report)
     return CompressResult(pruned, masked, plan, masks, report)
+
+
+def _first(*values: Any) -> Any:
+    """The first value that is not None (explicit argument, recipe, default)."""
+    return next((v for v in values if v is not None), None)
+
+
+def _sparsity(given: str | SparsitySpec | None, rec: Recipe, align: int | None) -> SparsitySpec:
+    if given is None and rec.sparsity is None:
+        raise SpecError("no sparsity: give --sparsity TYPE:RATIO or a recipe with a 'sparsity' section")
+    if isinstance(given, str):
+        spec = parse_sparsity(given, rec.sparsity.align if rec.sparsity else 1)
+        if rec.sparsity and rec.sparsity.exclude:  # the shorthand replaces the rules, not the exclusions
+            spec = replace(spec, exclude=rec.sparsity.exclude)
+    else:
+        spec = given if given is not None else rec.sparsity  # type: ignore[assignment]
+    assert spec is not None
+    return spec if align is None else replace(spec, align=align)
 
 
 @contextmanager
@@ -346,8 +386,11 @@ def _keep_unbound(plan: PruningPlan, bound: set[str]) -> None:
             g.reason = f"the torch import does not expose {what} to training"
 
 
-def _group_summary(name: str, plan: PruningPlan, masks: dict[str, np.ndarray]) -> dict[str, Any]:
+def _group_summary(
+    name: str, plan: PruningPlan, masks: dict[str, np.ndarray], spec: SparsitySpec
+) -> dict[str, Any]:
     g = plan.group(name)
+    rule = spec.rule_for(g) if g.prunable else None
     keep = masks.get(name)
     return {
         "name": g.name,
@@ -357,6 +400,7 @@ def _group_summary(name: str, plan: PruningPlan, masks: dict[str, np.ndarray]) -
         "kept": int(keep.sum()) if keep is not None else g.channels,
         "prunable": g.prunable,
         "reason": g.reason,
+        "rule": str(rule) if rule else None,  # the recipe rule that set its ratio
         "members": [{"initializer": m.initializer, "axis": m.axis, "role": m.role.value} for m in g.members],
         "removed": np.flatnonzero(~keep).tolist() if keep is not None else [],
     }
