@@ -38,6 +38,7 @@ RUNS: dict[str, tuple[bool, dict[str, Any]]] = {
 
 def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     labels, distill = RUNS[name]
+    tag = name + args.tag
     opts = TrainOptions(
         admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs, threads=args.threads, **distill
     )
@@ -48,15 +49,15 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         MODEL,
         "filter:0.5",
         "fashion-mnist",
-        out / f"vgg_{name}.onnx",
+        out / f"vgg_{tag}.onnx",
         train=opts,
         labels=labels,
-        report_path=out / f"vgg_{name}.json",
+        report_path=out / f"vgg_{tag}.json",
         bench_batches=(),
     ).report
     acc = r.accuracy or {}
     return {
-        "name": name,
+        "name": tag,
         "labels": labels,
         "distill": r.config["distill"],
         "epochs": f"{r.config['admm_epochs']}+{r.config['finetune_epochs']}",
@@ -101,7 +102,7 @@ def table(rows: list[dict[str, Any]]) -> str:
 def render() -> None:
     rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
     order = list(RUNS)
-    rows.sort(key=lambda r: order.index(r["name"]) if r["name"] in order else len(order))
+    rows.sort(key=lambda r: (order.index(r["name"]) if r["name"] in order else len(order), r["name"]))
     env = rows[0]["environment"]
     dense = rows[0]["dense_top1"]
     block = (
@@ -124,6 +125,7 @@ def main() -> None:
     ap.add_argument("--admm-epochs", type=int)
     ap.add_argument("--finetune-epochs", type=int)
     ap.add_argument("--threads", type=int, help="torch training threads (default: torch's)")
+    ap.add_argument("--tag", default="", help="suffix of the run names (e.g. for other epoch counts)")
     ap.add_argument("--render-only", action="store_true", help="rewrite the README table from results")
     args = ap.parse_args()
     if not args.render_only:
@@ -131,7 +133,7 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         for name in args.runs:
             row = run_one(name, args)
-            (RESULTS / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
+            (RESULTS / f"{row['name']}.json").write_text(json.dumps(row, indent=2) + "\n")
     render()
 
 
