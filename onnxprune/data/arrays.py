@@ -40,6 +40,17 @@ def feeds(x: Inputs, names: Sequence[str]) -> dict[str, np.ndarray]:
     return {n: x[n] for n in names}
 
 
+def check_names(given: Sequence[str], wanted: Sequence[str], what: str) -> None:
+    """DataError unless ``given`` names exactly the inputs ``wanted``; ``what`` starts the message."""
+    unknown = sorted(set(given) - set(wanted))
+    missing = [n for n in wanted if n not in given]
+    if unknown or missing:
+        raise DataError(
+            f"{what} {sorted(given)} but the model inputs are {list(wanted)}"
+            + (f" (missing {missing[0]!r})" if missing else f" (unknown {unknown[0]!r})")
+        )
+
+
 def first(x: Inputs) -> np.ndarray:
     """The first input's samples (the image of a single-input model)."""
     return x if isinstance(x, np.ndarray) else next(iter(x.values()))

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from ..errors import DataError
-from .arrays import Inputs
+from .arrays import Inputs, check_names
 
 # dims of a model input: an int for a fixed dim, None (or a name) for a dynamic one
 Dims = Sequence[int | str | None]
@@ -33,13 +33,7 @@ def check_fits(x: Inputs, inputs: Mapping[str, Dims] | Dims, source: str) -> Non
             )
         arrays = {next(iter(inputs)): x}
     else:
-        unknown = sorted(set(x) - set(inputs))
-        missing = [n for n in inputs if n not in x]
-        if unknown or missing:
-            raise DataError(
-                f"data '{source}' has arrays {sorted(x)} but the model inputs are {list(inputs)}"
-                + (f" (missing {missing[0]!r})" if missing else f" (unknown {unknown[0]!r})")
-            )
+        check_names(list(x), list(inputs), f"data '{source}' has arrays")
         arrays = x
     for name, a in arrays.items():
         _check_one(a, inputs[name], source, name if len(inputs) > 1 else None)

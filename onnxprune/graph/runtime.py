@@ -9,7 +9,8 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 
-from ..errors import DataError, OnnxPruneError
+from ..data.arrays import check_names
+from ..errors import OnnxPruneError
 from .inputs import Batch, batch_len
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -97,13 +98,7 @@ def session_feed(sess: ort.InferenceSession, x: Batch) -> dict[str, np.ndarray]:
     names = [i.name for i in sess.get_inputs()]
     if isinstance(x, np.ndarray):
         return {names[0]: x}
-    unknown = sorted(set(x) - set(names))
-    missing = [n for n in names if n not in x]
-    if unknown or missing:
-        raise DataError(
-            f"the arrays {sorted(x)} do not match the model inputs {names}"
-            + (f" (missing {missing[0]!r})" if missing else f" (unknown {unknown[0]!r})")
-        )
+    check_names(list(x), names, "the data has arrays")
     batch_len(x)  # raises when the sample counts differ
     return {n: x[n] for n in names}
 

@@ -15,6 +15,7 @@ import numpy as np
 import onnx
 from numpy.typing import DTypeLike
 
+from ..data.arrays import check_names
 from ..errors import DataError, VerificationError
 from .inputs import Batch, Shape, ShapeArg, batch_len
 from .runtime import make_session, run_batched
@@ -159,13 +160,7 @@ def _real_by_name(real: Batch | None, shapes: Mapping[str, Shape]) -> dict[str, 
                 f"keyed by input name"
             )
         real = {next(iter(shapes)): real}
-    unknown = sorted(set(real) - set(shapes))
-    missing = [n for n in shapes if n not in real]
-    if unknown or missing:
-        raise DataError(
-            f"real samples {sorted(real)} do not match the inputs {list(shapes)}"
-            + (f" (missing {missing[0]!r})" if missing else f" (unknown {unknown[0]!r})")
-        )
+    check_names(list(real), list(shapes), "the real samples have arrays")
     for name, shape in shapes.items():
         got = tuple(np.shape(real[name])[1:])
         if got != tuple(shape[1:]):

@@ -19,6 +19,7 @@ import pytest
 from onnxprune.data import ArrayData, DataSplits, Dims, load_data
 from onnxprune.data.entry import is_entry_point
 from onnxprune.errors import DataError
+from tests.data.helpers import xd, xs, ys
 
 VEC3: Dims = [None, 3]
 TWO = {"a": [None, 3], "b": [None, 2]}
@@ -46,21 +47,6 @@ def entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Entry]:
 
 def module_of(source: str) -> object:
     return sys.modules[source.split(":")[0]]
-
-
-def xs(data: ArrayData) -> np.ndarray:
-    assert isinstance(data.x, np.ndarray)
-    return data.x
-
-
-def ys(data: ArrayData) -> np.ndarray:
-    assert data.y is not None
-    return data.y
-
-
-def xd(data: ArrayData) -> dict[str, np.ndarray]:
-    assert isinstance(data.x, dict)
-    return data.x
 
 
 def sample_ids(data: ArrayData) -> list[int]:

@@ -12,6 +12,7 @@ import pytest
 
 from onnxprune.data import ArrayData, DataSplits, Dims, check_fits, load_data
 from onnxprune.errors import DataError
+from tests.data.helpers import xd, xs, ys
 
 IMAGE: Dims = ["N", 1, 4, 4]
 TWO: dict[str, Dims] = {"a": [None, 3], "b": [None, 2]}
@@ -30,21 +31,6 @@ def images(n: int) -> np.ndarray:
     a = np.full((n, 4, 4), 200, dtype=np.uint8)
     a[:, 0, 0] = np.arange(n)
     return a
-
-
-def xs(data: ArrayData) -> np.ndarray:
-    assert isinstance(data.x, np.ndarray)
-    return data.x
-
-
-def ys(data: ArrayData) -> np.ndarray:
-    assert data.y is not None
-    return data.y
-
-
-def xd(data: ArrayData) -> dict[str, np.ndarray]:
-    assert isinstance(data.x, dict)
-    return data.x
 
 
 def image_ids(data: ArrayData) -> list[int]:
