@@ -7,12 +7,16 @@ torch-free, pure integer arithmetic.
 
 Where the defaults come from:
 
-* ``cpu`` — measured with ``benchmarks/run_align.py`` (VGG-16 and ResNet-50 from torchvision, every
-  prunable group at 30 % width, ONNX Runtime CPU, 2 threads): see ``benchmarks/README.md``, section
-  "Channel alignment (``--align``)", and ``benchmarks/results/align.json``.
-* ``cuda`` — not measured here (no GPU): NVIDIA's convolution performance guide asks for input and
-  output channel counts divisible by 8 for FP16 and by 4 for TF32 for cuDNN to run the convolution on
-  Tensor Cores; 8 satisfies both. A hypothesis to verify on a GPU with the same script.
+* ``cpu`` = 8 — measured with ``benchmarks/run_align.py`` (torchvision VGG-16 and ResNet-50 at 224x224,
+  groups at 30 % width, ONNX Runtime 1.32 CPU, 2 threads, AVX2): with unrounded counts ORT runs the pruned
+  convs in its plain NCHW path instead of MLAS's blocked NCHWc kernels, and aligning to 8 brings them all
+  back (VGG-16 batch 32: 7.2x -> 10.1x faster than dense; ResNet-50, every group: 5.3x -> 9.8x); 16 and
+  32 gain nothing more per MAC there, 4 gets part of it. 8 is MLAS's NCHWc block on SSE/AVX/AVX2 x86; on
+  AVX-512 machines the block is 16, so ``--align 16`` is likely better there (not measured). See
+  ``benchmarks/README.md``, "Channel alignment (``--align``)", and ``benchmarks/results/align.json``.
+* ``cuda`` = 8 — not measured (no GPU here): NVIDIA's convolution performance guide asks for input and
+  output channel counts divisible by 8 for FP16 and by 4 for TF32 for cuDNN to use Tensor Cores; 8
+  satisfies both. A hypothesis to verify on a GPU.
 """
 
 from __future__ import annotations
@@ -30,6 +34,23 @@ def default_alignment(provider: str) -> int:
     """The default channel multiple for ``provider`` ('cpu', 'cuda'; case-insensitive); 1 (no alignment)
     for a provider without a default."""
     return DEFAULT_ALIGN.get(provider.strip().lower(), 1)
+
+
+def resolve_alignment(value: int | str, provider: str = "cpu") -> int:
+    """``--align`` as given -> the channel multiple: ``'auto'`` is :func:`default_alignment` of
+    ``provider`` (the runtime the model is for), an integer >= 1 is itself.
+
+    Raises ValueError naming the value otherwise."""
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text == "auto":
+            return default_alignment(provider)
+        if not text.isdigit():
+            raise ValueError(f"align must be a positive integer or 'auto', not {value!r}")
+        value = int(text)
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"align must be a positive integer or 'auto', not {value!r}")
+    return value
 
 
 def aligned_keep(keep: int, channels: int, width: int, multiple: int, minimum: int = 1) -> int:
@@ -78,4 +99,4 @@ def aligned_keep(keep: int, channels: int, width: int, multiple: int, minimum: i
     return above if above - keep <= keep - below else below
 
 
-__all__ = ["DEFAULT_ALIGN", "aligned_keep", "default_alignment"]
+__all__ = ["DEFAULT_ALIGN", "aligned_keep", "default_alignment", "resolve_alignment"]

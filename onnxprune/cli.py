@@ -76,8 +76,8 @@ def main() -> None:
 )
 @click.option(
     "--align",
-    type=click.IntRange(min=1),
-    help="Round kept filter counts to a multiple of N (fast kernels want aligned channel counts).",
+    help="Round kept filter counts to a multiple of N (fast kernels want aligned channel counts); 'auto' = "
+    "the target runtime's (8 on ORT CPU and CUDA; see benchmarks/README.md). Default 1 (exact ratios).",
 )
 @click.option(
     "--data",
@@ -143,7 +143,7 @@ def main() -> None:
     help="D: auto (KL for (N, C) classifier outputs, else MSE relative to the teacher's), kl, mse, cosine.",
 )
 @click.option(
-    "--temperature", type=click.FloatRange(min=0, min_open=True), help="KL temperature (default 4)."
+    "--temperature", type=click.FloatRange(min=0, min_open=True), help="KL temperature (default 1)."
 )
 @click.option(
     "--teacher",
@@ -184,7 +184,7 @@ def compress(
     model: Path,
     sparsity: str | None,
     recipe: Path | None,
-    align: int | None,
+    align: str | None,
     data: str | None,
     input_shape: str | None,
     output: Path,

@@ -91,10 +91,10 @@ class Inspection:
             lines += [f"#   {g.source_node}: {g.reason}" for g in kept]
         lines += [
             "exclude: []  # node-name globs whose groups keep every channel",
-            "align: 1  # round kept filter counts to a multiple of N",
+            "align: 1  # kept filter counts rounded to a multiple of N; 'auto': the runtime's (8 on ORT)",
             "method: admm",
             "train: {admm_epochs: 2, finetune_epochs: 2}",
-            "# distill: {weight: 0.0, loss: auto, temperature: 4, teacher: auto}",
+            "# distill: {weight: 0.0, loss: auto, temperature: 1, teacher: auto}",
             "# data: {source: fashion-mnist, labels: true, val_fraction: 0.1}",
             "# gates: {max_accuracy_drop: 1.0, min_fidelity: 0.97, min_speedup: 1.5, speedup_on: 'cpu:1'}",
         ]

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import onnx
 
+from .alignment import resolve_alignment
 from .bench import bench as run_bench
 from .data import Inputs, load_data, resolve_input_shape
 from .data.preprocess import Preprocess, as_preprocess
@@ -131,7 +132,7 @@ def compress(
     preprocess: str | Mapping[str, Any] | Preprocess | None = None,
     max_samples: int | None = None,
     gates: Gates | None = None,
-    align: int | None = None,
+    align: int | str | None = None,
     seed: int | None = None,
     val_fraction: float | None = None,
     emit_masked: str | Path | None = None,
@@ -152,11 +153,14 @@ def compress(
     ``module:function``, arrays, ``(x, y)``, a DataLoader). ``labels=False`` trains on the inputs alone
     (self-distillation from the dense model); labels the data has then only score the report.
     ``gates``: conditions the pruned model must meet, else :class:`~onnxprune.gates.GateError` and no
-    model is written. ``align``: kept filter counts rounded to a multiple. Outputs given as paths are
-    checked before any work and written atomically at the end. Progress goes to the ``onnxprune`` logger.
+    model is written. ``align``: kept filter counts rounded to a multiple; ``'auto'`` = the default of
+    the runtime (:data:`onnxprune.alignment.DEFAULT_ALIGN`) the speedup gate names, else ORT CPU's.
+    Outputs given as paths are checked before any work and written atomically at the end. Progress
+    goes to the ``onnxprune`` logger.
     """
     rec = load_recipe(recipe) if recipe is not None else Recipe()
-    spec = _sparsity(sparsity, rec, align)
+    gates = _first(gates, rec.gates)
+    spec = _sparsity(sparsity, rec, align, gates.speedup_provider if gates else "cpu")
     method = method or rec.method or "admm"
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
@@ -174,7 +178,7 @@ def compress(
     check_outputs([source], [output, emit_masked, report_path, plot_path])
     clock = _Clock()
     opts = TrainOptions(**rec.train).merged(train)
-    gates = gates or rec.gates or Gates()
+    gates = gates or Gates()
     prep_given = _first(preprocess, rec.data.get("preprocess"), None)
     prep = None if prep_given is None else as_preprocess(prep_given)
 
@@ -299,7 +303,9 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
-def _sparsity(given: str | SparsitySpec | None, rec: Recipe, align: int | None) -> SparsitySpec:
+def _sparsity(
+    given: str | SparsitySpec | None, rec: Recipe, align: int | str | None, provider: str
+) -> SparsitySpec:
     if given is None and rec.sparsity is None:
         raise SpecError("no sparsity: give --sparsity TYPE:RATIO or a recipe with a 'sparsity' section")
     if isinstance(given, str):
@@ -309,7 +315,12 @@ def _sparsity(given: str | SparsitySpec | None, rec: Recipe, align: int | None) 
     else:
         spec = given if given is not None else rec.sparsity  # type: ignore[assignment]
     assert spec is not None
-    return spec if align is None else replace(spec, align=align)
+    if align is None:
+        return spec
+    try:
+        return replace(spec, align=resolve_alignment(align, provider))
+    except ValueError as e:
+        raise SpecError(str(e)) from None
 
 
 @contextmanager

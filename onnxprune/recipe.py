@@ -7,11 +7,11 @@
       - {type: filter, ratio: 0.7, op: Gemm}                # Gemm groups
       - {type: filter, ratio: 0.3, match: "/features/features.0/*"}   # by source node name (glob)
     exclude: ["/classifier/*"]      # groups whose source node matches keep every channel
-    align: 8                        # kept filters rounded to a multiple of 8
+    align: auto                     # kept filters rounded to the runtime's multiple (8 on ORT CPU/CUDA)
     method: admm                    # or magnitude
     seed: 0
     train: {admm_epochs: 2, finetune_epochs: 2, lr: 0.003, batch_size: 128, threads: 2}
-    distill: {weight: 0.5, loss: auto, temperature: 4, teacher: auto}
+    distill: {weight: 0.5, loss: auto, temperature: 1, teacher: auto}
     data: {source: imgs/, labels: true, preprocess: "resize=32,crop=28", max_samples: 50000,
            val_fraction: 0.1, input_shape: [1, 1, 28, 28]}
     gates: {max_accuracy_drop: 1.0, min_fidelity: 0.97, min_speedup: 1.5, speedup_on: "cpu:1"}
@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .alignment import resolve_alignment
 from .errors import SpecError
 from .gates import Gates, parse_speedup_on
 from .sparsity import Rule, SparsitySpec, check_kind, check_ratio, parse_rule
@@ -99,7 +100,14 @@ def load_recipe(recipe: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
 
 def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
     _known(content, TOP_KEYS, f"recipe {source}")
-    align = _typed(content.get("align", 1), int, "align", source)
+    raw_align = content.get("align", 1)
+    try:  # 'auto': the default of the runtime the speedup gate names (cpu when none does)
+        speedup_on = str((content.get("gates") or {}).get("speedup_on", "cpu:1"))
+        align = resolve_alignment(raw_align, speedup_on.partition(":")[0] or "cpu")
+    except (ValueError, AttributeError):
+        raise SpecError(
+            f"recipe {source}: align must be a positive integer or 'auto', not {raw_align!r}"
+        ) from None
     exclude = content.get("exclude", []) or []
     if isinstance(exclude, str):
         exclude = [exclude]

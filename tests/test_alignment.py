@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxprune.alignment import DEFAULT_ALIGN, aligned_keep, default_alignment
+from onnxprune.alignment import DEFAULT_ALIGN, aligned_keep, default_alignment, resolve_alignment
 
 CASES = st.tuples(
     st.integers(-5, 300),  # keep
@@ -159,3 +159,24 @@ def test_defaults() -> None:
 def test_module_does_not_import_torch() -> None:
     code = "import sys, onnxprune.alignment; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize(
+    ("value", "provider", "expected"),
+    [
+        ("auto", "cpu", DEFAULT_ALIGN["cpu"]),
+        ("AUTO", "cuda", DEFAULT_ALIGN["cuda"]),
+        ("auto", "tpu", 1),
+        (4, "cpu", 4),
+        ("16", "cuda", 16),
+        (1, "cpu", 1),
+    ],
+)
+def test_resolve_alignment(value: int | str, provider: str, expected: int) -> None:
+    assert resolve_alignment(value, provider) == expected
+
+
+@pytest.mark.parametrize("value", [0, -8, "eight", "", True, 2.5])
+def test_resolve_alignment_rejects(value: object) -> None:
+    with pytest.raises(ValueError, match="align must be a positive integer or 'auto'"):
+        resolve_alignment(value)  # type: ignore[arg-type]

@@ -7,11 +7,12 @@ from pathlib import Path
 import onnx
 import pytest
 
+from onnxprune.alignment import DEFAULT_ALIGN
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
 from onnxprune.inspect import inspect_model
-from onnxprune.recipe import load_recipe
+from onnxprune.recipe import load_recipe, parse_recipe
 from onnxprune.sparsity import Rule, SparsitySpec, keep_counts, parse_sparsity, unmatched_rules
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
@@ -64,8 +65,8 @@ def test_full_recipe_parses(tmp_path: Path) -> None:
         ("sparsity: [{type: wavelet, ratio: 0.5}]", "unknown sparsity type 'wavelet'"),
         ("sparsity: [{type: shape, ratio: 0.5}]", "'shape' in"),
         ("sparsity: []", "non-empty list of rules"),
-        ("sparsity: filter:0.5\nalign: 0", "align must be a positive integer"),
-        ("sparsity: filter:0.5\nalign: eight", "align must be int"),
+        ("sparsity: filter:0.5\nalign: 0", "align must be a positive integer or 'auto', not 0"),
+        ("sparsity: filter:0.5\nalign: eight", "align must be a positive integer or 'auto', not 'eight'"),
         ("train: {admm_epochs: two}", "train.admm_epochs must be int"),
         ("train: {epochs: 2}", "train: unknown key 'epochs'"),
         ("distill: {weigth: 1}", "distill: unknown key 'weigth'"),
@@ -105,6 +106,15 @@ def test_last_matching_rule_wins_and_exclusions_keep_groups(plan) -> None:
     others = set(counts) - {"Conv4", *gemms}
     assert others and all(counts[n] == round(channels[n] * 0.5) for n in others)
     assert unmatched_rules(plan, SparsitySpec((Rule("filter", 0.5, match="nothing*"),))) != []
+
+
+@pytest.mark.parametrize(
+    ("speedup_on", "expected"), [(None, DEFAULT_ALIGN["cpu"]), ("cuda:64", DEFAULT_ALIGN["cuda"])]
+)
+def test_recipe_align_auto_is_the_gated_runtimes_default(speedup_on: str | None, expected: int) -> None:
+    gates = {} if speedup_on is None else {"gates": {"min_speedup": 1.0, "speedup_on": speedup_on}}
+    r = parse_recipe({"sparsity": "filter:0.5", "align": "auto", **gates}, "test")
+    assert r.sparsity is not None and r.sparsity.align == expected
 
 
 def test_align_rounds_kept_filters(plan) -> None:
@@ -183,3 +193,12 @@ def test_inspect_emits_a_recipe(tmp_path: Path) -> None:
     code, _ = run(["inspect", model, "--emit-recipe", tmp_path / "r.yaml", "--ratio", "0.3"])
     assert code == 0 and "ratio: 0.3" in (tmp_path / "r.yaml").read_text()
     assert load_recipe(tmp_path / "r.yaml").sparsity is not None
+
+
+def test_cli_rejects_a_bad_align(tmp_path: Path) -> None:
+    model = tmp_path / "m.onnx"
+    onnx.save(vgg_like(), str(model))
+    args = ["compress", model, "-s", "filter:0.5", "--align", "eight", "-o", tmp_path / "p.onnx", *PREVIEW]
+    code, text = run(args)
+    assert_one_line_error(code, text, "align must be a positive integer or 'auto', not 'eight'")
+    assert not (tmp_path / "p.onnx").exists()

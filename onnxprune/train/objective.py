@@ -12,6 +12,10 @@ training), y the labels. D is summed over the model's outputs, each with its own
 - ``cosine``: 1 − cos(s_i, t_i) per sample (outputs flattened), batch mean; blind to scale.
 
 ``auto`` picks ``kl`` for classifier heads (an output of shape (N, C), C ≥ 2) and ``mse`` otherwise.
+
+Default T = 1, from benchmarks/run_distill.py (VGG-style, filter:0.5, labels withheld): with T = 4
+ADMM's residual ‖W−Z‖/‖W‖ stayed near 0.9 over both rounds (T = 1: down to 0.11), and top-1 ended
+0.33 pp lower at 2+2 epochs and 0.34 pp lower at 2+5.
 """
 
 from __future__ import annotations
@@ -47,7 +51,7 @@ class DistillConfig:
 
     loss: str = "auto"
     weight: float | None = None
-    temperature: float = 4.0
+    temperature: float = 1.0
     teacher: str = "auto"
     cache_mb: float = 1024.0
 
