@@ -3,6 +3,10 @@
     python benchmarks/run_latency.py --arch vgg   # after run_core.py: results/latency_vgg_cpu.{json,png}
     python benchmarks/run_latency.py --arch resnet
 
+``--ratios 0.5 0.7 0.9`` times one model per ratio with the architecture compress gives at that ratio
+(one-shot magnitude pruning, no training; built into benchmarks/out/ when missing): latency depends on the
+shapes only, and these have the same keep counts as run_core.py's trained models at those ratios.
+
 The table goes between the latency markers of that architecture in benchmarks/README.md (added at the end
 of the file the first time).
 """
@@ -14,6 +18,7 @@ import json
 from pathlib import Path
 
 from onnxprune.bench import bench
+from onnxprune.pipeline import TrainOptions, compress
 
 ROOT = Path(__file__).resolve().parent
 
@@ -24,14 +29,37 @@ def markers(arch: str) -> tuple[str, str]:
     return f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
 
 
+def shape_model(dense: Path, arch: str, ratio: float) -> Path:
+    """The model ``compress`` makes at ``filter:ratio`` with one-shot magnitude pruning and no training."""
+    path = ROOT / "out" / f"{arch}_filter{ratio:g}_shape.onnx"
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        opts = TrainOptions(finetune_epochs=0)
+        compress(
+            dense,
+            f"filter:{ratio:g}",
+            "fashion-mnist",
+            path,
+            method="magnitude",
+            train=opts,
+            bench_batches=(),
+            quiet=True,
+        )
+    return path
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--arch", default="vgg")
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--threads", type=int, help="ORT intra-op threads (default: ORT's)")
+    ap.add_argument("--ratios", type=float, nargs="+", help="time untrained models of these filter ratios")
     args = ap.parse_args()
     dense = ROOT.parent / "models" / f"fmnist_{args.arch}.onnx"
-    pruned = sorted((ROOT / "out").glob(f"{args.arch}_filter*_admm.onnx"))
+    if args.ratios:
+        pruned = [shape_model(dense, args.arch, r) for r in args.ratios]
+    else:
+        pruned = sorted((ROOT / "out").glob(f"{args.arch}_filter*_admm.onnx"))
     if not pruned:
         raise SystemExit(f"no pruned {args.arch} models in benchmarks/out: run benchmarks/run_core.py first")
     names = ["dense"] + [p.stem.replace(f"{args.arch}_", "") for p in pruned]
