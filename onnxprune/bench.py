@@ -12,6 +12,12 @@ For every provider and batch size, all models run on random inputs of the same s
 
 On CUDA the inputs are copied to the GPU once and bound with IO binding, and the outputs are bound to
 the GPU, so host/device copies are not timed (``Run`` synchronizes the device before returning).
+
+Beside ONNX Runtime (runtime ``ort``), the same models can be timed in PyTorch on the same device
+(``torch``: imported with onnx2torch, eager; ``torch-compile``: through ``torch.compile``), so a user sees
+which runtime serves a pruned model best (:mod:`onnxprune.train.runtime`; torch is imported only then).
+A runtime that fails on a model (``torch.compile`` does not handle every graph) is skipped with the
+reason in ``settings["skipped"]``, and the others still run.
 """
 
 from __future__ import annotations
@@ -25,7 +31,7 @@ import textwrap
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -48,6 +54,7 @@ Dim = int | str | None
 Runner = Callable[[], object]
 
 BLOCK = 5  # timed runs of one model in a row before the next model takes its turn
+RUNTIMES = ("ort", "torch", "torch-compile")
 SEED = 0  # every model gets the same random inputs when its inputs have the same shapes
 
 # onnxruntime's type strings of the tensor types a random input can be made for
@@ -78,7 +85,8 @@ class BenchRow:
     """Latency of one model on one provider at one batch size.
 
     ``throughput`` is samples per second at the median latency; ``speedup`` is the median latency of
-    the first model divided by this model's (same provider and batch size), so > 1 means faster.
+    the first model divided by this model's (same runtime, provider and batch size), so > 1 means faster.
+    ``provider`` is the device ('cpu', 'cuda'), ``runtime`` what ran the model there.
     """
 
     model: str
@@ -90,6 +98,7 @@ class BenchRow:
     throughput: float
     speedup: float
     runs: int
+    runtime: str = "ort"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -151,12 +160,12 @@ class BenchReport:
     machine: MachineInfo
     settings: dict[str, Any] = field(default_factory=dict)
 
-    def row(self, model: str, provider: str, batch: int) -> BenchRow:
-        """The row of ``model`` on ``provider`` at ``batch``."""
+    def row(self, model: str, provider: str, batch: int, runtime: str = "ort") -> BenchRow:
+        """The row of ``model`` on ``provider`` at ``batch`` in ``runtime``."""
         for r in self.rows:
-            if (r.model, r.provider, r.batch) == (model, provider, batch):
+            if (r.model, r.provider, r.batch, r.runtime) == (model, provider, batch, runtime):
                 return r
-        raise KeyError((model, provider, batch))
+        raise KeyError((model, provider, batch, runtime))
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serializable: ``machine``, ``settings`` and one ``results`` entry per row."""
@@ -167,11 +176,16 @@ class BenchReport:
         }
 
     def format_table(self, machine: bool = False) -> str:
-        """A plain-text table, columns aligned; ``machine`` adds the machine summary line on top."""
-        header = ["model", "provider", "batch", "median ms", "p90 ms", "mean ms", "samples/s", "speedup"]
+        """A plain-text table, columns aligned; ``machine`` adds the machine summary line on top.
+
+        A ``runtime`` column is shown when other runtimes than ONNX Runtime were timed."""
+        runtimes = any(r.runtime != "ort" for r in self.rows)
+        header = ["model", *(["runtime"] if runtimes else []), "provider", "batch", "median ms", "p90 ms"]
+        header += ["mean ms", "samples/s", "speedup"]
         body = [
             [
                 r.model,
+                *([r.runtime] if runtimes else []),
                 r.provider,
                 str(r.batch),
                 f"{r.median_ms:.3f}",
@@ -182,7 +196,7 @@ class BenchReport:
             ]
             for r in self.rows
         ]
-        table = _align([header, *body], left=2)
+        table = _align([header, *body], left=3 if runtimes else 2)
         return f"{self.machine.summary()}\n{table}" if machine else table
 
     def plot(self, path: str | Path) -> Path:
@@ -212,21 +226,22 @@ def _plot(report: BenchReport, path: Path) -> Path:
         from matplotlib.figure import Figure
     except ImportError as e:
         raise ImportError("plotting needs matplotlib: pip install 'onnxprune[plot]'") from e
-    groups = list(dict.fromkeys((r.provider, r.batch) for r in report.rows))
+    groups = list(dict.fromkeys((r.runtime, r.provider, r.batch) for r in report.rows))
     models = list(dict.fromkeys(r.model for r in report.rows))
     width = max(4.0, 1.0 + len(groups) * (0.9 + 0.6 * len(models)))
     fig = Figure(figsize=(width, 4.4), layout="constrained")
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, len(groups), squeeze=False)[0]
-    colors = [f"C{i % 10}" for i in range(len(models))]
-    for ax, (provider, batch) in zip(axes, groups, strict=True):
-        rows = [report.row(m, provider, batch) for m in models]
+    color = {m: f"C{i % 10}" for i, m in enumerate(models)}
+    for ax, (runtime, provider, batch) in zip(axes, groups, strict=True):
+        rows = [r for r in report.rows if (r.runtime, r.provider, r.batch) == (runtime, provider, batch)]
         med = [r.median_ms for r in rows]
         whisker = [[0.0] * len(rows), [r.p90_ms - r.median_ms for r in rows]]
-        bars = ax.bar(range(len(rows)), med, color=colors, yerr=whisker, capsize=3)
+        bars = ax.bar(range(len(rows)), med, color=[color[r.model] for r in rows], yerr=whisker, capsize=3)
         ax.bar_label(bars, labels=[f"{r.speedup:.2f}x" for r in rows], padding=2, fontsize=8)
-        ax.set_xticks(range(len(rows)), models, rotation=30, ha="right", fontsize=8)
-        ax.set_title(f"{provider}, batch {batch}", fontsize=10)
+        ax.set_xticks(range(len(rows)), [r.model for r in rows], rotation=30, ha="right", fontsize=8)
+        where = provider if runtime == "ort" else f"{runtime}, {provider}"
+        ax.set_title(f"{where}, batch {batch}", fontsize=10)
         ax.set_ylabel("median latency (ms)")
         ax.margins(y=0.15)
     fig.suptitle(textwrap.fill(report.machine.summary(), width=int(width * 15)), fontsize=7)
@@ -573,43 +588,51 @@ def bench(
     repeats: int = 50,
     input_shape: Sequence[int] | None = None,
     names: Sequence[str] | None = None,
+    runtimes: Sequence[str] = ("ort",),
 ) -> BenchReport:
-    """Latency of each model in ONNX Runtime, per provider and batch size.
+    """Latency of each model, per runtime, provider (device) and batch size.
 
     Args:
         models: ONNX files or ModelProtos; the first is the baseline of ``speedup``.
         batch_sizes: sizes of dim 0 of the first input.
-        providers: short names ('cpu', 'cuda'); None: every one of them this onnxruntime offers.
-        threads: intra-op threads per session; None: onnxruntime's default.
-        warmup: untimed runs per model before timing, per provider and batch size.
+        providers: short names ('cpu', 'cuda'); None: every one of them the runtime offers here.
+        threads: intra-op threads per session (torch: ``torch.set_num_threads`` while timing); None: the
+            runtime's default.
+        warmup: untimed runs per model before timing, per provider and batch size (at least 1 for
+            ``torch-compile``, whose first run compiles).
         repeats: timed runs per model, per provider and batch size.
         input_shape: sizes of the first input's dynamic non-batch dims, as its full shape (dim 0 is
             ignored) or as the dims after the batch dim. Required when such dims are dynamic.
         names: labels of the models in the report; default: file stems or graph names.
+        runtimes: of :data:`RUNTIMES`: 'ort' (ONNX Runtime), 'torch' (eager), 'torch-compile'.
 
-    Returns one :class:`BenchRow` per (model, provider, batch size), provider-major, then batch, then
-    model in the given order.
+    Returns one :class:`BenchRow` per (runtime, model, provider, batch size), runtime-major, then
+    provider, batch, and model in the given order.
     """
     if not models:
         raise SpecError("no models to benchmark")
     labels = _model_names(models, names)
     batches = _check_settings(batch_sizes, threads, warmup, repeats)
-    chosen = _providers(providers)
+    chosen_runtimes = _runtimes(runtimes)
     sources = [_source(m) for m in models]
     rows: list[BenchRow] = []
-    for provider in chosen:
-        sessions = [_session(src, name, provider, threads) for src, name in zip(sources, labels, strict=True)]
-        for batch in batches:
-            runners = _runners(sessions, labels, provider, batch, input_shape)
-            times = time_interleaved(runners, max(warmup - 1, 0), repeats)  # _runners ran each once
-            base = float(np.median(times[0])) * 1e3
-            rows += [
-                _row(name, provider, batch, t, None if i == 0 else base)
-                for i, (name, t) in enumerate(zip(labels, times, strict=True))
-            ]
+    skipped: list[str] = []
+    used: list[str] = []
+    for runtime in chosen_runtimes:
+        if runtime == "ort":
+            chosen = _providers(providers)
+            rows += _bench_ort(sources, labels, chosen, batches, threads, warmup, repeats, input_shape)
+        else:
+            chosen = _torch_devices(providers)
+            rows += _bench_torch(
+                runtime, sources, labels, chosen, batches, threads, warmup, repeats, input_shape, skipped
+            )
+        used += [p for p in chosen if p not in used]
     settings = {
         "batch_sizes": batches,
-        "providers": chosen,
+        "providers": used,
+        "runtimes": chosen_runtimes,
+        "skipped": skipped,
         "threads": threads,
         "warmup": warmup,
         "repeats": repeats,
@@ -620,4 +643,105 @@ def bench(
             for name, m in zip(labels, models, strict=True)
         ],
     }
-    return BenchReport(rows=rows, machine=MachineInfo.collect(chosen, threads), settings=settings)
+    return BenchReport(rows=rows, machine=MachineInfo.collect(used, threads), settings=settings)
+
+
+def _bench_ort(
+    sources: Sequence[onnx.ModelProto | str],
+    labels: Sequence[str],
+    providers: Sequence[str],
+    batches: Sequence[int],
+    threads: int | None,
+    warmup: int,
+    repeats: int,
+    input_shape: Sequence[int] | None,
+) -> list[BenchRow]:
+    rows: list[BenchRow] = []
+    for provider in providers:
+        sessions = [_session(src, name, provider, threads) for src, name in zip(sources, labels, strict=True)]
+        for batch in batches:
+            runners = _runners(sessions, labels, provider, batch, input_shape)
+            times = time_interleaved(runners, max(warmup - 1, 0), repeats)  # _runners ran each once
+            rows += _rows(labels, provider, batch, times, "ort")
+    return rows
+
+
+def _rows(
+    labels: Sequence[str], provider: str, batch: int, times: Sequence[np.ndarray], runtime: str
+) -> list[BenchRow]:
+    """One row per model; the first model is the speedup baseline."""
+    base = float(np.median(times[0])) * 1e3
+    return [
+        replace(_row(name, provider, batch, t, None if i == 0 else base), runtime=runtime)
+        for i, (name, t) in enumerate(zip(labels, times, strict=True))
+    ]
+
+
+def _runtimes(runtimes: Sequence[str]) -> list[str]:
+    wanted = list(dict.fromkeys(r.lower() for r in runtimes))
+    if not wanted:
+        raise SpecError("no runtimes given")
+    for r in wanted:
+        if r not in RUNTIMES:
+            raise SpecError(f"unknown runtime '{r}' (known: {', '.join(RUNTIMES)})")
+    return wanted
+
+
+def _torch_devices(providers: Sequence[str] | None) -> list[str]:
+    from .train.runtime import torch_devices
+
+    have = torch_devices()
+    if providers is None:
+        return have
+    wanted = list(dict.fromkeys(p.lower() for p in providers))
+    for p in wanted:
+        if p not in PROVIDERS:
+            raise ProviderUnavailableError(f"unknown provider '{p}' (known: {', '.join(PROVIDERS)})")
+        if p not in have:
+            raise ProviderUnavailableError(f"torch cannot run on '{p}' here (available: {', '.join(have)})")
+    return wanted
+
+
+def _bench_torch(
+    runtime: str,
+    sources: Sequence[onnx.ModelProto | str],
+    labels: Sequence[str],
+    devices: Sequence[str],
+    batches: Sequence[int],
+    threads: int | None,
+    warmup: int,
+    repeats: int,
+    input_shape: Sequence[int] | None,
+    skipped: list[str],
+) -> list[BenchRow]:
+    """The models imported to torch and timed like ORT's sessions; the inputs are the same arrays."""
+    from .train.runtime import load_module, torch_runner, torch_threads
+
+    modules = [load_module(src) for src in sources]
+    specs = [input_specs(_session(src, name, "cpu", 1)) for src, name in zip(sources, labels, strict=True)]
+    rows: list[BenchRow] = []
+    with torch_threads(threads):
+        for device in devices:
+            for batch in batches:
+                runners, kept = [], []
+                for (module, inputs), spec, name in zip(modules, specs, labels, strict=True):
+                    feeds = random_feeds(spec, batch, input_shape, name)
+                    try:
+                        runner = torch_runner(module, inputs, feeds, device, runtime)
+                        runner()  # compiles for torch-compile: a failure here skips the model, not the run
+                    except Exception as e:  # torch/dynamo raise many types
+                        skipped.append(f"{name} on {runtime} {device} batch {batch}: {_first_line(e)}")
+                        continue
+                    runners.append(runner)
+                    kept.append(name)
+                if runners and kept[0] != labels[0]:  # no baseline: speedups would mean something else
+                    skipped.append(f"all models on {runtime} {device} batch {batch}: the baseline failed")
+                elif runners:
+                    times = time_interleaved(runners, max(warmup - 1, 0), repeats)
+                    rows += _rows(kept, device, batch, times, runtime)
+    return rows
+
+
+def _first_line(e: BaseException) -> str:
+    text = str(e).strip().splitlines()
+    return f"{type(e).__name__}: {text[0] if text else ''}"[:300]

@@ -298,6 +298,14 @@ def inspect(
 @click.option("--threads", type=click.IntRange(min=1), help="ORT intra-op threads (default: ORT's).")
 @click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
 @click.option("--repeats", type=click.IntRange(min=1), default=50, show_default=True)
+@click.option(
+    "--runtime",
+    "runtimes",
+    multiple=True,
+    type=click.Choice(["ort", "torch", "torch-compile"]),
+    help="Runtimes to time the models in (repeatable; default ort): ONNX Runtime, the model imported to "
+    "PyTorch (eager), or that through torch.compile, on the same device.",
+)
 @click.option("--input-shape", help="Sample shape for dynamic non-batch dims, e.g. 1,3,224,224.")
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON."
@@ -313,11 +321,12 @@ def bench(
     threads: int | None,
     warmup: int,
     repeats: int,
+    runtimes: tuple[str, ...],
     input_shape: str | None,
     json_path: Path | None,
     plot_path: Path | None,
 ) -> None:
-    """ORT latency of MODELS (median, p90, speedup vs the first), dense vs pruned."""
+    """Latency of MODELS (median, p90, speedup vs the first) in ONNX Runtime and optionally PyTorch."""
     from .bench import bench as run
     from .io import atomic_path, check_outputs, write_text
 
@@ -330,8 +339,11 @@ def bench(
         warmup=warmup,
         repeats=repeats,
         input_shape=_shape(input_shape),
+        runtimes=runtimes or ("ort",),
     )
     click.echo(report.format_table(machine=True))
+    for reason in report.settings["skipped"]:
+        click.echo(f"skipped: {reason}", err=True)
     if json_path:
         write_text(json.dumps(report.to_dict(), indent=2), json_path)
     if plot_path:
