@@ -151,6 +151,17 @@ def main() -> None:
     help="Teacher outputs computed once and cached, or every step (default auto: cache if < 1 GB).",
 )
 @click.option(
+    "--checkpoint-dir",
+    type=click.Path(file_okay=False),
+    help="Checkpoint into DIR after every ADMM round and retraining epoch (atomic; see --resume).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    default=None,
+    help="Continue from the checkpoint in --checkpoint-dir; ends as an uninterrupted run would.",
+)
+@click.option(
     "--max-accuracy-drop",
     type=float,
     help="Gate: fail (exit 4, no model written) if top-1 drops by more than PP points.",
@@ -221,6 +232,10 @@ def compress(
         provider, batch = parse_speedup_on(speedup_on or "cpu:1")
         gates = Gates(max_accuracy_drop, min_fidelity, min_speedup, provider, batch)
 
+    from .train.distributed import env_rank
+
+    main_rank = env_rank() == 0  # under torchrun, rank 0 alone logs and prints
+    quiet = quiet or not main_rank
     _setup_logging(quiet)
     with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
         result = run(
@@ -245,6 +260,8 @@ def compress(
             bench_batches=() if no_bench else (bench_batches or (1, 32)),
             quiet=quiet,
         )
+    if not main_rank:
+        return
     click.echo(result.report.format())
     click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))
 

@@ -189,3 +189,25 @@ def test_bench_cli_writes_json(model_path: Path, tmp_path: Path) -> None:
     )
     assert code == 0, out
     assert len(json.loads(js.read_text())["results"]) == 2
+
+
+def test_checkpoint_resume_and_mismatch(model_path: Path, tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "ckpt", tmp_path / "p.onnx"
+    train = ["--data", "random", "--max-samples", "48", "--admm-epochs", "1", "--finetune-epochs", "1"]
+    train += ["--round-iters", "1", "--batch-size", "16", "--no-bench", "-q", "-s", "filter:0.5"]
+    code, text = run(["compress", model_path, *train, "-o", out, "--checkpoint-dir", ckpt])
+    assert code == 0, text
+    assert {p.name for p in ckpt.iterdir()} == {"checkpoint.pt"}
+    first = onnx.load(str(out))
+    # resuming a finished run redoes nothing of the training and writes the same model
+    code, text = run(["compress", model_path, *train, "-o", out, "--checkpoint-dir", ckpt, "--resume"])
+    assert code == 0, text
+    again = onnx.load(str(out))
+    for a, b in zip(first.graph.initializer, again.graph.initializer, strict=True):
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b))
+    code, text = run(
+        ["compress", model_path, *train, "--seed", "3", "-o", out, "--checkpoint-dir", ckpt, "--resume"]
+    )
+    assert_one_line_error(code, text, "from a different run")
+    code, text = run(["compress", model_path, *train, "-o", out, "--resume"])
+    assert_one_line_error(code, text, "resume needs a checkpoint directory")
