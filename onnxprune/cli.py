@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -32,13 +33,19 @@ def _user_errors(fn: F) -> F:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
         except OnnxPruneError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_rank_tag()}{e}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was written", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _rank_tag() -> str:
+    """'[rank R] ' under torchrun with several processes (each prints its own error line), else ''."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return f"[rank {rank}] " if world.isdigit() and int(world) > 1 else ""
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:

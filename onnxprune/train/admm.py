@@ -491,7 +491,9 @@ class _Run:
                         ((w[n] - z[n] + u[n]).pow(2).sum() for n in penalized),
                         torch.zeros((), device=self.device),
                     )
-                    (task * sampler.weight(i, len(x[0])) + rho / 2 * pen).backward()
+                    # weighted: the rank average (DDP's gradients, logged losses) is the global batch mean
+                    task = task * sampler.weight(i, len(x[0]))
+                    (task + rho / 2 * pen).backward()
                     opt.step()
                     step += 1
                     task_sum, pen_sum, count = (
@@ -663,8 +665,8 @@ class _Run:
                 loss_sum, count = 0.0, 0
                 for i, (x, y, t) in enumerate(self._batches(loader, self.labeled)):
                     opt.zero_grad(set_to_none=True)
-                    loss = objective(self.net(*x), x, y, t)
-                    (loss * sampler.weight(i, len(x[0]))).backward()
+                    loss = objective(self.net(*x), x, y, t) * sampler.weight(i, len(x[0]))
+                    loss.backward()
                     for n, mask in masks.items():
                         grad = w[n].grad
                         if grad is not None:
