@@ -158,6 +158,11 @@ def main() -> None:
     help="Teacher outputs computed once and cached, or every step (default auto: cache if < 1 GB).",
 )
 @click.option(
+    "--amp",
+    type=click.Choice(["off", "bf16", "fp16"]),
+    help="Mixed-precision training steps (autocast; fp16: loss scaling, CUDA only). Weights stay float32.",
+)
+@click.option(
     "--checkpoint-dir",
     type=click.Path(file_okay=False),
     help="Checkpoint into DIR after every ADMM round and retraining epoch (atomic; see --resume).",

@@ -70,6 +70,7 @@ class TrainOptions:
     distill_loss: str | None = None  # auto | kl | mse | cosine
     temperature: float | None = None
     teacher: str | None = None  # auto | cache | online
+    amp: str | None = None  # off | bf16 | fp16: autocast of the training steps
     checkpoint_dir: str | None = None  # checkpoint after every ADMM round and retraining epoch
     resume: bool | None = None  # continue from the checkpoint in checkpoint_dir
 

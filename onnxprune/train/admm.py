@@ -46,6 +46,8 @@ from ..errors import SpecError, UnsupportedModelError
 from ..plan import Group, PruningPlan
 from . import checkpoint as ckpt
 from . import distributed
+from .amp import Amp
+from .amp import check as check_amp
 from .distributed import EpochBatches
 from .importer import ImportedModel
 from .objective import DistillConfig, Objective, is_classifier_output, outputs
@@ -92,6 +94,7 @@ class TrainConfig:
     rescale_dual: bool = True  # U ← U·ρ_old/ρ_new when ρ grows (Boyd et al. §3.4.1); False: authors' code
     checkpoint_dir: str | None = None  # save after every ADMM round and retraining epoch (see .checkpoint)
     resume: bool = False  # continue from the checkpoint in checkpoint_dir
+    amp: str = "off"  # 'bf16' | 'fp16' (CUDA only): autocast forward + loss, see .amp; weights stay float32
 
     def validate(self) -> None:
         """Raise :class:`SpecError` on values that cannot work."""
@@ -112,6 +115,7 @@ class TrainConfig:
             if not ok:
                 raise SpecError(msg)
         self.distill.validate()
+        check_amp(self.amp, self.device)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise SpecError("device 'cuda' requested but torch sees no CUDA device")
 
@@ -237,6 +241,7 @@ class _Run:
         per_rank_gpu = cfg.device == "cuda" and self.ctx.distributed
         self.device = torch.device(f"cuda:{self.ctx.local_rank}" if per_rank_gpu else cfg.device)
         self.net: Any = model  # what training steps call: the DDP wrapper under torchrun
+        self.amp = Amp(cfg.amp, self.device)
         self.labeled = train.y is not None
         self.bn_train = cfg.bn_stats == "train" or (cfg.bn_stats == "auto" and not cfg.synthetic_data)
         self.history: list[dict[str, Any]] = []
@@ -256,7 +261,7 @@ class _Run:
         """What must not change between a checkpoint and its resumption."""
         cfg = self.cfg
         hyper = ["admm_epochs", "finetune_epochs", "round_iters", "lr", "finetune_lr", "rho0", "rho_growth"]
-        hyper += ["rho_max", "batch_size", "weight_decay", "seed", "bn_stats", "rescale_dual"]
+        hyper += ["rho_max", "batch_size", "weight_decay", "seed", "bn_stats", "rescale_dual", "amp"]
         return {
             "method": "admm" if self.admm else "magnitude",
             "model": ckpt.arrays_hash(self.model.onnx_arrays()),
@@ -472,6 +477,7 @@ class _Run:
             u = {n: t.to(self.device) for n, t in state["u"].items()}
             rho, step, first_epoch, done = state["rho"], state["step"], state["epoch"], state["done"]
             ckpt.load_optimizer(opt, state["optimizer"], list(params))
+            self.amp.load_state_dict(state["scaler"])
             ckpt.set_rng_state(state["rng"])
         loader, sampler = self._train_loader("admm")
         steps = sampler.steps_per_epoch
@@ -486,15 +492,16 @@ class _Run:
                 sampler.set_epoch(epoch, skip=done if epoch == first_epoch else 0)
                 for i, (x, y, t) in enumerate(self._batches(loader, self.labeled), sampler.skip):
                     opt.zero_grad(set_to_none=True)
-                    task = objective(self.net(*x), x, y, t)
+                    with self.amp.autocast():
+                        task = objective(self.net(*x), x, y, t)
                     pen = sum(
                         ((w[n] - z[n] + u[n]).pow(2).sum() for n in penalized),
                         torch.zeros((), device=self.device),
                     )
                     # weighted: the rank average (DDP's gradients, logged losses) is the global batch mean
                     task = task * sampler.weight(i, len(x[0]))
-                    (task + rho / 2 * pen).backward()
-                    opt.step()
+                    self.amp.backward(task + rho / 2 * pen)
+                    self.amp.step(opt)
                     step += 1
                     task_sum, pen_sum, count = (
                         task_sum + task.item(),
@@ -547,6 +554,7 @@ class _Run:
                 "z": {n: t.detach().cpu() for n, t in z.items()},
                 "u": {n: t.detach().cpu() for n, t in u.items()},
                 "optimizer": ckpt.optimizer_state(opt, names),
+                "scaler": self.amp.state_dict(),
             }
         )
 
@@ -653,6 +661,7 @@ class _Run:
             if state["optimizer"] is not None:
                 ckpt.load_optimizer(opt, state["optimizer"], list(params))
                 sched.load_state_dict(state["schedule"])
+                self.amp.load_state_dict(state["scaler"])
             ckpt.set_rng_state(state["rng"])
         initial = first_epoch * sampler.steps_per_epoch
         bar = tqdm(
@@ -665,13 +674,14 @@ class _Run:
                 loss_sum, count = 0.0, 0
                 for i, (x, y, t) in enumerate(self._batches(loader, self.labeled)):
                     opt.zero_grad(set_to_none=True)
-                    loss = objective(self.net(*x), x, y, t) * sampler.weight(i, len(x[0]))
-                    loss.backward()
+                    with self.amp.autocast():
+                        loss = objective(self.net(*x), x, y, t) * sampler.weight(i, len(x[0]))
+                    self.amp.backward(loss)
                     for n, mask in masks.items():
                         grad = w[n].grad
                         if grad is not None:
                             grad.masked_fill_(~mask, 0.0)
-                    opt.step()
+                    self.amp.step(opt)
                     sched.step()
                     apply_masks(w, masks)
                     loss_sum, count = loss_sum + loss.item(), count + 1
@@ -686,6 +696,7 @@ class _Run:
                         "epoch": epoch + 1,  # epochs done
                         "optimizer": ckpt.optimizer_state(opt, list(params)),
                         "schedule": sched.state_dict(),
+                        "scaler": self.amp.state_dict(),
                     }
                 )
         finally:
