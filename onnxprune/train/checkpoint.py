@@ -63,7 +63,8 @@ class Checkpointer:
     def load(self) -> dict[str, Any] | None:
         """The latest checkpoint, None when there is none; an error if it belongs to another run."""
         if not self.path.exists():
-            log.warning("no checkpoint in %s: starting from the beginning", self.dir)
+            if self.writer:  # one warning per job, not per process
+                log.warning("no checkpoint in %s: starting from the beginning", self.dir)
             return None
         try:
             state = torch.load(self.path, map_location="cpu", weights_only=True)
@@ -74,7 +75,8 @@ class Checkpointer:
         diff = _differences(state.get("fingerprint", {}), self.fingerprint)
         if diff:
             raise SpecError(f"checkpoint {self.path} is from a different run: {'; '.join(diff)}")
-        log.info("resuming from %s (%s)", self.path, _where(state))
+        if self.writer:
+            log.info("resuming from %s (%s)", self.path, _where(state))
         return state
 
 

@@ -119,11 +119,13 @@ def check_same(tensors: list[torch.Tensor], ctx: Context, what: str) -> None:
     """Raise unless every rank holds the same ``tensors`` (min and max of a float64 checksum agree)."""
     if not ctx.distributed:
         return
+    device = tensors[0].device if tensors else torch.device("cpu")  # nccl reduces CUDA tensors only
     with torch.no_grad():
         s = sum(
-            (t.double().sum() + t.double().abs().sum() for t in tensors), torch.zeros((), dtype=torch.float64)
+            (t.double().sum() + t.double().abs().sum() for t in tensors),
+            torch.zeros((), dtype=torch.float64, device=device),
         )
-        both = torch.stack([s, -s]).to(tensors[0].device if tensors else "cpu")
+        both = torch.stack([s, -s])
     dist.all_reduce(both, op=dist.ReduceOp.MAX)
     if float(both[0]) != -float(both[1]):
         raise RuntimeError(f"ranks disagree on {what} (checksums {float(both[0])!r} vs {-float(both[1])!r})")
