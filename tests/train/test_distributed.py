@@ -48,6 +48,11 @@ def train_once(out: Path, **kw: Any) -> None:
 
 
 def _worker(rank: int, world: int, port: int, tmp: str, kw: dict[str, Any]) -> None:
+    stop = kw.pop("interrupt_after", None)
+    if stop is not None:  # a killed job: rank 0 dies right after writing its ``stop``-th checkpoint
+        from .test_checkpoint import interrupt_after
+
+        interrupt_after(pytest.MonkeyPatch(), stop)
     os.environ.update(
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
@@ -96,3 +101,16 @@ def test_ranks_share_each_global_batch_of_the_single_process_order() -> None:
     assert two[0].weight(4, 3) == pytest.approx(3 * 2 / 5)
     with pytest.raises(SpecError, match="batch_size 8 is not divisible by the 3 processes"):
         EpochBatches(37, 8, seed=2, phase="admm", ctx=Context(0, 3))
+
+
+@pytest.mark.slow
+def test_two_processes_resume_from_an_interrupted_two_process_run(tmp_path: Path) -> None:
+    ck = {"checkpoint_dir": str(tmp_path / "ck")}
+    with pytest.raises(mp.ProcessRaisedException, match="Interrupted"):  # mid ADMM epoch 1 (round 3)
+        mp.spawn(_worker, args=(2, free_port(), str(tmp_path), {**ck, "interrupt_after": 3}), nprocs=2)
+    mp.spawn(_worker, args=(2, free_port(), str(tmp_path), {**ck, "resume": True}), nprocs=2)
+    train_once(tmp_path / "single.npz")
+    single, r0 = np.load(tmp_path / "single.npz"), np.load(tmp_path / "rank0.npz")
+    np.testing.assert_array_equal(r0["mask"], single["mask"])
+    for name in ("w1", "b1", "w2"):
+        np.testing.assert_allclose(r0[name], single[name], rtol=1e-4, atol=1e-5, err_msg=name)
