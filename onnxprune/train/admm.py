@@ -22,6 +22,11 @@ f is the cross-entropy on the labels, self-distillation from a frozen copy of th
 (:mod:`.objective`). Dropout is off during ADMM and on during retraining. BatchNorm statistics are updated
 in training mode when the data is real (``bn_stats='auto'`` and ``synthetic_data=False``) and frozen on
 random inputs, which would corrupt them.
+
+Checkpoints (``checkpoint_dir``/``resume``, :mod:`.checkpoint`) are taken after every round, the hard prune
+and every retraining epoch. Under torchrun the module is wrapped in DDP (:mod:`.distributed`): the ranks
+share each global batch, DDP averages the gradients so W stays identical on every rank, and every rank then
+computes the same Z, U and masks itself (checked by a checksum after each Z-step).
 """
 
 from __future__ import annotations
@@ -250,7 +255,7 @@ class _Run:
         self.dtype = p.dtype if p is not None else torch.float32
         self.n_inputs = len(model.input_names)
         self.train_targets: list[torch.Tensor] | None = None
-        self.val_loader = self._loader(val, shuffle=False)
+        self.val_loader = self._loader(val)
         self.checkpoints = (
             ckpt.Checkpointer(cfg.checkpoint_dir, self._fingerprint(keep), writer=self.ctx.main)
             if cfg.checkpoint_dir
@@ -278,9 +283,7 @@ class _Run:
         tensors = [torch.as_tensor(np.asarray(a)) for a in arrays]
         return [t.to(self.dtype) if t.is_floating_point() else t for t in tensors]
 
-    def _loader(
-        self, data: ArrayData, shuffle: bool, targets: list[torch.Tensor] | None = None
-    ) -> DataLoader:
+    def _loader(self, data: ArrayData, targets: list[torch.Tensor] | None = None) -> DataLoader:
         """Batches of (inputs..., [labels], [cached teacher outputs...]) in order; see :meth:`_batches`."""
         return DataLoader(self._dataset(data, targets), batch_size=self.cfg.batch_size, shuffle=False)
 
@@ -315,7 +318,7 @@ class _Run:
         mode = self.cfg.distill.teacher
         if mode == "online":
             return None
-        loader = self._loader(data, shuffle=False)
+        loader = self._loader(data)
         first = next(iter(self._batches(loader, data.labeled)))[0]
         per_sample = sum(o[0].numel() * o.element_size() for o in objective.teacher_outputs(first))
         size_mb = per_sample * len(data) / 2**20
@@ -449,7 +452,7 @@ class _Run:
         objective = Objective(self.model.module, self.labeled, probe, self.cfg.distill)
         self.train_targets = self._cache_teacher(objective, self.train_data)
         val_targets = self._cache_teacher(objective, self.val_data)
-        self.val_loader = self._loader(self.val_data, shuffle=False, targets=val_targets)
+        self.val_loader = self._loader(self.val_data, targets=val_targets)
         if self.train_targets is not None:
             self._info("teacher outputs cached for %d + %d samples", len(self.train_data), len(self.val_data))
         return objective
