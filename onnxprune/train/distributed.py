@@ -96,8 +96,15 @@ def session(device: str) -> Iterator[Context]:
         return
     backend = "nccl" if device == "cuda" else "gloo"
     if device == "cuda":
+        if ctx.local_rank >= torch.cuda.device_count():
+            found = torch.cuda.device_count()
+            raise SpecError(f"LOCAL_RANK {ctx.local_rank} but torch sees {found} CUDA devices")
         torch.cuda.set_device(ctx.local_rank)
-    dist.init_process_group(backend=backend, rank=ctx.rank, world_size=ctx.world)
+    try:
+        dist.init_process_group(backend=backend, rank=ctx.rank, world_size=ctx.world)
+    except (ValueError, RuntimeError) as e:  # e.g. WORLD_SIZE set without torchrun's MASTER_ADDR/PORT
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise SpecError(f"cannot join the process group of {ctx.world} processes: {first}") from None
     if ctx.main:
         log.info("distributed: %d processes, backend %s", ctx.world, backend)
     try:

@@ -114,3 +114,14 @@ def test_two_processes_resume_from_an_interrupted_two_process_run(tmp_path: Path
     np.testing.assert_array_equal(r0["mask"], single["mask"])
     for name in ("w1", "b1", "w2"):
         np.testing.assert_allclose(r0[name], single[name], rtol=1e-5, atol=1e-6, err_msg=name)
+
+
+def test_a_broken_torchrun_environment_is_a_one_line_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "5")
+    with pytest.raises(SpecError, match="invalid torchrun environment: RANK=5, WORLD_SIZE=2"):
+        train_once(Path("unused.npz"))
+    monkeypatch.setenv("RANK", "1")
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    with pytest.raises(SpecError, match="cannot join the process group of 2 processes"):
+        train_once(Path("unused.npz"))
