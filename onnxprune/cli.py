@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 from collections.abc import Callable
 from functools import wraps
@@ -32,13 +33,19 @@ def _user_errors(fn: F) -> F:
             click.echo(f"error: {e}", err=True)
             sys.exit(e.exit_code)
         except OnnxPruneError as e:
-            click.echo(f"error: {e}", err=True)
+            click.echo(f"error: {_rank_tag()}{e}", err=True)
             sys.exit(e.exit_code)
         except KeyboardInterrupt:
             click.echo("interrupted: nothing was written", err=True)
             sys.exit(130)
 
     return wrapper  # type: ignore[return-value]
+
+
+def _rank_tag() -> str:
+    """'[rank R] ' under torchrun with several processes (each prints its own error line), else ''."""
+    world, rank = os.environ.get("WORLD_SIZE", "1"), os.environ.get("RANK", "0")
+    return f"[rank {rank}] " if world.isdigit() and int(world) > 1 else ""
 
 
 def _shape(text: str | None) -> tuple[int, ...] | None:
@@ -151,6 +158,22 @@ def main() -> None:
     help="Teacher outputs computed once and cached, or every step (default auto: cache if < 1 GB).",
 )
 @click.option(
+    "--amp",
+    type=click.Choice(["off", "bf16", "fp16"]),
+    help="Mixed-precision training steps (autocast; fp16: loss scaling, CUDA only). Weights stay float32.",
+)
+@click.option(
+    "--checkpoint-dir",
+    type=click.Path(file_okay=False),
+    help="Checkpoint into DIR after every ADMM round and retraining epoch (atomic; see --resume).",
+)
+@click.option(
+    "--resume",
+    is_flag=True,
+    default=None,
+    help="Continue from the checkpoint in --checkpoint-dir; ends as an uninterrupted run would.",
+)
+@click.option(
     "--max-accuracy-drop",
     type=float,
     help="Gate: fail (exit 4, no model written) if top-1 drops by more than PP points.",
@@ -221,6 +244,10 @@ def compress(
         provider, batch = parse_speedup_on(speedup_on or "cpu:1")
         gates = Gates(max_accuracy_drop, min_fidelity, min_speedup, provider, batch)
 
+    from .train.distributed import env_rank
+
+    main_rank = env_rank() == 0  # under torchrun, rank 0 alone logs and prints
+    quiet = quiet or not main_rank
     _setup_logging(quiet)
     with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
         result = run(
@@ -245,6 +272,8 @@ def compress(
             bench_batches=() if no_bench else (bench_batches or (1, 32)),
             quiet=quiet,
         )
+    if not main_rank:
+        return
     click.echo(result.report.format())
     click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))
 

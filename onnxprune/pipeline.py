@@ -70,6 +70,9 @@ class TrainOptions:
     distill_loss: str | None = None  # auto | kl | mse | cosine
     temperature: float | None = None
     teacher: str | None = None  # auto | cache | online
+    amp: str | None = None  # off | bf16 | fp16: autocast of the training steps
+    checkpoint_dir: str | None = None  # checkpoint after every ADMM round and retraining epoch
+    resume: bool | None = None  # continue from the checkpoint in checkpoint_dir
 
     def overrides(self) -> dict[str, Any]:
         """TrainConfig keyword arguments (without ``distill``, see :meth:`distill_overrides`)."""
@@ -207,6 +210,7 @@ def compress(
 
     with clock.phase("import"):
         from .train.admm import TrainConfig, run_admm, run_magnitude
+        from .train.distributed import env_rank
         from .train.importer import import_model
         from .train.objective import DistillConfig
 
@@ -217,6 +221,7 @@ def compress(
         for rule in unmatched_rules(plan, spec):
             log.warning("sparsity rule %s selects no prunable group", rule)
     log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
+    main_rank = env_rank() == 0  # under torchrun only rank 0 benchmarks and writes outputs
     cfg = TrainConfig(
         seed=seed,
         quiet=quiet,
@@ -273,7 +278,7 @@ def compress(
         split_name = "test" if splits.test is not splits.val else "validation"
         report.fidelity = evaluate_fidelity(base, pruned, splits.test, split_name)
         report.accuracy = report.fidelity if "dense_top1" in report.fidelity else None
-    runs = _bench_runs(bench_batches, gates)
+    runs = _bench_runs(bench_batches, gates) if main_rank else []
     if runs:
         with clock.phase("bench"):
             first_shape = shape if isinstance(shape, tuple) else next(iter(shape.values()))
@@ -282,17 +287,17 @@ def compress(
     report.phases = clock.phases  # the same dict: phases timed after this line (save) still land in it
 
     with clock.phase("save"):
-        passed = all(g["passed"] for g in report.gates)
+        passed = all(g["passed"] for g in report.gates) and main_rank
         if passed and emit_masked is not None:
             save_model(masked, emit_masked)
             report.outputs["masked"] = str(emit_masked)
         if passed and output is not None:
             save_model(pruned, output)
             report.outputs["model"] = str(output)
-        if plot_path is not None:
+        if plot_path is not None and main_rank:
             _save_plot(report, plot_path)
             report.outputs["plot"] = str(plot_path)
-        if report_path is not None:
+        if report_path is not None and main_rank:
             write_text(report.to_json(), report_path)
     raise_if_missed([GateResult(**g) for g in report.gates], report)
     return CompressResult(pruned, masked, plan, masks, report)

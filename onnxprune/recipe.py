@@ -47,6 +47,7 @@ TRAIN_KEYS = {
     "weight_decay": float,
     "device": str,
     "threads": int,
+    "amp": str,
 }
 # recipe key -> TrainOptions field
 DISTILL_KEYS = {

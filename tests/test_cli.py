@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -189,3 +190,51 @@ def test_bench_cli_writes_json(model_path: Path, tmp_path: Path) -> None:
     )
     assert code == 0, out
     assert len(json.loads(js.read_text())["results"]) == 2
+
+
+def test_checkpoint_resume_and_mismatch(model_path: Path, tmp_path: Path) -> None:
+    ckpt, out = tmp_path / "ckpt", tmp_path / "p.onnx"
+    train = ["--data", "random", "--max-samples", "48", "--admm-epochs", "1", "--finetune-epochs", "1"]
+    train += ["--round-iters", "1", "--batch-size", "16", "--no-bench", "-q", "-s", "filter:0.5"]
+    code, text = run(["compress", model_path, *train, "-o", out, "--checkpoint-dir", ckpt])
+    assert code == 0, text
+    assert {p.name for p in ckpt.iterdir()} == {"checkpoint.pt"}
+    first = onnx.load(str(out))
+    # resuming a finished run redoes nothing of the training and writes the same model
+    code, text = run(["compress", model_path, *train, "-o", out, "--checkpoint-dir", ckpt, "--resume"])
+    assert code == 0, text
+    again = onnx.load(str(out))
+    for a, b in zip(first.graph.initializer, again.graph.initializer, strict=True):
+        np.testing.assert_array_equal(onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b))
+    code, text = run(
+        ["compress", model_path, *train, "--seed", "3", "-o", out, "--checkpoint-dir", ckpt, "--resume"]
+    )
+    assert_one_line_error(code, text, "from a different run")
+    code, text = run(["compress", model_path, *train, "-o", out, "--resume"])
+    assert_one_line_error(code, text, "resume needs a checkpoint directory")
+
+
+@pytest.mark.slow
+def test_torchrun_two_processes(model_path: Path, tmp_path: Path) -> None:
+    """The documented command: rank 0 alone writes the model and report; a bad option fails on each rank."""
+    from tests.train.test_distributed import free_port
+
+    out, report = tmp_path / "p.onnx", tmp_path / "r.json"
+    args = ["-m", "onnxprune", "compress", str(model_path), "-s", "filter:0.5", "--data", "random", "-q"]
+    args += ["--max-samples", "48", "--admm-epochs", "1", "--finetune-epochs", "1", "--round-iters", "2"]
+    args += ["--no-bench", "-o", str(out), "--report", str(report)]
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def launch(*extra: str) -> subprocess.CompletedProcess[str]:
+        cmd = [*torchrun, "--master_port", str(free_port()), *args, *extra]
+        return subprocess.run(cmd, capture_output=True, text=True, check=False, env=env, timeout=240)
+
+    proc = launch("--batch-size", "16")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.count("wrote ") == 1  # one summary, from rank 0
+    assert json.loads(report.read_text())["verification"]["passed"]
+    proc = launch("--batch-size", "15")
+    assert proc.returncode != 0
+    errors = sorted(line for line in proc.stderr.splitlines() if line.startswith("error: "))
+    assert errors == [f"error: [rank {r}] batch_size 15 is not divisible by the 2 processes" for r in (0, 1)]

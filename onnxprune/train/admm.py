@@ -22,6 +22,11 @@ f is the cross-entropy on the labels, self-distillation from a frozen copy of th
 (:mod:`.objective`). Dropout is off during ADMM and on during retraining. BatchNorm statistics are updated
 in training mode when the data is real (``bn_stats='auto'`` and ``synthetic_data=False``) and frozen on
 random inputs, which would corrupt them.
+
+Checkpoints (``checkpoint_dir``/``resume``, :mod:`.checkpoint`) are taken after every round, the hard prune
+and every retraining epoch. Under torchrun the module is wrapped in DDP (:mod:`.distributed`): the ranks
+share each global batch, DDP averages the gradients so W stays identical on every rank, and every rank then
+computes the same Z, U and masks itself (checked by a checksum after each Z-step).
 """
 
 from __future__ import annotations
@@ -44,6 +49,11 @@ from ..data import ArrayData
 from ..data.arrays import Inputs
 from ..errors import SpecError, UnsupportedModelError
 from ..plan import Group, PruningPlan
+from . import checkpoint as ckpt
+from . import distributed
+from .amp import Amp
+from .amp import check as check_amp
+from .distributed import EpochBatches
 from .importer import ImportedModel
 from .objective import DistillConfig, Objective, is_classifier_output, outputs
 from .projection import apply_masks, project_groups, tensor_masks
@@ -87,6 +97,9 @@ class TrainConfig:
     synthetic_data: bool = False  # random inputs (structure previews): BN statistics must not learn them
     distill: DistillConfig = field(default_factory=DistillConfig)
     rescale_dual: bool = True  # U ← U·ρ_old/ρ_new when ρ grows (Boyd et al. §3.4.1); False: authors' code
+    checkpoint_dir: str | None = None  # save after every ADMM round and retraining epoch (see .checkpoint)
+    resume: bool = False  # continue from the checkpoint in checkpoint_dir
+    amp: str = "off"  # 'bf16' | 'fp16' (CUDA only): autocast forward + loss, see .amp; weights stay float32
 
     def validate(self) -> None:
         """Raise :class:`SpecError` on values that cannot work."""
@@ -101,11 +114,13 @@ class TrainConfig:
             (self.weight_decay >= 0, "weight_decay must be >= 0"),
             (self.device in ("cpu", "cuda"), f"device must be 'cpu' or 'cuda', not {self.device!r}"),
             (self.bn_stats in ("auto", "train", "freeze"), "bn_stats must be 'auto', 'train' or 'freeze'"),
+            (not self.resume or bool(self.checkpoint_dir), "resume needs a checkpoint directory"),
         ]
         for ok, msg in checks:
             if not ok:
                 raise SpecError(msg)
         self.distill.validate()
+        check_amp(self.amp, self.device)
         if self.device == "cuda" and not torch.cuda.is_available():
             raise SpecError("device 'cuda' requested but torch sees no CUDA device")
 
@@ -138,8 +153,8 @@ def run_admm(
     Trains ``model`` in place; afterwards ``model.onnx_arrays()`` holds the masked weights.
     """
     cfg = cfg or TrainConfig()
-    run = _Run(model, plan, keep, train, val, cfg)
-    return run.execute(admm=True)
+    with distributed.session(cfg.device):
+        return _Run(model, plan, keep, train, val, cfg, admm=True).execute()
 
 
 def run_magnitude(
@@ -155,8 +170,8 @@ def run_magnitude(
     With ``cfg.finetune_epochs == 0`` nothing trains and no labels (nor teacher) are needed.
     """
     cfg = cfg or TrainConfig()
-    run = _Run(model, plan, keep, train, val, cfg)
-    return run.execute(admm=False)
+    with distributed.session(cfg.device):
+        return _Run(model, plan, keep, train, val, cfg, admm=False).execute()
 
 
 # -- plan selection ----------------------------------------------------------------------------------
@@ -219,24 +234,47 @@ class _Run:
         train: ArrayData,
         val: ArrayData,
         cfg: TrainConfig,
+        admm: bool,
     ) -> None:
         cfg.validate()
-        self.model, self.plan, self.cfg = model, plan, cfg
+        self.model, self.plan, self.cfg, self.admm = model, plan, cfg, admm
         self.train_data, self.val_data = train, val
         self.chosen = select_groups(model, plan, keep)
         self.sources = sorted({m.initializer for g, _ in self.chosen for m in g.sources})
         self.group_tensors = {g.name: sorted({m.initializer for m in g.sources}) for g, _ in self.chosen}
-        self.device = torch.device(cfg.device)
+        self.ctx = distributed.context()
+        per_rank_gpu = cfg.device == "cuda" and self.ctx.distributed
+        self.device = torch.device(f"cuda:{self.ctx.local_rank}" if per_rank_gpu else cfg.device)
+        self.net: Any = model  # what training steps call: the DDP wrapper under torchrun
+        self.amp = Amp(cfg.amp, self.device)
         self.labeled = train.y is not None
         self.bn_train = cfg.bn_stats == "train" or (cfg.bn_stats == "auto" and not cfg.synthetic_data)
         self.history: list[dict[str, Any]] = []
         self.times: dict[str, float] = {}
-        self.generator = torch.Generator().manual_seed(cfg.seed)
         p = next((p for p in model.module.parameters() if p.is_floating_point()), None)
         self.dtype = p.dtype if p is not None else torch.float32
         self.n_inputs = len(model.input_names)
         self.train_targets: list[torch.Tensor] | None = None
-        self.val_loader = self._loader(val, shuffle=False)
+        self.val_loader = self._loader(val)
+        self.checkpoints = (
+            ckpt.Checkpointer(cfg.checkpoint_dir, self._fingerprint(keep), writer=self.ctx.main)
+            if cfg.checkpoint_dir
+            else None
+        )
+
+    def _fingerprint(self, keep: Mapping[str, int]) -> dict[str, Any]:
+        """What must not change between a checkpoint and its resumption."""
+        cfg = self.cfg
+        hyper = ["admm_epochs", "finetune_epochs", "round_iters", "lr", "finetune_lr", "rho0", "rho_growth"]
+        hyper += ["rho_max", "batch_size", "weight_decay", "seed", "bn_stats", "rescale_dual", "amp"]
+        return {
+            "method": "admm" if self.admm else "magnitude",
+            "model": ckpt.arrays_hash(self.model.onnx_arrays()),
+            "data": ckpt.data_hash(self.train_data),
+            "keep": ",".join(f"{g.name}={k}" for g, k in self.chosen),
+            "distill": str(sorted(vars(cfg.distill).items())),
+            **{k: getattr(cfg, k) for k in hyper},
+        }
 
     # -- data --------------------------------------------------------------------------------------
     def _input_tensors(self, x: Inputs) -> list[torch.Tensor]:
@@ -245,20 +283,24 @@ class _Run:
         tensors = [torch.as_tensor(np.asarray(a)) for a in arrays]
         return [t.to(self.dtype) if t.is_floating_point() else t for t in tensors]
 
-    def _loader(
-        self, data: ArrayData, shuffle: bool, targets: list[torch.Tensor] | None = None
-    ) -> DataLoader:
-        """Batches of (inputs..., [labels], [cached teacher outputs...]); see :meth:`_batches`."""
+    def _loader(self, data: ArrayData, targets: list[torch.Tensor] | None = None) -> DataLoader:
+        """Batches of (inputs..., [labels], [cached teacher outputs...]) in order; see :meth:`_batches`."""
+        return DataLoader(self._dataset(data, targets), batch_size=self.cfg.batch_size, shuffle=False)
+
+    def _dataset(self, data: ArrayData, targets: list[torch.Tensor] | None = None) -> TensorDataset:
         tensors = self._input_tensors(data.x)
         if data.y is not None:
             tensors.append(torch.as_tensor(np.asarray(data.y)).long())
         tensors.extend(targets or [])
-        return DataLoader(
-            TensorDataset(*tensors),
-            batch_size=self.cfg.batch_size,
-            shuffle=shuffle,
-            generator=self.generator if shuffle else None,
-        )
+        return TensorDataset(*tensors)
+
+    def _train_loader(self, phase: str) -> tuple[DataLoader, EpochBatches]:
+        """This rank's shuffled training batches; the order of an epoch is set by ``sampler.set_epoch``."""
+        sampler = EpochBatches(len(self.train_data), self.cfg.batch_size, self.cfg.seed, phase, self.ctx)
+        # a private generator: each epoch's iterator draws a base seed from it, which from torch's global
+        # RNG would shift dropout's stream on a resume that re-enters an epoch
+        dataset = self._dataset(self.train_data, self.train_targets)
+        return DataLoader(dataset, batch_sampler=sampler, generator=torch.Generator()), sampler
 
     def _batches(self, loader: DataLoader, labeled: bool) -> Iterator[Batch]:
         n_in = self.n_inputs
@@ -276,12 +318,12 @@ class _Run:
         mode = self.cfg.distill.teacher
         if mode == "online":
             return None
-        loader = self._loader(data, shuffle=False)
+        loader = self._loader(data)
         first = next(iter(self._batches(loader, data.labeled)))[0]
         per_sample = sum(o[0].numel() * o.element_size() for o in objective.teacher_outputs(first))
         size_mb = per_sample * len(data) / 2**20
         if mode == "auto" and size_mb > self.cfg.distill.cache_mb:
-            log.info("teacher outputs: %.0f MB > cache limit, computed online", size_mb)
+            self._info("teacher outputs: %.0f MB > cache limit, computed online", size_mb)
             return None
         parts: list[list[torch.Tensor]] = []
         for x, _, _ in self._batches(loader, data.labeled):
@@ -329,31 +371,73 @@ class _Run:
         return result
 
     # -- main --------------------------------------------------------------------------------------
-    def execute(self, admm: bool) -> TrainResult:
+    def execute(self) -> TrainResult:
         cfg = self.cfg
         torch.manual_seed(cfg.seed)
         start = time.perf_counter()
         self.model.to(self.device)
+        if self.ctx.distributed:
+            self.net = _ddp(self.model.module, self.device)
         try:
-            trains = cfg.finetune_epochs > 0 or (admm and cfg.admm_epochs > 0)
+            trains = cfg.finetune_epochs > 0 or (self.admm and cfg.admm_epochs > 0)
             objective = self._objective(trains)
-            if admm and cfg.admm_epochs > 0 and self.chosen:
-                t0 = time.perf_counter()
-                self._admm(objective)
-                self.times["admm"] = time.perf_counter() - t0
-            t0 = time.perf_counter()
-            masks = self._hard_prune()
-            self.times["prune"] = time.perf_counter() - t0
-            self.history.append({"phase": "pruned", **self._evaluate(objective)})
+            state = self.checkpoints.load() if self.checkpoints and cfg.resume else None
+            if state is not None:
+                self._restore_weights(state["weights"])
+                self.history = list(state["history"])
+            if state is None or state["phase"] == "admm":
+                masks = self._admm_and_prune(objective, state)
+                state = None
+            else:  # the checkpoint is past the hard prune
+                self.keeps = {g: k.numpy() for g, k in state["keeps"].items()}
+                masks = self._tensor_masks()
             if cfg.finetune_epochs > 0:
                 t0 = time.perf_counter()
-                self._finetune(objective, masks)
+                self._finetune(objective, masks, state)
                 self.times["finetune"] = time.perf_counter() - t0
         finally:
             self.model.to("cpu")
             self._mode("eval")
         self.times["total"] = time.perf_counter() - start
         return TrainResult(masks=self._plan_masks(), history=self.history, times=self.times)
+
+    def _admm_and_prune(
+        self, objective: Objective | None, state: dict[str, Any] | None
+    ) -> dict[str, torch.Tensor]:
+        if self.admm and self.cfg.admm_epochs > 0 and self.chosen:
+            t0 = time.perf_counter()
+            self._admm(objective, state)
+            self.times["admm"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        masks = self._hard_prune()
+        self.times["prune"] = time.perf_counter() - t0
+        self.history.append({"phase": "pruned", **self._evaluate(objective)})
+        self._save({"phase": "finetune", "epoch": 0, "optimizer": None, "schedule": None})
+        return masks
+
+    # -- checkpoints -------------------------------------------------------------------------------
+    def _save(self, state: dict[str, Any]) -> None:
+        """Checkpoint ``state`` plus the weights, history and (after the prune) the kept channels."""
+        if self.checkpoints is None:
+            return
+        with torch.no_grad():
+            weights = {n: self.model.tensor(n).detach().cpu().clone() for n in self.model.names}
+        keeps = {g: torch.from_numpy(k) for g, k in getattr(self, "keeps", {}).items()}
+        self.checkpoints.save({**state, "weights": weights, "history": self.history, "keeps": keeps})
+
+    def _restore_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
+        unknown = set(weights) ^ set(self.model.names)
+        if unknown:
+            raise SpecError(f"checkpoint weights do not match the model: {sorted(unknown)[:3]}")
+        with torch.no_grad():
+            for name, t in weights.items():
+                self.model.tensor(name).copy_(t)
+
+    def _tensor_masks(self) -> dict[str, torch.Tensor]:
+        keeps = {g: torch.from_numpy(k).to(self.device) for g, k in self.keeps.items()}
+        return tensor_masks(
+            self._weights(), [(g, keeps[g.name]) for g, _ in self.chosen], self.model.torch_axis
+        )
 
     def _objective(self, trains: bool) -> Objective | None:
         """The loss; None when nothing trains and nothing can be evaluated without a teacher."""
@@ -368,9 +452,9 @@ class _Run:
         objective = Objective(self.model.module, self.labeled, probe, self.cfg.distill)
         self.train_targets = self._cache_teacher(objective, self.train_data)
         val_targets = self._cache_teacher(objective, self.val_data)
-        self.val_loader = self._loader(self.val_data, shuffle=False, targets=val_targets)
+        self.val_loader = self._loader(self.val_data, targets=val_targets)
         if self.train_targets is not None:
-            log.info("teacher outputs cached for %d + %d samples", len(self.train_data), len(self.val_data))
+            self._info("teacher outputs cached for %d + %d samples", len(self.train_data), len(self.val_data))
         return objective
 
     def _weights(self) -> dict[str, torch.Tensor]:
@@ -379,46 +463,48 @@ class _Run:
     def _round_iters(self, steps_per_epoch: int) -> int:
         return self.cfg.round_iters or max(1, steps_per_epoch // 4)
 
-    def _admm(self, objective: Objective | None) -> None:
+    def _admm(self, objective: Objective | None, state: dict[str, Any] | None) -> None:
         assert objective is not None
         cfg, axis_of = self.cfg, self.model.torch_axis
         params = self.model.trainable()
         w = self._weights()
         penalized = [n for n in self.sources if n in params]
-        with torch.no_grad():
-            z, _ = project_groups(w, self.chosen, axis_of)  # Z0 = Π(W0), U0 = 0
-            u = {n: torch.zeros_like(t) for n, t in w.items()}
-        rho = cfg.rho0
         opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        loader = self._loader(self.train_data, shuffle=True, targets=self.train_targets)
-        per_round = self._round_iters(len(loader))
-        total = cfg.admm_epochs * len(loader)
-        n_rounds = total // per_round
-        log.info(
-            "admm: %d groups, %d epochs x %d steps, %d rounds of %d steps, rho %.3g x %.2f (max %.3g)",
-            len(self.chosen),
-            cfg.admm_epochs,
-            len(loader),
-            n_rounds,
-            per_round,
-            rho,
-            cfg.rho_growth,
-            cfg.rho_max,
-        )
-        step, task_sum, pen_sum, count = 0, 0.0, 0.0, 0
-        bar = tqdm(total=total, desc="admm", file=sys.stderr, disable=cfg.quiet, leave=False)
+        if state is None:
+            with torch.no_grad():
+                z, _ = project_groups(w, self.chosen, axis_of)  # Z0 = Π(W0), U0 = 0
+                u = {n: torch.zeros_like(t) for n, t in w.items()}
+            rho, step, first_epoch, done = cfg.rho0, 0, 0, 0
+        else:  # W is restored already; Z, U, ρ, Adam, counters and RNG continue from the checkpoint
+            z = {n: t.to(self.device) for n, t in state["z"].items()}
+            u = {n: t.to(self.device) for n, t in state["u"].items()}
+            rho, step, first_epoch, done = state["rho"], state["step"], state["epoch"], state["done"]
+            ckpt.load_optimizer(opt, state["optimizer"], list(params))
+            self.amp.load_state_dict(state["scaler"])
+            ckpt.set_rng_state(state["rng"])
+        loader, sampler = self._train_loader("admm")
+        steps = sampler.steps_per_epoch
+        per_round = self._round_iters(steps)
+        total = cfg.admm_epochs * steps
+        self._log_admm_plan(steps, total // per_round, per_round, rho)
+        task_sum, pen_sum, count = 0.0, 0.0, 0
+        bar = tqdm(total=total, initial=step, desc="admm", file=sys.stderr, disable=self._quiet, leave=False)
         try:
-            for epoch in range(cfg.admm_epochs):
+            for epoch in range(first_epoch, cfg.admm_epochs):
                 self._mode("admm")
-                for x, y, t in self._batches(loader, self.labeled):
+                sampler.set_epoch(epoch, skip=done if epoch == first_epoch else 0)
+                for i, (x, y, t) in enumerate(self._batches(loader, self.labeled), sampler.skip):
                     opt.zero_grad(set_to_none=True)
-                    task = objective(self.model(*x), x, y, t)
+                    with self.amp.autocast():
+                        task = objective(self.net(*x), x, y, t)
                     pen = sum(
                         ((w[n] - z[n] + u[n]).pow(2).sum() for n in penalized),
                         torch.zeros((), device=self.device),
                     )
-                    (task + rho / 2 * pen).backward()
-                    opt.step()
+                    # weighted: the rank average (DDP's gradients, logged losses) is the global batch mean
+                    task = task * sampler.weight(i, len(x[0]))
+                    self.amp.backward(task + rho / 2 * pen)
+                    self.amp.step(opt)
                     step += 1
                     task_sum, pen_sum, count = (
                         task_sum + task.item(),
@@ -427,9 +513,12 @@ class _Run:
                     )
                     bar.update(1)
                     if step % per_round == 0:
-                        z = self._z_step(w, z, u, rho, step, epoch, task_sum / count, pen_sum / count)
+                        task_mean, pen_mean = distributed.mean(
+                            [task_sum / count, pen_sum / count], self.ctx, self.device
+                        )
+                        z = self._z_step(w, z, u, rho, step, epoch, task_mean, pen_mean)
                         bar.set_postfix(
-                            loss=f"{task_sum / count:.4g}", primal=f"{self.history[-1]['primal_max']:.3g}"
+                            loss=f"{task_mean:.4g}", primal=f"{self.history[-1]['primal_max']:.3g}"
                         )
                         new_rho = min(rho * cfg.rho_growth, cfg.rho_max)
                         if cfg.rescale_dual:  # keep the unscaled dual ρU fixed across the ρ change
@@ -438,10 +527,62 @@ class _Run:
                                     dual.mul_(rho / new_rho)
                         rho = new_rho
                         task_sum, pen_sum, count = 0.0, 0.0, 0
+                        self._save_admm(epoch, i + 1, step, rho, z, u, opt, list(params))
                 self.history.append({"phase": "admm_epoch", "epoch": epoch, **self._evaluate(objective)})
-                log.info("admm epoch %d: %s", epoch, _fmt(self.history[-1]))
+                self._info("admm epoch %d: %s", epoch, _fmt(self.history[-1]))
         finally:
             bar.close()
+
+    def _save_admm(
+        self,
+        epoch: int,
+        done: int,
+        step: int,
+        rho: float,
+        z: dict[str, torch.Tensor],
+        u: dict[str, torch.Tensor],
+        opt: torch.optim.Optimizer,
+        names: list[str],
+    ) -> None:
+        """Checkpoint at the end of a round (its loss accumulators are empty then, so none are saved)."""
+        if self.checkpoints is None:
+            return
+        self._save(
+            {
+                "phase": "admm",
+                "epoch": epoch,
+                "done": done,  # global batches of ``epoch`` already trained on
+                "step": step,
+                "rho": rho,
+                "z": {n: t.detach().cpu() for n, t in z.items()},
+                "u": {n: t.detach().cpu() for n, t in u.items()},
+                "optimizer": ckpt.optimizer_state(opt, names),
+                "scaler": self.amp.state_dict(),
+            }
+        )
+
+    def _log_admm_plan(self, steps: int, n_rounds: int, per_round: int, rho: float) -> None:
+        cfg = self.cfg
+        self._info(
+            "admm: %d groups, %d epochs x %d steps, %d rounds of %d steps, rho %.3g x %.2f (max %.3g)",
+            len(self.chosen),
+            cfg.admm_epochs,
+            steps,
+            n_rounds,
+            per_round,
+            rho,
+            cfg.rho_growth,
+            cfg.rho_max,
+        )
+
+    @property
+    def _quiet(self) -> bool:
+        return self.cfg.quiet or not self.ctx.main
+
+    def _info(self, msg: str, *args: Any) -> None:
+        """Progress logs come from rank 0 only."""
+        if self.ctx.main:
+            log.info(msg, *args)
 
     def _z_step(
         self,
@@ -458,6 +599,8 @@ class _Run:
         with torch.no_grad():
             v = {n: w[n] + u[n] for n in w}
             z_new, _ = project_groups(v, self.chosen, self.model.torch_axis)
+        distributed.check_same([*w.values(), *z_new.values()], self.ctx, "W and Z after a Z-step")
+        with torch.no_grad():
             for n in u:
                 u[n] += w[n] - z_new[n]
             primal, dual = {}, {}
@@ -483,7 +626,7 @@ class _Run:
             "dual_mean": sum(dual.values()) / len(dual),
         }
         self.history.append(entry)
-        log.info(
+        self._info(
             "admm round %d: %s | ||W-Z||/||W|| per group: %s",
             entry["round"],
             _fmt(entry),
@@ -499,47 +642,66 @@ class _Run:
         self.keeps = {g: k.cpu().numpy().astype(np.bool_) for g, k in keeps.items()}
         masks = tensor_masks(w, [(g, keeps[g.name]) for g, _ in self.chosen], self.model.torch_axis)
         apply_masks(w, masks)
-        log.info(
+        self._info(
             "hard prune: %s", ", ".join(f"{g.name} {k}/{g.channels}" for g, k in self.chosen) or "nothing"
         )
         return masks
 
-    def _finetune(self, objective: Objective | None, masks: dict[str, torch.Tensor]) -> None:
+    def _finetune(
+        self, objective: Objective | None, masks: dict[str, torch.Tensor], state: dict[str, Any] | None
+    ) -> None:
         assert objective is not None
         cfg = self.cfg
         params = self.model.trainable()
         w = self._weights()
         opt = torch.optim.Adam(list(params.values()), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
-        loader = self._loader(self.train_data, shuffle=True, targets=self.train_targets)
-        total = cfg.finetune_epochs * len(loader)
+        loader, sampler = self._train_loader("finetune")
+        total = cfg.finetune_epochs * sampler.steps_per_epoch
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
-        bar = tqdm(total=total, desc="finetune", file=sys.stderr, disable=cfg.quiet, leave=False)
+        first_epoch = 0
+        if state is not None:
+            first_epoch = state["epoch"]
+            if state["optimizer"] is not None:
+                ckpt.load_optimizer(opt, state["optimizer"], list(params))
+                sched.load_state_dict(state["schedule"])
+                self.amp.load_state_dict(state["scaler"])
+            ckpt.set_rng_state(state["rng"])
+        initial = first_epoch * sampler.steps_per_epoch
+        bar = tqdm(
+            total=total, initial=initial, desc="finetune", file=sys.stderr, disable=self._quiet, leave=False
+        )
         try:
-            for epoch in range(cfg.finetune_epochs):
+            for epoch in range(first_epoch, cfg.finetune_epochs):
                 self._mode("finetune")
+                sampler.set_epoch(epoch)
                 loss_sum, count = 0.0, 0
-                for x, y, t in self._batches(loader, self.labeled):
+                for i, (x, y, t) in enumerate(self._batches(loader, self.labeled)):
                     opt.zero_grad(set_to_none=True)
-                    loss = objective(self.model(*x), x, y, t)
-                    loss.backward()
+                    with self.amp.autocast():
+                        loss = objective(self.net(*x), x, y, t) * sampler.weight(i, len(x[0]))
+                    self.amp.backward(loss)
                     for n, mask in masks.items():
                         grad = w[n].grad
                         if grad is not None:
                             grad.masked_fill_(~mask, 0.0)
-                    opt.step()
+                    self.amp.step(opt)
                     sched.step()
                     apply_masks(w, masks)
                     loss_sum, count = loss_sum + loss.item(), count + 1
                     bar.update(1)
-                self.history.append(
+                (train_loss,) = distributed.mean([loss_sum / max(count, 1)], self.ctx, self.device)
+                entry = {"phase": "finetune", "epoch": epoch, "train_loss": train_loss}
+                self.history.append({**entry, **self._evaluate(objective)})
+                self._info("finetune epoch %d: %s", epoch, _fmt(self.history[-1]))
+                self._save(
                     {
                         "phase": "finetune",
-                        "epoch": epoch,
-                        "train_loss": loss_sum / max(count, 1),
-                        **self._evaluate(objective),
+                        "epoch": epoch + 1,  # epochs done
+                        "optimizer": ckpt.optimizer_state(opt, list(params)),
+                        "schedule": sched.state_dict(),
+                        "scaler": self.amp.state_dict(),
                     }
                 )
-                log.info("finetune epoch %d: %s", epoch, _fmt(self.history[-1]))
         finally:
             bar.close()
 
@@ -555,3 +717,11 @@ def _fmt(entry: Mapping[str, Any]) -> str:
             continue
         parts.append(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}")
     return " ".join(parts)
+
+
+def _ddp(module: nn.Module, device: torch.device) -> nn.Module:
+    """DistributedDataParallel around ``module``: gradients averaged over the ranks at every step."""
+    from torch.nn.parallel import DistributedDataParallel
+
+    ids = [device.index] if device.type == "cuda" else None
+    return DistributedDataParallel(module, device_ids=ids)
