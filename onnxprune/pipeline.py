@@ -295,6 +295,11 @@ def compress(
         if elements:
             report.elements = element_rows(pruned, elements, cost_a)
             report.totals |= _element_totals(report.elements, cost_a.total_macs, storage)
+            zeros = {e["node"]: e for e in report.elements}
+            for row in report.layers:
+                if row.node in zeros:
+                    e = zeros[row.node]
+                    row.status = f"{e['rule']}: {100 * e['zero_fraction']:.1f}% zeros (dense storage)"
         split_name = "test" if splits.test is not splits.val else "validation"
         report.fidelity = evaluate_fidelity(base, pruned, splits.test, split_name)
         report.accuracy = report.fidelity if "dense_top1" in report.fidelity else None
@@ -471,6 +476,7 @@ def _group_summary(
 ) -> dict[str, Any]:
     g = plan.group(name)
     rule = spec.rule_for(g) if g.prunable else None
+    rule = rule if rule is not None and rule.kind == "filter" else None  # element rules act on weights
     keep = masks.get(name)
     return {
         "name": g.name,
