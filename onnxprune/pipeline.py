@@ -344,6 +344,10 @@ def _storage(
     info["bytes_sparse_stored"] = stored.ByteSize()
     if not sparse:
         return pruned, info
+    if stored.ByteSize() >= pruned.ByteSize():  # COO costs value + int64 index per non-zero
+        info["sparse_note"] = "sparse storage would not be smaller (density above ~1/3); kept dense"
+        log.warning(info["sparse_note"])
+        return pruned, info
     try:
         check = compare_models(pruned, stored, inputs, rtol=1e-6)
     except Exception as e:  # ORT refusing the sparse storage: keep dense, say why

@@ -14,7 +14,7 @@ from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import initializer_values, nm_violations, to_sparse_initializers, weight_targets
-from onnxprune.pipeline import TrainOptions
+from onnxprune.pipeline import TrainOptions, _storage
 from onnxprune.recipe import parse_recipe
 from onnxprune.sparsity import element_constraints, keep_counts, parse_sparsity
 from tests.builders import GraphBuilder, vgg_like
@@ -233,3 +233,28 @@ def test_cli_indivisible_is_a_one_line_error(tmp_path: Path) -> None:
     onnx.save(vgg_like(), str(path))
     code, out = run(["compress", path, "-s", "nm:2:4", *PREVIEW, "-o", tmp_path / "o.onnx"])
     assert_one_line_error(code, out, "not a multiple of M=4")
+
+
+def test_sparse_storage_kept_dense_when_not_smaller() -> None:
+    model = four_channel_cnn()
+    names = [t.initializer for t in weight_targets(model)]
+    c = constraints(model, "irregular:0.5")
+    x = np.random.default_rng(0).random((2, 4, 8, 8)).astype(np.float32)
+    written, info = _storage(model, c, True, [x])  # nothing zeroed: COO would be ~3x the dense bytes
+    assert written is model and info["bytes_sparse_stored"] > info["bytes_dense"]
+    assert "not be smaller" in info["sparse_note"] and set(c) == set(names)
+
+
+def test_cli_sparse_initializers(tmp_path: Path) -> None:
+    path, out, report = tmp_path / "m.onnx", tmp_path / "o.onnx", tmp_path / "r.json"
+    onnx.save(vgg_like(), str(path))
+    args = ["compress", path, "-s", "irregular:0.9", "--sparse-initializers", *PREVIEW, "-o", out]
+    code, text = run([*args, "--report", report, "--emit-masked", tmp_path / "masked.onnx"])
+    assert code == 0, text
+    assert "effective non-zero" in text and "no speed" in text
+    saved = onnx.load(str(out))
+    assert len(saved.graph.sparse_initializer) == 5  # 3 Conv + 2 Gemm weights
+    x = np.random.default_rng(3).random((2, 3, 8, 8)).astype(np.float32)
+    masked = onnx.load(str(tmp_path / "masked.onnx"))  # dense storage of the same weights
+    assert not masked.graph.sparse_initializer and masked.ByteSize() > saved.ByteSize()
+    assert compare_models(masked, saved, [x]).max_rel_error == 0.0
