@@ -258,3 +258,21 @@ def test_cli_sparse_initializers(tmp_path: Path) -> None:
     masked = onnx.load(str(tmp_path / "masked.onnx"))  # dense storage of the same weights
     assert not masked.graph.sparse_initializer and masked.ByteSize() > saved.ByteSize()
     assert compare_models(masked, saved, [x]).max_rel_error == 0.0
+
+
+def test_irregular_after_filter_pruned_producer_verifies() -> None:
+    """Surgery slices the input columns of an irregular Gemm: still verified, never more non-zeros than k."""
+    result = compress(
+        four_channel_cnn(),
+        recipe={"sparsity": ["filter:0.5", {"type": "irregular", "ratio": 0.6, "op": "Gemm"}]},
+        data="random",
+        method="magnitude",
+        train=TrainOptions(finetune_epochs=0),
+        bench_batches=(),
+        quiet=True,
+    )
+    r = result.report
+    assert r.verification["passed"] and len(r.elements) == 2
+    assert any(g["kept"] < g["channels"] for g in r.groups)
+    assert sorted((e["size"], e["max_nonzeros"]) for e in r.elements) == [(32, 13), (128, 102)]  # 8x32 sliced
+    assert all(0 < e["nonzeros"] <= e["max_nonzeros"] for e in r.elements)

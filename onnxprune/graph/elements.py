@@ -67,6 +67,7 @@ def element_rows(
                 "rule": c.rule,
                 "size": int(a.size),
                 "nonzeros": nnz,
+                "max_nonzeros": c.keep,  # the constraint, on the unsliced tensor
                 "zeros": int(a.size) - nnz,
                 "zero_fraction": 1.0 - nnz / max(a.size, 1),
                 "macs": macs,
