@@ -74,7 +74,12 @@ def main() -> None:
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--sparsity", "-s", help="TYPE:RATIO, e.g. filter:0.7 (removes 70% of filters).")
+@click.option(
+    "--sparsity",
+    "-s",
+    help="TYPE:RATIO or nm:N:M: filter:0.7 removes 70% of filters; irregular:0.8 zeroes 80% of each "
+    "Conv/Gemm weight; nm:2:4 keeps 2 of every 4 weights along the input dimension.",
+)
 @click.option(
     "--config",
     "recipe",
@@ -121,6 +126,13 @@ def main() -> None:
     "--emit-masked",
     type=click.Path(dir_okay=False, path_type=Path),
     help="Also write the masked dense model (for audit).",
+)
+@click.option(
+    "--sparse-initializers",
+    is_flag=True,
+    default=None,
+    help="Store element-pruned weights (irregular, nm) as ONNX sparse initializers: a smaller file, "
+    "checked in ORT against the dense storage (no speedup either way).",
 )
 @click.option("--method", type=click.Choice(["admm", "magnitude"]), help="admm (default) or magnitude.")
 @click.option("--admm-epochs", type=click.IntRange(min=0), help="Epochs of the ADMM phase.")
@@ -214,6 +226,7 @@ def compress(
     report_path: Path | None,
     plot_path: Path | None,
     emit_masked: Path | None,
+    sparse_initializers: bool | None,
     method: str | None,
     seed: int | None,
     val_fraction: float | None,
@@ -267,6 +280,7 @@ def compress(
             seed=seed,
             val_fraction=val_fraction,
             emit_masked=emit_masked,
+            sparse_initializers=sparse_initializers,
             report_path=report_path,
             plot_path=plot_path,
             bench_batches=() if no_bench else (bench_batches or (1, 32)),

@@ -3,6 +3,11 @@
 The ONNX graph is the source of truth: training runs on an onnx2torch import, its values are written
 back into the original initializers, and surgery slices them. The pruned model is checked against the
 masked dense model on every run; a mismatch raises and nothing is written.
+
+Element sparsity (irregular, N:M) needs no surgery: the trained weights, exact zeros included, are
+written back dense, checked against the constraints and the training masks
+(:func:`onnxprune.graph.elements.verify_elements`), and optionally stored as ONNX sparse initializers,
+which must give ORT the same outputs as the dense storage.
 """
 
 from __future__ import annotations
@@ -29,16 +34,25 @@ from .fidelity import evaluate as evaluate_fidelity
 from .gates import GateResult, Gates, raise_if_missed
 from .graph.analysis import analyze
 from .graph.edit import mask_model, prune_model, write_back
+from .graph.elements import element_rows, verify_elements
 from .graph.inputs import Batch, input_dtypes, input_shapes
 from .graph.load import all_input_dims, load_model, normalize, reshare
 from .graph.macs import count_costs
 from .graph.runtime import available_providers, make_session, run_batched
 from .graph.verify import compare_models, verification_inputs, verify_pruned
+from .graph.weights import to_sparse_initializers, weight_targets
 from .io import check_outputs, save_model, write_text
 from .plan import PruningPlan
 from .recipe import DISTILL_KEYS, Recipe, load_recipe
 from .report import Report, environment, layer_rows, plot_report, totals
-from .sparsity import SparsitySpec, keep_counts, parse_sparsity, unmatched_rules
+from .sparsity import (
+    ElementSparsity,
+    SparsitySpec,
+    element_constraints,
+    keep_counts,
+    parse_sparsity,
+    unmatched_rules,
+)
 
 log = logging.getLogger("onnxprune")
 
@@ -139,6 +153,7 @@ def compress(
     seed: int | None = None,
     val_fraction: float | None = None,
     emit_masked: str | Path | None = None,
+    sparse_initializers: bool | None = None,
     report_path: str | Path | None = None,
     plot_path: str | Path | None = None,
     bench_batches: Sequence[int] = (1, 32),
@@ -158,8 +173,10 @@ def compress(
     ``gates``: conditions the pruned model must meet, else :class:`~onnxprune.gates.GateError` and no
     model is written. ``align``: kept filter counts rounded to a multiple; ``'auto'`` = the default of
     the runtime (:data:`onnxprune.alignment.DEFAULT_ALIGN`) the speedup gate names, else ORT CPU's.
-    Outputs given as paths are checked before any work and written atomically at the end. Progress
-    goes to the ``onnxprune`` logger.
+    ``sparse_initializers``: store element-pruned weights (irregular, nm rules) as ONNX sparse
+    initializers in the written model (checked in ORT against the dense storage; kept dense if ORT
+    cannot run it). Outputs given as paths are checked before any work and written atomically at the
+    end. Progress goes to the ``onnxprune`` logger.
     """
     rec = load_recipe(recipe) if recipe is not None else Recipe()
     gates = _first(gates, rec.gates)
@@ -170,6 +187,7 @@ def compress(
     seed = _first(seed, rec.seed, 0)
     data = _first(data, rec.data.get("source"), "fashion-mnist")
     labels = bool(_first(labels, rec.data.get("labels"), True))
+    sparse_initializers = bool(_first(sparse_initializers, rec.sparse_initializers, False))
     max_samples = _first(max_samples, rec.data.get("max_samples"), None)
     val_fraction = float(_first(val_fraction, rec.data.get("val_fraction"), 0.1))
     input_shape = _first(input_shape, rec.data.get("input_shape"), None)
@@ -218,8 +236,11 @@ def compress(
         _check_import(base, imported, verification_inputs(shape, seed, splits.val.x, dtypes=dtypes))
         _keep_unbound(plan, set(imported.names))
         keep = keep_counts(plan, spec)
-        for rule in unmatched_rules(plan, spec):
-            log.warning("sparsity rule %s selects no prunable group", rule)
+        targets = weight_targets(base)
+        elements = element_constraints(spec, targets, plan, keep)
+        for rule in unmatched_rules(plan, spec, targets):
+            what = "Conv/Gemm weight" if rule.elementwise else "prunable group"
+            log.warning("sparsity rule %s selects no %s", rule, what)
     log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
     main_rank = env_rank() == 0  # under torchrun only rank 0 benchmarks and writes outputs
     cfg = TrainConfig(
@@ -231,7 +252,7 @@ def compress(
     )
     with clock.phase("train"), _torch_threads(opts.threads):
         runner = run_admm if method == "admm" else run_magnitude
-        result = runner(imported, plan, keep, splits.train, splits.val, cfg)
+        result = runner(imported, plan, keep, splits.train, splits.val, cfg, elements)
     for name, seconds in result.times.items():
         clock.phases[f"train.{name}"] = seconds
     masks = {name: np.asarray(k, dtype=bool) for name, k in result.masks.items()}
@@ -243,9 +264,10 @@ def compress(
         # copies the normalizer made of shared initializers merge back where they are still equal
         pruned, masked = reshare(pruned, normalized.copies), reshare(masked, normalized.copies)
     with clock.phase("verify"):
-        verification = verify_pruned(
-            masked, pruned, verification_inputs(shape, seed + 1, splits.test.x, dtypes=dtypes), rtol
-        )
+        check_inputs = verification_inputs(shape, seed + 1, splits.test.x, dtypes=dtypes)
+        verification = verify_pruned(masked, pruned, check_inputs, rtol)
+        verify_elements(pruned, elements, result.element_masks)
+        written, storage = _storage(pruned, elements, sparse_initializers, check_inputs)
     log.info("verified: max relative error %.2e", verification.max_rel_error)
 
     report = Report(
@@ -275,6 +297,14 @@ def compress(
             base, pruned, cost_b, cost_a, plan, {n: int(k.sum()) for n, k in masks.items()}
         )
         report.totals = totals(base, pruned, cost_b, cost_a)
+        if elements:
+            report.elements = element_rows(pruned, elements, cost_a)
+            report.totals |= _element_totals(report.elements, cost_a.total_macs, storage)
+            zeros = {e["node"]: e for e in report.elements}
+            for row in report.layers:
+                if row.node in zeros:
+                    e = zeros[row.node]
+                    row.status = f"{e['rule']}: {100 * e['zero_fraction']:.1f}% zeros (dense storage)"
         split_name = "test" if splits.test is not splits.val else "validation"
         report.fidelity = evaluate_fidelity(base, pruned, splits.test, split_name)
         report.accuracy = report.fidelity if "dense_top1" in report.fidelity else None
@@ -292,7 +322,7 @@ def compress(
             save_model(masked, emit_masked)
             report.outputs["masked"] = str(emit_masked)
         if passed and output is not None:
-            save_model(pruned, output)
+            save_model(written, output)
             report.outputs["model"] = str(output)
         if plot_path is not None and main_rank:
             _save_plot(report, plot_path)
@@ -300,7 +330,55 @@ def compress(
         if report_path is not None and main_rank:
             write_text(report.to_json(), report_path)
     raise_if_missed([GateResult(**g) for g in report.gates], report)
-    return CompressResult(pruned, masked, plan, masks, report)
+    return CompressResult(written, masked, plan, masks, report)
+
+
+def _storage(
+    pruned: onnx.ModelProto,
+    elements: Mapping[str, ElementSparsity],
+    sparse: bool,
+    inputs: Sequence[Batch],
+) -> tuple[onnx.ModelProto, dict[str, Any]]:
+    """The model to write (sparse-stored when asked and ORT reproduces it exactly) and the sizes of both
+    storages (serialized bytes; the file is this plus a few bytes of framing)."""
+    names = [n for n in elements if any(t.name == n for t in pruned.graph.initializer)]
+    info: dict[str, Any] = {"bytes_dense": pruned.ByteSize(), "sparse_initializers": False}
+    if not names:
+        return pruned, info
+    stored = to_sparse_initializers(pruned, names)
+    info["bytes_sparse_stored"] = stored.ByteSize()
+    if not sparse:
+        return pruned, info
+    if stored.ByteSize() >= pruned.ByteSize():  # COO costs value + int64 index per non-zero
+        info["sparse_note"] = "sparse storage would not be smaller (density above ~1/3); kept dense"
+        log.warning(info["sparse_note"])
+        return pruned, info
+    try:
+        check = compare_models(pruned, stored, inputs, rtol=1e-6)
+    except Exception as e:  # ORT refusing the sparse storage: keep dense, say why
+        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        info["sparse_note"] = f"ORT could not run the sparse-stored model ({reason}); kept dense"
+        log.warning(info["sparse_note"])
+        return pruned, info
+    if not check.passed:
+        info["sparse_note"] = f"sparse-stored outputs differ ({check.max_rel_error:.2e}); kept dense"
+        log.warning(info["sparse_note"])
+        return pruned, info
+    info["sparse_initializers"] = True
+    return stored, info
+
+
+def _element_totals(rows: list[dict[str, Any]], macs: int, storage: dict[str, Any]) -> dict[str, Any]:
+    """Effective (non-zero-weight) MACs next to the dense ones, and the storage sizes."""
+    skipped = sum(r["macs"] - r["effective_macs"] for r in rows)
+    return {
+        **storage,
+        "effective_macs_after": macs - skipped,
+        "element_zeros": sum(r["zeros"] for r in rows),
+        "element_size": sum(r["size"] for r in rows),
+        "element_note": "element zeros are stored, not skipped: ORT CPU and CUDA run these layers dense, "
+        "with no speedup; effective MACs count only multiply-adds with a non-zero weight",
+    }
 
 
 def _first(*values: Any) -> Any:
@@ -407,6 +485,7 @@ def _group_summary(
 ) -> dict[str, Any]:
     g = plan.group(name)
     rule = spec.rule_for(g) if g.prunable else None
+    rule = rule if rule is not None and rule.kind == "filter" else None  # element rules act on weights
     keep = masks.get(name)
     return {
         "name": g.name,

@@ -6,6 +6,9 @@
       - {type: filter, ratio: 0.5}                          # every prunable group
       - {type: filter, ratio: 0.7, op: Gemm}                # Gemm groups
       - {type: filter, ratio: 0.3, match: "/features/features.0/*"}   # by source node name (glob)
+      - {type: irregular, ratio: 0.8, op: Gemm}             # single weights of every Gemm (no surgery)
+      - {type: nm, n: 2, m: 4, match: "/features/features.3/*"}       # 2 of every 4 along the input dim
+    sparse_initializers: true       # store element-pruned weights as ONNX sparse initializers (smaller file)
     exclude: ["/classifier/*"]      # groups whose source node matches keep every channel
     align: auto                     # kept filters rounded to the runtime's multiple (8 on ORT CPU/CUDA)
     method: admm                    # or magnitude
@@ -30,10 +33,21 @@ from typing import Any
 from .alignment import resolve_alignment
 from .errors import SpecError
 from .gates import Gates, parse_speedup_on
-from .sparsity import Rule, SparsitySpec, check_kind, check_ratio, parse_rule
+from .sparsity import Rule, SparsitySpec, check_kind, check_nm, check_ratio, parse_rule
 
-TOP_KEYS = ("sparsity", "exclude", "align", "method", "seed", "train", "distill", "data", "gates")
-RULE_KEYS = ("type", "ratio", "match", "op")
+TOP_KEYS = (
+    "sparsity",
+    "exclude",
+    "align",
+    "method",
+    "seed",
+    "sparse_initializers",
+    "train",
+    "distill",
+    "data",
+    "gates",
+)
+RULE_KEYS = ("type", "ratio", "match", "op", "n", "m")
 TRAIN_KEYS = {
     "admm_epochs": int,
     "finetune_epochs": int,
@@ -71,6 +85,7 @@ class Recipe:
     data: dict[str, Any] = field(default_factory=dict)  # DATA_KEYS
     gates: Gates | None = None
     source: str = "<recipe>"
+    sparse_initializers: bool | None = None
 
 
 def load_recipe(recipe: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
@@ -143,7 +158,10 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
             speedup_provider=provider,
             speedup_batch=batch,
         )
-    return Recipe(sparsity, method, seed, train, data, gates, source)
+    sparse = content.get("sparse_initializers")
+    if sparse is not None and not isinstance(sparse, bool):
+        raise SpecError(f"recipe {source}: sparse_initializers must be true or false, not {sparse!r}")
+    return Recipe(sparsity, method, seed, train, data, gates, source, sparse)
 
 
 def _rules(value: Any, source: str) -> tuple[Rule, ...]:
@@ -160,15 +178,24 @@ def _rules(value: Any, source: str) -> tuple[Rule, ...]:
         if not isinstance(item, Mapping):
             raise SpecError(f"{where}: expected a mapping with {', '.join(RULE_KEYS)}")
         _known(item, RULE_KEYS, where)
-        missing = [k for k in ("type", "ratio") if k not in item]
+        kind = str(item.get("type", "")).lower()
+        needed = ("type", "n", "m") if kind == "nm" else ("type", "ratio")
+        missing = [k for k in needed if k not in item]
         if missing:
             raise SpecError(f"{where}: missing {' and '.join(repr(k) for k in missing)}")
-        kind = str(item["type"]).lower()
         check_kind(kind, f"{where} ({kind})")
-        check_ratio(item["ratio"], f"{where} (ratio {item['ratio']!r})")
         match, op = item.get("match", "*"), item.get("op")
         if not isinstance(match, str) or (op is not None and not isinstance(op, str)):
             raise SpecError(f"{where}: 'match' and 'op' must be strings")
+        if kind == "nm":
+            if "ratio" in item:
+                raise SpecError(f"{where}: an nm rule takes 'n' and 'm', not 'ratio'")
+            check_nm(item["n"], item["m"], f"{where} (nm:{item['n']}:{item['m']})")
+            rules.append(Rule(kind, 0.0, match, op, n=item["n"], m=item["m"]))
+            continue
+        if "n" in item or "m" in item:
+            raise SpecError(f"{where}: 'n' and 'm' belong to nm rules only")
+        check_ratio(item["ratio"], f"{where} (ratio {item['ratio']!r})")
         rules.append(Rule(kind, float(item["ratio"]), match, op))
     return tuple(rules)
 

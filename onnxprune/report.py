@@ -47,6 +47,7 @@ class Report:
     notes: list[str] = field(default_factory=list)
     groups: list[dict[str, Any]] = field(default_factory=list)
     layers: list[LayerRow] = field(default_factory=list)
+    elements: list[dict[str, Any]] = field(default_factory=list)  # element-pruned weights (irregular, nm)
     totals: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
     fidelity: dict[str, Any] = field(default_factory=dict)
@@ -214,6 +215,8 @@ def format_summary(r: Report) -> str:
         f"({t['param_reduction']:.2f}x fewer); "
         f"file {t['bytes_before'] / 1e6:.2f} MB -> {t['bytes_after'] / 1e6:.2f} MB",
     ]
+    if r.elements:
+        lines += _element_lines(r)
     a = r.accuracy
     if a and a.get("dense_top1") is not None:
         lines.append(
@@ -246,6 +249,26 @@ def format_summary(r: Report) -> str:
     if r.phases:
         lines.append("wall time " + ", ".join(f"{k} {v:.1f}s" for k, v in r.phases.items()))
     return "\n".join(lines)
+
+
+def _element_lines(r: Report) -> list[str]:
+    t = r.totals
+    lines = [
+        f"element sparsity {layer['node']} ({layer['rule']}): {layer['zeros']}/{layer['size']} zeros "
+        f"({100 * layer['zero_fraction']:.1f}%)"
+        for layer in r.elements
+    ]
+    sparse = t.get("bytes_sparse_stored")
+    stored = f", sparse-stored {sparse / 1e6:.2f} MB" if sparse is not None else ""
+    written = "sparse initializers" if t.get("sparse_initializers") else "dense initializers"
+    lines.append(f"file dense {t['bytes_dense'] / 1e6:.2f} MB{stored}; written with {written}")
+    if t.get("sparse_note"):
+        lines.append(t["sparse_note"])
+    lines.append(
+        f"MACs dense {_human(t['macs_after'])}, effective non-zero {_human(t['effective_macs_after'])} "
+        "(ORT CPU and CUDA gain no speed from element zeros: they run the dense MACs)"
+    )
+    return lines
 
 
 def environment() -> dict[str, str]:

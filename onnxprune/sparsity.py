@@ -9,44 +9,84 @@ source node matches an ``exclude`` glob, or that no rule selects, keep all their
 Kept counts are ``round(C·(1 − R))``, at least one, at least one per cover set of the group, and, with
 ``align`` > 1, rounded to the nearest count whose filters are a multiple of ``align``
 (:func:`onnxprune.alignment.aligned_keep`).
+
+Element (non-structured) kinds act on single weights of Conv/Gemm layers instead of channels, by the
+same rules (a rule selects a layer by its node name / op type; the last matching rule wins per layer):
+
+* ``irregular:R`` keeps the ``k = max(1, round((1 − R)·n))`` largest-|w| entries of the n of each
+  selected weight tensor;
+* ``nm:N:M`` keeps, in every block of M consecutive weights along the layer's input dimension (Conv:
+  C_in/group for each (out, kh, kw); Gemm: the reduction axis K, i.e. axis 1 with transB, else 0), the N
+  of largest |w|. A layer whose input dimension is not a multiple of M is rejected (no logical padding:
+  a padded block would not be the 2:4 pattern sparse kernels expect).
+
+Element-pruned weights stay dense, with exact zeros; no graph surgery. A weight cannot be both
+element-pruned and the SOURCE of a filter-pruned group (see :func:`element_constraints`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
+from typing import Protocol
+
+import numpy as np
 
 from .alignment import aligned_keep
 from .errors import SpecError
+from .graph.weights import WeightTarget
 from .plan import Group, PruningPlan, keep_count
 
-KNOWN_KINDS = ("filter",)
-# the other structures of the ADAM-ADMM paper, and N:M; named in errors until they exist
-PLANNED_KINDS = ("channel", "shape", "irregular", "n:m")
+ELEMENT_KINDS = ("irregular", "nm")
+KNOWN_KINDS = ("filter", *ELEMENT_KINDS)
+# the other structures of the ADAM-ADMM paper; named in errors until they exist
+PLANNED_KINDS = ("channel", "shape")
+
+
+class Selectable(Protocol):
+    """What a rule looks at: a filter group, or a layer's weight (:class:`WeightTarget`)."""
+
+    @property
+    def op_type(self) -> str: ...
+
+    @property
+    def source_nodes(self) -> Sequence[str]: ...
 
 
 @dataclass(frozen=True)
 class Rule:
-    """Remove ``ratio`` of the ``kind`` structures of the groups this rule selects."""
+    """Remove ``ratio`` of the ``kind`` structures of the groups (filter) or weights (element kinds) this
+    rule selects. ``nm`` rules carry ``n`` and ``m``; their ratio is ``1 − n/m``."""
 
     kind: str
     ratio: float
     match: str = "*"  # glob over the group's source node names
     op: str | None = None  # op type of the group's source nodes
+    n: int = 0  # nm only
+    m: int = 0
 
     def __post_init__(self) -> None:
-        check_kind(self.kind, str(self))
+        check_kind(self.kind, self.kind)
+        if self.kind == "nm":
+            check_nm(self.n, self.m, f"nm:{self.n}:{self.m}")
+            object.__setattr__(self, "ratio", 1.0 - self.n / self.m)
         check_ratio(self.ratio, str(self))
 
-    def selects(self, group: Group) -> bool:
-        if self.op is not None and group.op_type != self.op:
+    @property
+    def elementwise(self) -> bool:
+        return self.kind in ELEMENT_KINDS
+
+    def selects(self, target: Selectable) -> bool:
+        if self.op is not None and target.op_type != self.op:
             return False
-        return any(fnmatchcase(node, self.match) for node in group.source_nodes)
+        return any(fnmatchcase(node, self.match) for node in target.source_nodes)
 
     def __str__(self) -> str:
         where = [] if self.match == "*" else [f"match={self.match}"]
         where += [] if self.op is None else [f"op={self.op}"]
-        return f"{self.kind}:{self.ratio:g}" + (f" ({', '.join(where)})" if where else "")
+        what = f"nm:{self.n}:{self.m}" if self.kind == "nm" else f"{self.kind}:{self.ratio:g}"
+        return what + (f" ({', '.join(where)})" if where else "")
 
 
 @dataclass(frozen=True)
@@ -74,11 +114,16 @@ class SparsitySpec:
     def ratio(self) -> float:
         return self.rules[0].ratio if self.rules else 0.0
 
-    def rule_for(self, group: Group) -> Rule | None:
-        """The last rule selecting ``group``; None when it is excluded or no rule selects it."""
-        if any(fnmatchcase(node, pattern) for pattern in self.exclude for node in group.source_nodes):
+    def rule_for(self, target: Selectable) -> Rule | None:
+        """The last rule selecting ``target``; None when it is excluded or no rule selects it."""
+        if any(fnmatchcase(node, pattern) for pattern in self.exclude for node in target.source_nodes):
             return None
-        return next((r for r in reversed(self.rules) if r.selects(group)), None)
+        return next((r for r in reversed(self.rules) if r.selects(target)), None)
+
+    @property
+    def elementwise(self) -> bool:
+        """Whether any rule is of an element kind (irregular, nm)."""
+        return any(r.elementwise for r in self.rules)
 
     def __str__(self) -> str:
         uniform = self.uniform
@@ -97,6 +142,13 @@ def check_kind(kind: str, where: str) -> None:
         raise SpecError(f"unknown sparsity type {kind!r} in {where!r} (known: {', '.join(KNOWN_KINDS)})")
 
 
+def check_nm(n: object, m: object, where: str) -> None:
+    """N:M needs integers 1 <= N < M."""
+    ok = all(isinstance(v, int) and not isinstance(v, bool) for v in (n, m))
+    if not ok or not 1 <= n < m:  # type: ignore[operator]
+        raise SpecError(f"invalid N:M sparsity {where!r}: need integers 1 <= N < M, e.g. nm:2:4")
+
+
 def check_ratio(ratio: float, where: str) -> None:
     if isinstance(ratio, bool) or not isinstance(ratio, int | float):
         raise SpecError(f"invalid sparsity ratio {ratio!r} in {where!r}: not a number")
@@ -105,12 +157,22 @@ def check_ratio(ratio: float, where: str) -> None:
 
 
 def parse_rule(text: str) -> Rule:
-    """``'filter:0.7'`` -> ``Rule('filter', 0.7)``; R must lie in [0, 1)."""
+    """``'filter:0.7'`` -> ``Rule('filter', 0.7)``; R must lie in [0, 1). ``'nm:2:4'`` -> an N:M rule."""
     kind, sep, value = text.strip().partition(":")
     kind = kind.strip().lower()
     if not sep or not kind or not value.strip():
-        raise SpecError(f"invalid sparsity {text!r}: expected TYPE:RATIO, e.g. filter:0.5")
+        raise SpecError(f"invalid sparsity {text!r}: expected TYPE:RATIO or nm:N:M, e.g. filter:0.5")
     check_kind(kind, text)
+    if kind == "nm":
+        n, sep, m = value.partition(":")
+        try:
+            n_int, m_int = int(n), int(m)
+        except ValueError:
+            raise SpecError(
+                f"invalid N:M sparsity {text!r}: expected nm:N:M with integers, e.g. nm:2:4"
+            ) from None
+        check_nm(n_int, m_int, text)
+        return Rule("nm", 0.0, n=n_int, m=m_int)
     try:
         ratio = float(value)
     except ValueError:
@@ -137,7 +199,7 @@ def keep_counts(plan: PruningPlan, spec: SparsitySpec) -> dict[str, int]:
     counts = {}
     for g in plan.prunable:
         rule = spec.rule_for(g)
-        if rule is None:
+        if rule is None or rule.kind != "filter":
             continue
         floor = max(1, len(g.cover_sets))
         k = max(keep_count(g.channels, rule.ratio), floor)
@@ -145,6 +207,99 @@ def keep_counts(plan: PruningPlan, spec: SparsitySpec) -> dict[str, int]:
     return counts
 
 
-def unmatched_rules(plan: PruningPlan, spec: SparsitySpec) -> list[Rule]:
-    """Rules that select no prunable group (a typo in a glob, or a recipe written for another model)."""
-    return [r for r in spec.rules if not any(r.selects(g) for g in plan.prunable)]
+def unmatched_rules(plan: PruningPlan, spec: SparsitySpec, targets: Sequence[Selectable] = ()) -> list[Rule]:
+    """Rules that select no prunable group (filter) or no layer weight (element kinds): a typo in a glob,
+    or a recipe written for another model."""
+    return [
+        r for r in spec.rules if not any(r.selects(t) for t in (targets if r.elementwise else plan.prunable))
+    ]
+
+
+@dataclass(frozen=True)
+class ElementSparsity:
+    """The element constraint on one weight initializer (ONNX layout).
+
+    ``irregular``: at most ``keep`` non-zeros in the tensor. ``nm``: at most ``n`` non-zeros in every block
+    of ``m`` consecutive entries along ONNX axis ``axis`` (the layer's input dimension).
+    """
+
+    initializer: str
+    node: str
+    op_type: str
+    kind: str
+    shape: tuple[int, ...]
+    axis: int
+    keep: int  # irregular: entries kept; nm: n·size/m
+    n: int = 0
+    m: int = 0
+    rule: str = ""
+
+    @property
+    def size(self) -> int:
+        return int(np.prod(self.shape))
+
+
+def element_constraints(
+    spec: SparsitySpec,
+    targets: Sequence[WeightTarget],
+    plan: PruningPlan,
+    keep: Mapping[str, int],
+) -> dict[str, ElementSparsity]:
+    """Per weight initializer, the element constraint of the last rule selecting its layer.
+
+    Raises :class:`SpecError` for an N:M layer whose input dimension is not a multiple of M, for a weight
+    that is also the SOURCE of a filter-pruned group (combining both on one layer is not supported), and
+    for an N:M layer whose input channels a filter-pruned group removes (the blocks would shift).
+    """
+    out: dict[str, ElementSparsity] = {}
+    for t in targets:
+        rule = spec.rule_for(t)
+        if rule is None or not rule.elementwise:
+            continue
+        if rule.kind == "irregular":
+            k = max(1, min(t.size, round((1.0 - rule.ratio) * t.size)))
+            if k == t.size:
+                continue
+            c = ElementSparsity(
+                t.initializer, t.node, t.op_type, "irregular", t.shape, t.input_axis, k, rule=str(rule)
+            )
+        else:
+            length = t.shape[t.input_axis]
+            if length % rule.m:
+                raise SpecError(
+                    f"layer {t.node!r} ({t.op_type}): input dimension {length} of weight "
+                    f"{t.initializer!r} is not a multiple of M={rule.m} for {rule}; exclude the layer or "
+                    "choose another M"
+                )
+            c = ElementSparsity(
+                t.initializer,
+                t.node,
+                t.op_type,
+                "nm",
+                t.shape,
+                t.input_axis,
+                t.size // rule.m * rule.n,
+                rule.n,
+                rule.m,
+                str(rule),
+            )
+        if out.setdefault(t.initializer, c) != c:
+            raise SpecError(f"weight {t.initializer!r} is shared by layers with different element sparsity")
+    for g in plan.groups:
+        if g.name not in keep or keep[g.name] >= g.channels:
+            continue
+        for m in g.members:
+            c = out.get(m.initializer)  # type: ignore[assignment]
+            if c is None:
+                continue
+            if m in g.sources:
+                raise SpecError(
+                    f"layer {c.node!r}: weight {c.initializer!r} is both filter-pruned (group {g.name!r}) "
+                    f"and {c.rule}; combining both on one layer is not supported (exclude one rule from it)"
+                )
+            if c.kind == "nm" and m.axis % len(c.shape) == c.axis:
+                raise SpecError(
+                    f"layer {c.node!r}: {c.rule} needs its whole input dimension, but filter pruning of "
+                    f"group {g.name!r} removes input channels of {c.initializer!r}; exclude one of the two"
+                )
+    return out

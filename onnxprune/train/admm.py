@@ -1,7 +1,10 @@
 """ADAM-ADMM structured pruning, hard pruning and masked retraining (see docs/ADMM.md).
 
-Problem: minimize f(W) subject to, for every pruned group g, at most k_g channels non-zero. Scaled ADMM
-over the SOURCE tensors of the pruned groups (torch layout, projections from :mod:`.projection`):
+Problem: minimize f(W) subject to, for every pruned group g, at most k_g channels non-zero, and for every
+element-pruned weight its element constraint (at most k non-zeros, or N of every M along the input
+dimension). Scaled ADMM over the SOURCE tensors of the pruned groups and the element-pruned weights (torch
+layout, projections from :mod:`.projection` and :mod:`.elements`; the sets act on disjoint tensors, so
+the joint projection is the product of the projections):
 
     Z ← Π(W);  U ← 0
     every round (``round_iters`` Adam steps on  f(W) + Σ_t ρ/2 ‖W_t − Z_t + U_t‖²_F):
@@ -49,16 +52,18 @@ from ..data import ArrayData
 from ..data.arrays import Inputs
 from ..errors import SpecError, UnsupportedModelError
 from ..plan import Group, PruningPlan
+from ..sparsity import ElementSparsity
 from . import checkpoint as ckpt
 from . import distributed
 from .amp import Amp
 from .amp import check as check_amp
 from .distributed import EpochBatches
+from .elements import project_elements
 from .importer import ImportedModel
 from .objective import DistillConfig, Objective, is_classifier_output, outputs
 from .projection import apply_masks, project_groups, tensor_masks
 
-__all__ = ["TrainConfig", "TrainResult", "run_admm", "run_magnitude", "select_groups"]
+__all__ = ["TrainConfig", "TrainResult", "run_admm", "run_magnitude", "select_elements", "select_groups"]
 
 log = logging.getLogger("onnxprune")
 
@@ -127,11 +132,13 @@ class TrainConfig:
 
 @dataclass
 class TrainResult:
-    """Masks for every group of the plan (``plan.Masks``), per-round/epoch history, phase wall times (s)."""
+    """Masks for every group of the plan (``plan.Masks``), per-round/epoch history, phase wall times (s),
+    and the element masks of the element-pruned weights (ONNX layout, by initializer name)."""
 
     masks: dict[str, np.ndarray]
     history: list[dict[str, Any]] = field(default_factory=list)
     times: dict[str, float] = field(default_factory=dict)
+    element_masks: dict[str, np.ndarray] = field(default_factory=dict)
 
     def last(self, phase: str) -> dict[str, Any] | None:
         """The last history entry of ``phase`` ('admm', 'admm_epoch', 'pruned', 'finetune'), if any."""
@@ -147,14 +154,16 @@ def run_admm(
     train: ArrayData,
     val: ArrayData,
     cfg: TrainConfig | None = None,
+    elements: Mapping[str, ElementSparsity] | None = None,
 ) -> TrainResult:
-    """ADMM (``cfg.admm_epochs``), hard prune to ``keep[g]`` channels per group, masked retraining.
+    """ADMM (``cfg.admm_epochs``), hard prune to ``keep[g]`` channels per group and to the element
+    constraints of ``elements`` (by initializer name), masked retraining.
 
     Trains ``model`` in place; afterwards ``model.onnx_arrays()`` holds the masked weights.
     """
     cfg = cfg or TrainConfig()
     with distributed.session(cfg.device):
-        return _Run(model, plan, keep, train, val, cfg, admm=True).execute()
+        return _Run(model, plan, keep, train, val, cfg, admm=True, elements=elements).execute()
 
 
 def run_magnitude(
@@ -164,14 +173,16 @@ def run_magnitude(
     train: ArrayData,
     val: ArrayData,
     cfg: TrainConfig | None = None,
+    elements: Mapping[str, ElementSparsity] | None = None,
 ) -> TrainResult:
-    """One-shot projection of the current weights (the k largest channel norms), then masked fine-tuning.
+    """One-shot projection of the current weights (the k largest channel norms, the largest |w| per
+    element constraint), then masked fine-tuning.
 
     With ``cfg.finetune_epochs == 0`` nothing trains and no labels (nor teacher) are needed.
     """
     cfg = cfg or TrainConfig()
     with distributed.session(cfg.device):
-        return _Run(model, plan, keep, train, val, cfg, admm=False).execute()
+        return _Run(model, plan, keep, train, val, cfg, admm=False, elements=elements).execute()
 
 
 # -- plan selection ----------------------------------------------------------------------------------
@@ -199,6 +210,24 @@ def select_groups(
             chosen.append((g, int(k)))
     _check_disjoint(model, chosen)
     return chosen
+
+
+def select_elements(
+    model: ImportedModel, chosen: list[tuple[Group, int]], elements: Mapping[str, ElementSparsity]
+) -> dict[str, ElementSparsity]:
+    """The element constraints, checked: bound to a torch tensor, not a SOURCE of a pruned group."""
+    grouped = {m.initializer: g.name for g, _ in chosen for m in g.sources}
+    for name, c in elements.items():
+        if name not in model.names:
+            raise UnsupportedModelError(
+                f"initializer {name!r} (weight of node {c.node!r}) is not bound to a torch tensor by the "
+                "importer"
+            )
+        if name in grouped:
+            raise SpecError(
+                f"weight {name!r} is both filter-pruned (group {grouped[name]!r}) and {c.rule or c.kind}"
+            )
+    return dict(elements)
 
 
 def _check_disjoint(model: ImportedModel, chosen: list[tuple[Group, int]]) -> None:
@@ -235,13 +264,18 @@ class _Run:
         val: ArrayData,
         cfg: TrainConfig,
         admm: bool,
+        elements: Mapping[str, ElementSparsity] | None = None,
     ) -> None:
         cfg.validate()
         self.model, self.plan, self.cfg, self.admm = model, plan, cfg, admm
         self.train_data, self.val_data = train, val
         self.chosen = select_groups(model, plan, keep)
-        self.sources = sorted({m.initializer for g, _ in self.chosen for m in g.sources})
+        self.elements = select_elements(model, self.chosen, elements or {})
+        self.sources = sorted({m.initializer for g, _ in self.chosen for m in g.sources} | set(self.elements))
         self.group_tensors = {g.name: sorted({m.initializer for m in g.sources}) for g, _ in self.chosen}
+        self.group_tensors |= {name: [name] for name in self.elements}
+        self.element_masks: dict[str, np.ndarray] = {}  # ONNX layout, for the result
+        self.el_masks: dict[str, torch.Tensor] = {}  # torch layout, set by the hard prune
         self.ctx = distributed.context()
         per_rank_gpu = cfg.device == "cuda" and self.ctx.distributed
         self.device = torch.device(f"cuda:{self.ctx.local_rank}" if per_rank_gpu else cfg.device)
@@ -272,6 +306,9 @@ class _Run:
             "model": ckpt.arrays_hash(self.model.onnx_arrays()),
             "data": ckpt.data_hash(self.train_data),
             "keep": ",".join(f"{g.name}={k}" for g, k in self.chosen),
+            "elements": ",".join(
+                f"{n}={c.kind}:{c.keep}:{c.n}:{c.m}" for n, c in sorted(self.elements.items())
+            ),
             "distill": str(sorted(vars(cfg.distill).items())),
             **{k: getattr(cfg, k) for k in hyper},
         }
@@ -390,6 +427,8 @@ class _Run:
                 state = None
             else:  # the checkpoint is past the hard prune
                 self.keeps = {g: k.numpy() for g, k in state["keeps"].items()}
+                self.el_masks = {n: m.to(self.device) for n, m in state["element_masks"].items()}
+                self._record_element_masks()
                 masks = self._tensor_masks()
             if cfg.finetune_epochs > 0:
                 t0 = time.perf_counter()
@@ -399,12 +438,12 @@ class _Run:
             self.model.to("cpu")
             self._mode("eval")
         self.times["total"] = time.perf_counter() - start
-        return TrainResult(masks=self._plan_masks(), history=self.history, times=self.times)
+        return TrainResult(self._plan_masks(), self.history, self.times, self.element_masks)
 
     def _admm_and_prune(
         self, objective: Objective | None, state: dict[str, Any] | None
     ) -> dict[str, torch.Tensor]:
-        if self.admm and self.cfg.admm_epochs > 0 and self.chosen:
+        if self.admm and self.cfg.admm_epochs > 0 and (self.chosen or self.elements):
             t0 = time.perf_counter()
             self._admm(objective, state)
             self.times["admm"] = time.perf_counter() - t0
@@ -423,7 +462,10 @@ class _Run:
         with torch.no_grad():
             weights = {n: self.model.tensor(n).detach().cpu().clone() for n in self.model.names}
         keeps = {g: torch.from_numpy(k) for g, k in getattr(self, "keeps", {}).items()}
-        self.checkpoints.save({**state, "weights": weights, "history": self.history, "keeps": keeps})
+        el_masks = {n: m.detach().cpu() for n, m in self.el_masks.items()}
+        self.checkpoints.save(
+            {**state, "weights": weights, "history": self.history, "keeps": keeps, "element_masks": el_masks}
+        )
 
     def _restore_weights(self, weights: Mapping[str, torch.Tensor]) -> None:
         unknown = set(weights) ^ set(self.model.names)
@@ -434,10 +476,18 @@ class _Run:
                 self.model.tensor(name).copy_(t)
 
     def _tensor_masks(self) -> dict[str, torch.Tensor]:
+        """Per-tensor masks (torch layout) of the kept channels and the element masks."""
         keeps = {g: torch.from_numpy(k).to(self.device) for g, k in self.keeps.items()}
-        return tensor_masks(
+        masks = tensor_masks(
             self._weights(), [(g, keeps[g.name]) for g, _ in self.chosen], self.model.torch_axis
         )
+        return masks | self.el_masks
+
+    def _record_element_masks(self) -> None:
+        """The element masks in ONNX layout, for the result."""
+        for name, mask in self.el_masks.items():
+            transform = self.model.binding(name).transform
+            self.element_masks[name] = transform.to_onnx(mask.cpu().to(torch.float32)).numpy() != 0
 
     def _objective(self, trains: bool) -> Objective | None:
         """The loss; None when nothing trains and nothing can be evaluated without a teacher."""
@@ -465,14 +515,14 @@ class _Run:
 
     def _admm(self, objective: Objective | None, state: dict[str, Any] | None) -> None:
         assert objective is not None
-        cfg, axis_of = self.cfg, self.model.torch_axis
+        cfg = self.cfg
         params = self.model.trainable()
         w = self._weights()
         penalized = [n for n in self.sources if n in params]
         opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
         if state is None:
             with torch.no_grad():
-                z, _ = project_groups(w, self.chosen, axis_of)  # Z0 = Π(W0), U0 = 0
+                z, _, _ = self._project(w)  # Z0 = Π(W0), U0 = 0
                 u = {n: torch.zeros_like(t) for n, t in w.items()}
             rho, step, first_epoch, done = cfg.rho0, 0, 0, 0
         else:  # W is restored already; Z, U, ρ, Adam, counters and RNG continue from the checkpoint
@@ -564,8 +614,10 @@ class _Run:
     def _log_admm_plan(self, steps: int, n_rounds: int, per_round: int, rho: float) -> None:
         cfg = self.cfg
         self._info(
-            "admm: %d groups, %d epochs x %d steps, %d rounds of %d steps, rho %.3g x %.2f (max %.3g)",
+            "admm: %d groups, %d element-pruned weights, %d epochs x %d steps, %d rounds of %d steps, "
+            "rho %.3g x %.2f (max %.3g)",
             len(self.chosen),
+            len(self.elements),
             cfg.admm_epochs,
             steps,
             n_rounds,
@@ -598,7 +650,7 @@ class _Run:
         """Z ← Π(W + U); U ← U + W − Z; record residuals per group. Returns the new Z."""
         with torch.no_grad():
             v = {n: w[n] + u[n] for n in w}
-            z_new, _ = project_groups(v, self.chosen, self.model.torch_axis)
+            z_new, _, _ = self._project(v)
         distributed.check_same([*w.values(), *z_new.values()], self.ctx, "W and Z after a Z-step")
         with torch.no_grad():
             for n in u:
@@ -634,16 +686,33 @@ class _Run:
         )
         return z_new
 
+    def _project(
+        self, tensors: dict[str, torch.Tensor]
+    ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor], dict[str, torch.Tensor]]:
+        """Π over every constraint: ``(Z by tensor, channel keep by group, element mask by tensor)``."""
+        axis_of = self.model.torch_axis
+        z, keeps = project_groups(tensors, self.chosen, axis_of)
+        z_el, el_masks = project_elements(tensors, self.elements, axis_of)
+        return z | z_el, keeps, el_masks
+
     def _hard_prune(self) -> dict[str, torch.Tensor]:
         """keep = support(Π(W)); W ← W ⊙ M. Returns the per-tensor masks."""
         w = self._weights()
         with torch.no_grad():
-            _, keeps = project_groups(w, self.chosen, self.model.torch_axis)
+            _, keeps, el_masks = self._project(w)
         self.keeps = {g: k.cpu().numpy().astype(np.bool_) for g, k in keeps.items()}
         masks = tensor_masks(w, [(g, keeps[g.name]) for g, _ in self.chosen], self.model.torch_axis)
+        masks |= el_masks
         apply_masks(w, masks)
+        self.el_masks = el_masks
+        self._record_element_masks()
         self._info(
-            "hard prune: %s", ", ".join(f"{g.name} {k}/{g.channels}" for g, k in self.chosen) or "nothing"
+            "hard prune: %s",
+            ", ".join(
+                [f"{g.name} {k}/{g.channels}" for g, k in self.chosen]
+                + [f"{n} {int(m.sum())}/{m.numel()}" for n, m in el_masks.items()]
+            )
+            or "nothing",
         )
         return masks
 

@@ -12,6 +12,7 @@ import torch
 from onnx import helper
 
 from onnxprune.errors import OutputError, SpecError
+from onnxprune.sparsity import ElementSparsity
 from onnxprune.train import checkpoint as ckpt
 from onnxprune.train.admm import TrainConfig, TrainResult, run_admm, run_magnitude
 from onnxprune.train.checkpoint import Checkpointer
@@ -152,3 +153,26 @@ def test_unreadable_checkpoint_and_resume_without_directory(tmp_path: Path) -> N
     with pytest.raises(SpecError, match="resume needs a checkpoint directory"):
         config(None, resume=True).validate()
     assert Checkpointer(tmp_path / "new", {}).load() is None  # nothing to resume: a fresh start
+
+
+@pytest.mark.parametrize("saves", [2, 3])  # mid ADMM, after the prune
+def test_resume_with_an_element_constraint(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saves: int
+) -> None:
+    """Element masks (here irregular on w2, 12 of 24 kept) are projected, checkpointed and restored too."""
+    elements = {"w2": ElementSparsity("w2", "mm2", "MatMul", "irregular", (8, 3), axis=0, keep=12)}
+
+    def run_el(cfg: TrainConfig) -> TrainResult:
+        train, val = data()
+        return run_admm(import_model(dropout_mlp()), mlp_plan(), {"h": 3}, train, val, cfg, elements)
+
+    reference = run_el(config(None))
+    with monkeypatch.context() as m:
+        interrupt_after(m, saves)
+        with pytest.raises(Interrupted):
+            run_el(config(tmp_path))
+    resumed = run_el(config(tmp_path, resume=True))
+
+    assert resumed.element_masks["w2"].sum() == 12
+    np.testing.assert_array_equal(resumed.element_masks["w2"], reference.element_masks["w2"])
+    np.testing.assert_array_equal(resumed.masks["h"], reference.masks["h"])

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Element sparsity structures on the VGG-style Fashion-MNIST reference (benchmarks/README.md, "Sparsity
+# structures"). Two runs at a time, one torch thread each (2-core machine); full reports and models to
+# benchmarks/out/structures/; the summarizer writes benchmarks/results/structures/ and the table:
+#   python benchmarks/summarize_structures.py
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PY:-.venv/bin/python}
+OUT=benchmarks/out/structures
+mkdir -p "$OUT"
+COMMON=(--threads 1 --admm-epochs 1 --finetune-epochs 1 -q)
+one() {  # name, then compress options
+  local name=$1
+  shift
+  "$PY" -m onnxprune compress models/fmnist_vgg.onnx "$@" "${COMMON[@]}" -o "$OUT/$name.onnx" \
+    --report "$OUT/$name.report.json" >"$OUT/$name.log" 2>&1 || echo "$name failed: see $OUT/$name.log"
+}
+one vgg_irregular0.5_admm -s irregular:0.5 --sparse-initializers &
+one vgg_irregular0.8_admm -s irregular:0.8 --sparse-initializers &
+wait
+one vgg_nm2of4_admm --config benchmarks/recipes/nm24_vgg.yaml &
+one vgg_nm2of4_magnitude --config benchmarks/recipes/nm24_vgg.yaml --method magnitude &
+wait

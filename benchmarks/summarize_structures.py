@@ -1,0 +1,112 @@
+"""Summaries of the element-sparsity runs of benchmarks/run_structures.sh.
+
+    python benchmarks/summarize_structures.py     # reads benchmarks/out/structures/*.report.json
+
+Writes one compact JSON per run to benchmarks/results/structures/ and the table between the markers of
+benchmarks/README.md ("Sparsity structures").
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent
+BEGIN, END = "<!-- structures-results:begin -->", "<!-- structures-results:end -->"
+
+
+def summarize(report: dict[str, Any], name: str) -> dict[str, Any]:
+    t, a = report["totals"], report.get("accuracy") or {}
+    lat = {f"b{s['batch']}": s for s in (report.get("latency") or {}).get("speedups", [])}
+    elements = report.get("elements", [])
+    zeros = sum(e["zeros"] for e in elements)
+    size = sum(e["size"] for e in elements)
+    return {
+        "name": name,
+        "model": Path(report["model"]).name,
+        "sparsity": report["sparsity"],
+        "method": report["method"],
+        "epochs": f"{report['config']['admm_epochs'] if report['method'] == 'admm' else 0}"
+        f"+{report['config']['finetune_epochs']}",
+        "dense_top1": a.get("dense_top1"),
+        "pruned_top1": a.get("pruned_top1"),
+        "drop_pp": a.get("drop_pp"),
+        "macs_dense": t["macs_after"],
+        "effective_macs": t.get("effective_macs_after"),
+        "params": t["params_after"],
+        "params_nonzero": t["params_after"] - zeros,
+        "zero_fraction_pruned_weights": zeros / size if size else 0.0,
+        "layers": [
+            {k: e[k] for k in ("node", "rule", "size", "zeros", "zero_fraction", "macs", "effective_macs")}
+            for e in elements
+        ],
+        "bytes_dense": t.get("bytes_dense", t["bytes_after"]),
+        "bytes_sparse_stored": t.get("bytes_sparse_stored"),
+        "bytes_original": t["bytes_before"],
+        "written_sparse": t.get("sparse_initializers", False),
+        "verify_max_rel_error": report["verification"]["max_rel_error"],
+        "ort_cpu_ms": {b: {"dense": s["dense_ms"], "pruned": s["pruned_ms"]} for b, s in lat.items()},
+        "speedup": {b: s["speedup"] for b, s in lat.items()},
+        "wall_s": report["phases"].get("train", 0.0)
+        + sum(v for k, v in report["phases"].items() if "." not in k and k != "train"),
+        "environment": report["environment"],
+    }
+
+
+def table(rows: list[dict[str, Any]]) -> str:
+    env = rows[0]["environment"] if rows else {}
+    head = (
+        f"Measured {rows[0]['date'] if rows else '?'} on a 2-core VM ({env.get('cpu', '?')}, shared with "
+        f"other jobs: load average 7-8 during the runs), Python {env.get('python', '?')}, "
+        f"torch {env.get('torch', '?')}, "
+        f"onnx {env.get('onnx', '?')}, onnxruntime {env.get('onnxruntime', '?')} (CPU provider, default "
+        "threads). Latency: ORT CPU median ms, dense original → exported model (same dense kernels).\n\n"
+        "| run | epochs | top-1 dense | top-1 pruned | drop (pp) | zeros in pruned weights | MACs (dense) | "
+        "effective non-zero MACs | params (non-zero) | file dense | file sparse-stored | ORT CPU b1 ms | "
+        "ORT CPU b32 ms | verify err | wall |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+
+    def ms(r: dict[str, Any], b: str) -> str:
+        s = r["ort_cpu_ms"].get(b)
+        return f"{s['dense']:.3f} → {s['pruned']:.3f}" if s else "–"
+
+    def mb(v: float | None) -> str:
+        return f"{v / 1e6:.3f} MB" if v else "–"
+
+    lines = [
+        f"| {r['name']} | {r['epochs']} | {100 * r['dense_top1']:.2f}% | {100 * r['pruned_top1']:.2f}% | "
+        f"{r['drop_pp']:+.2f} | {100 * r['zero_fraction_pruned_weights']:.1f}% | "
+        f"{r['macs_dense'] / 1e6:.2f} M | {r['effective_macs'] / 1e6:.2f} M | "
+        f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k | "
+        f"{mb(r['bytes_dense'])} | {mb(r['bytes_sparse_stored'])} | {ms(r, 'b1')} | {ms(r, 'b32')} | "
+        f"{r['verify_max_rel_error']:.1e} | {r['wall_s']:.0f} s |"
+        for r in rows
+    ]
+    return head + "\n".join(lines)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__)
+    p.add_argument("--reports", type=Path, default=ROOT / "out" / "structures")
+    p.add_argument("--results", type=Path, default=ROOT / "results" / "structures")
+    args = p.parse_args()
+    args.results.mkdir(parents=True, exist_ok=True)
+    rows = []
+    for path in sorted(args.reports.glob("*.report.json")):
+        name = path.name.removesuffix(".report.json")
+        row = summarize(json.loads(path.read_text()), name)
+        row["date"] = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d")
+        (args.results / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
+        rows.append(row)
+    readme = ROOT / "README.md"
+    text = readme.read_text()
+    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
+    readme.write_text(text[:start] + "\n" + table(rows) + "\n" + text[end:])
+
+
+if __name__ == "__main__":
+    main()
