@@ -69,6 +69,12 @@ def main() -> None:
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--sparsity", "-s", help="TYPE:RATIO, e.g. filter:0.7 (removes 70% of filters).")
 @click.option(
+    "--target-macs",
+    type=float,
+    help="Instead of --sparsity: keep this fraction F of the MACs (0 < F <= 1); a short sensitivity probe "
+    "on the data chooses each layer's ratio.",
+)
+@click.option(
     "--config",
     "recipe",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -183,6 +189,7 @@ def main() -> None:
 def compress(
     model: Path,
     sparsity: str | None,
+    target_macs: float | None,
     recipe: Path | None,
     align: str | None,
     data: str | None,
@@ -228,6 +235,7 @@ def compress(
             sparsity,
             data,
             output,
+            target_macs=target_macs,
             input_shape=_shape(input_shape),
             method=method,
             train=TrainOptions(**train),
