@@ -91,13 +91,7 @@ def allocate(
     wins when it is nearer. When that misses the target by more than 1 % (coarse groups), each group in
     turn is set one step wider and frozen while the others are re-allocated; the nearest result wins.
     """
-    smallest = {g: w[-1] for g, w in widths.items()}
-    floor = model.fraction(smallest)
-    if target < floor - 1e-9:
-        raise SpecError(
-            f"--target-macs {target:g} is not reachable: the smallest achievable MAC fraction is {floor:.4f} "
-            "(every selectable group at its minimum width)"
-        )
+    check_reachable(model, widths, target)
     goal = target * model.total
     step = _greedy(model, widths, sensitivity, {g: 0 for g in widths}, goal, frozenset())
     if abs(model.macs(_keep(widths, step)) - goal) > REPAIR_TOLERANCE * goal:
@@ -116,6 +110,17 @@ def allocate(
 
         step = min(tries, key=score)
     return _keep(widths, step)
+
+
+def check_reachable(model: MacModel, widths: Mapping[str, Sequence[int]], target: float) -> float:
+    """The smallest MAC fraction ``widths`` allow; a SpecError naming it when ``target`` is below it."""
+    floor = model.fraction({g: w[-1] for g, w in widths.items()})
+    if target < floor - 1e-9:
+        raise SpecError(
+            f"--target-macs {target:g} is not reachable: the smallest achievable MAC fraction is {floor:.4f} "
+            "(every selectable group at its minimum width)"
+        )
+    return floor
 
 
 def _greedy(
@@ -241,9 +246,7 @@ def budget_keep_counts(
         g.name: candidates(g.channels, min_width(g.channels, len(g.cover_sets)), group_width(g), spec.align)
         for g in selectable
     }
-    smallest = mm.fraction({g: w[-1] for g, w in widths.items()})
-    if target < smallest - 1e-9:  # before the probe: a bad target fails fast
-        allocate(mm, widths, {}, target)
+    smallest = check_reachable(mm, widths, target)  # before the probe: a bad target fails fast
     n = len(data)
     rng = np.random.default_rng(seed)
     index = np.sort(rng.choice(n, min(samples, n), replace=False))
@@ -285,4 +288,12 @@ def budget_keep_counts(
     return keep, result
 
 
-__all__ = ["BudgetResult", "allocate", "budget_keep_counts", "candidates", "curve", "min_width"]
+__all__ = [
+    "BudgetResult",
+    "allocate",
+    "budget_keep_counts",
+    "candidates",
+    "check_reachable",
+    "curve",
+    "min_width",
+]
