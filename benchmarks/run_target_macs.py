@@ -71,9 +71,15 @@ def run_one(name: str, kind: str, target: float, ratio: float, args: argparse.Na
         "--report",
         str(report),
     ]
-    start = time.perf_counter()
-    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
-    wall = time.perf_counter() - start
+    if args.max_samples:
+        cmd += ["--max-samples", str(args.max_samples)]
+    if not args.collect:
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    return row(name, kind, target, report, args)
+
+
+def row(name: str, kind: str, target: float, report: Path, args: argparse.Namespace) -> dict[str, Any]:
+    """The results line of one run, from its compress report."""
     r = json.loads(report.read_text())
     t, acc, budget = r["totals"], r["accuracy"] or {}, r.get("budget") or {}
     return {
@@ -91,8 +97,9 @@ def run_one(name: str, kind: str, target: float, ratio: float, args: argparse.Na
         "budget_s": r["phases"].get("budget"),
         "probe": budget.get("groups"),
         "train_s": r["phases"].get("train"),
-        "wall_s": round(wall, 1),
-        "epochs": f"{args.admm_epochs}+{args.finetune_epochs}",
+        "wall_s": round(sum(v for k, v in r["phases"].items() if "." not in k), 1),
+        "epochs": f"{r['config']['admm_epochs']}+{r['config']['finetune_epochs']}",
+        "max_samples": r["config"].get("max_samples"),
         "date": time.strftime("%Y-%m-%d"),
         "environment": r["environment"],
     }
@@ -110,6 +117,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         delta = f"{100 * (r['pruned_top1'] - ref['pruned_top1']):+.2f} pp" if ref and ref is not r else "-"
         probe = f"{r['probe_s']:.0f} s" if r.get("probe_s") is not None else "-"
         run = "`--target-macs " + f"{r['target_macs']:g}`" if r["kind"] == "budget" else f"`{r['spec']}`"
+        if r.get("max_samples"):
+            run += f" (`--max-samples {r['max_samples']}`)"
         lines.append(
             f"| {r['model']} | {run} | {r['mac_fraction']:.3f} ({r['target_macs']:g}) "
             f"| {r['params_fraction']:.3f} | {100 * r['pruned_top1']:.2f}% ({100 * r['dense_top1']:.2f}%) "
@@ -148,6 +157,8 @@ def main() -> None:
     ap.add_argument("--admm-epochs", type=int, default=1)
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--jobs", type=int, default=1, help="compress runs at once")
+    ap.add_argument("--max-samples", type=int, help="samples read per split (test: 10k)")
+    ap.add_argument("--collect", action="store_true", help="results from the reports of earlier runs")
     ap.add_argument("--render-only", action="store_true", help="rewrite the README table from results")
     args = ap.parse_args()
     if not args.render_only:
