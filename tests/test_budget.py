@@ -252,3 +252,17 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
     )
     assert low.exit_code == 2 and "smallest achievable MAC fraction is" in low.output
     assert len(low.output.strip().splitlines()) == 1 and not out.exists()
+
+
+def test_command_line_choice_replaces_the_recipes() -> None:
+    from onnxprune.pipeline import _sparsity, _target
+
+    budget = parse_recipe({"target_macs": 0.3, "exclude": ["Conv1"], "align": 4}, "r.yaml")
+    assert _target(None, None, budget) == 0.3
+    assert _target("filter:0.5", None, budget) is None  # --sparsity replaces the recipe's budget
+    spec = _sparsity("filter:0.5", budget, None, "cpu")
+    assert spec.rules[0].ratio == 0.5 and spec.exclude == ("Conv1",) and spec.align == 4
+    rules = parse_recipe({"sparsity": "filter:0.5", "exclude": ["Conv1"]}, "r.yaml")
+    assert _target(None, 0.4, rules) == 0.4  # --target-macs replaces the recipe's rules
+    spec = _sparsity(None, rules, None, "cpu", budget=True)
+    assert spec.rules == () and spec.exclude == ("Conv1",)
