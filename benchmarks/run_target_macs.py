@@ -133,12 +133,16 @@ def render() -> None:
     rows.sort(key=lambda r: (list(MODELS).index(r["model"]), r["kind"] != "budget"))
     env = rows[0]["environment"]
     block = (
-        f"{BEGIN}\nMeasured {rows[0]['date']} on a 2-core AMD EPYC VM shared with other jobs ({env['cpu']}), "
+        f"{BEGIN}\nMeasured {rows[0]['date']} on a 2-core VM shared with other jobs (CPU: {env['cpu']}), "
         f"python {env['python']}, torch {env.get('torch')}, onnxruntime {env['onnxruntime']}, onnx "
         f"{env['onnx']}; `--threads 1 --admm-epochs 1 --finetune-epochs 1 --no-bench`, seed 0, Fashion-MNIST "
         f"(top-1 on the 10 000 test images; epochs {rows[0]['epochs']}). The uniform ratio is the one whose "
         "MAC fraction (closed-form MAC model, analysis only) is nearest the target. `probe` = wall time of "
-        "the sensitivity probe (512 training images, 4 keep fractions per group, ORT on masked copies).\n\n"
+        "the sensitivity probe (512 training images, 4 keep fractions per group, ORT on masked copies); "
+        "probe "
+        "and wall times were taken with 2-4 other training jobs on the same 2 cores (load average ~8), so "
+        "they are upper bounds. One seed per run: differences of a few tenths of a point are within "
+        "run-to-run noise.\n\n"
         f"{table(rows)}\n{END}"
     )
     readme = ROOT / "README.md"
