@@ -212,7 +212,7 @@ def format_budget(budget: dict[str, Any]) -> str:
     """The ``--target-macs`` table: per group its width, ratio and probed sensitivities, then the totals."""
     probe = budget["probe"]
     fractions = [f"{f:g}" for f in probe["fractions"]]
-    header = ("group", "kept", "ratio", *(f"d{probe['loss'][:2]}@{f}" for f in fractions))
+    header = ("group", "kept", "ratio", *(f"Δloss@{f}" for f in fractions))
     rows = [
         (
             g["name"],
@@ -228,7 +228,8 @@ def format_budget(budget: dict[str, Any]) -> str:
         f"MAC budget: target {budget['target_macs']:.3f} of the MACs, "
         + (f"achieved {achieved:.4f} " if achieved is not None else "")
         + f"(MAC model {budget['predicted_macs']:.4f}; smallest possible {budget['smallest_macs']:.4f}); "
-        f"probe: {probe['loss']} increase when one group keeps the fraction @f, {probe['samples']} samples, "
+        f"probe: Δloss@f = {probe['loss']} increase when that group alone keeps the fraction f, "
+        f"{probe['samples']} samples, "
         f"{probe['seconds']:.1f}s",
     ]
     return "\n".join(lines)
