@@ -92,6 +92,7 @@ def row(name: str, kind: str, target: float, report: Path, args: argparse.Namesp
         "dense_top1": acc.get("dense_top1"),
         "pruned_top1": acc.get("pruned_top1"),
         "agreement": r["fidelity"].get("agreement"),
+        "test_samples": acc.get("samples"),
         "kept": {g["name"]: f"{g['kept']}/{g['channels']}" for g in r["groups"] if g["prunable"]},
         "probe_s": budget.get("probe", {}).get("seconds"),
         "budget_s": r["phases"].get("budget"),
@@ -118,7 +119,7 @@ def table(rows: list[dict[str, Any]]) -> str:
         probe = f"{r['probe_s']:.0f} s" if r.get("probe_s") is not None else "-"
         run = "`--target-macs " + f"{r['target_macs']:g}`" if r["kind"] == "budget" else f"`{r['spec']}`"
         if r.get("max_samples"):
-            run += f" (`--max-samples {r['max_samples']}`)"
+            run += f" (`--max-samples {r['max_samples']}`: {r['test_samples']} test images)"
         lines.append(
             f"| {r['model']} | {run} | {r['mac_fraction']:.3f} ({r['target_macs']:g}) "
             f"| {r['params_fraction']:.3f} | {100 * r['pruned_top1']:.2f}% ({100 * r['dense_top1']:.2f}%) "
@@ -136,7 +137,9 @@ def render() -> None:
         f"{BEGIN}\nMeasured {rows[0]['date']} on a 2-core VM shared with other jobs (CPU: {env['cpu']}), "
         f"python {env['python']}, torch {env.get('torch')}, onnxruntime {env['onnxruntime']}, onnx "
         f"{env['onnx']}; `--threads 1 --admm-epochs 1 --finetune-epochs 1 --no-bench`, seed 0, Fashion-MNIST "
-        f"(top-1 on the 10 000 test images; epochs {rows[0]['epochs']}). The uniform ratio is the one whose "
+        "(top-1 on the 10 000 test images unless the row says otherwise: `--max-samples` caps the test "
+        f"split too; epochs {rows[0]['epochs']}). The ResNet-style rows train on 7 200 images "
+        "(`--max-samples 8000`, 10 % held out) to fit the time box. The uniform ratio is the one whose "
         "MAC fraction (closed-form MAC model, analysis only) is nearest the target. `probe` = wall time of "
         "the sensitivity probe (512 training images, 4 keep fractions per group, ORT on masked copies); "
         "probe "
