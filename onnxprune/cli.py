@@ -81,6 +81,12 @@ def main() -> None:
     "Conv/Gemm weight; nm:2:4 keeps 2 of every 4 weights along the input dimension.",
 )
 @click.option(
+    "--target-macs",
+    type=float,
+    help="Instead of --sparsity: keep this fraction F of the MACs (0 < F <= 1); a short sensitivity probe "
+    "on the data chooses each layer's ratio.",
+)
+@click.option(
     "--config",
     "recipe",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -218,6 +224,7 @@ def main() -> None:
 def compress(
     model: Path,
     sparsity: str | None,
+    target_macs: float | None,
     recipe: Path | None,
     align: str | None,
     data: str | None,
@@ -268,6 +275,7 @@ def compress(
             sparsity,
             data,
             output,
+            target_macs=target_macs,
             input_shape=_shape(input_shape),
             method=method,
             train=TrainOptions(**train),

@@ -27,6 +27,7 @@ import onnx
 
 from .alignment import resolve_alignment
 from .bench import bench as run_bench
+from .budget import budget_keep_counts
 from .data import Inputs, load_data, resolve_input_shape
 from .data.preprocess import Preprocess, as_preprocess
 from .errors import SpecError, UnsupportedModelError
@@ -48,6 +49,7 @@ from .report import Report, environment, layer_rows, plot_report, totals
 from .sparsity import (
     ElementSparsity,
     SparsitySpec,
+    check_target,
     element_constraints,
     keep_counts,
     parse_sparsity,
@@ -141,6 +143,7 @@ def compress(
     data: Any = None,
     output: str | Path | None = None,
     *,
+    target_macs: float | None = None,
     recipe: str | Path | Mapping[str, Any] | Recipe | None = None,
     input_shape: Sequence[int] | None = None,
     method: str | None = None,
@@ -164,11 +167,15 @@ def compress(
     """Prune ``model`` to ``sparsity``, train it on ``data``, verify it, and return it with its report.
 
     ``model``: a path or an ``onnx.ModelProto`` (never modified). ``sparsity``: ``'filter:0.5'`` or a
-    :class:`~onnxprune.sparsity.SparsitySpec`. ``recipe``: a YAML path or mapping
-    (:mod:`onnxprune.recipe`) giving any of the settings; an argument given here overrides it (None =
-    not given: the recipe's value, else the default: data 'fashion-mnist', method 'admm', labels used,
-    seed 0, 10 % validation). ``data``: any source of :func:`onnxprune.data.load_data` (a name, a path,
-    ``module:function``, arrays, ``(x, y)``, a DataLoader). ``labels=False`` trains on the inputs alone
+    :class:`~onnxprune.sparsity.SparsitySpec`. ``target_macs``: instead of ``sparsity``, the fraction of
+    the MACs to keep; a sensitivity probe and the MAC model choose each group's ratio
+    (:mod:`onnxprune.budget`); giving both is a SpecError (a recipe's ``target_macs`` yields to an explicit
+    ``sparsity`` and a recipe's ``sparsity`` rules to an explicit ``target_macs``). ``recipe``: a YAML
+    path or mapping (:mod:`onnxprune.recipe`) giving any of the settings; an argument given here
+    overrides it (None = not given: the recipe's value, else the default: data 'fashion-mnist', method
+    'admm', labels used, seed 0, 10 % validation). ``data``: any source of
+    :func:`onnxprune.data.load_data` (a name, a path, ``module:function``, arrays, ``(x, y)``, a
+    DataLoader). ``labels=False`` trains on the inputs alone
     (self-distillation from the dense model); labels the data has then only score the report.
     ``gates``: conditions the pruned model must meet, else :class:`~onnxprune.gates.GateError` and no
     model is written. ``align``: kept filter counts rounded to a multiple; ``'auto'`` = the default of
@@ -180,7 +187,8 @@ def compress(
     """
     rec = load_recipe(recipe) if recipe is not None else Recipe()
     gates = _first(gates, rec.gates)
-    spec = _sparsity(sparsity, rec, align, gates.speedup_provider if gates else "cpu")
+    target = _target(sparsity, target_macs, rec)
+    spec = _sparsity(sparsity, rec, align, gates.speedup_provider if gates else "cpu", target is not None)
     method = method or rec.method or "admm"
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
@@ -241,6 +249,12 @@ def compress(
         for rule in unmatched_rules(plan, spec, targets):
             what = "Conv/Gemm weight" if rule.elementwise else "prunable group"
             log.warning("sparsity rule %s selects no %s", rule, what)
+    budget = None
+    if target is not None:
+        with clock.phase("budget"):
+            keep, budget = budget_keep_counts(
+                base, plan, count_costs(base, shape), spec, target, splits.train, seed=seed
+            )
     log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
     main_rank = env_rank() == 0  # under torchrun only rank 0 benchmarks and writes outputs
     cfg = TrainConfig(
@@ -272,7 +286,7 @@ def compress(
 
     report = Report(
         model=str(source) if source else "<ModelProto>",
-        sparsity=str(spec),
+        sparsity=str(spec) if target is None else _budget_text(target, spec),
         method=method,
         data=splits.name + ("" if labels else " (labels withheld from training)"),
         config={
@@ -305,6 +319,11 @@ def compress(
                 if row.node in zeros:
                     e = zeros[row.node]
                     row.status = f"{e['rule']}: {100 * e['zero_fraction']:.1f}% zeros (dense storage)"
+        if budget is not None:
+            report.budget = {
+                **budget.to_dict(),
+                "achieved_macs": cost_a.total_macs / cost_b.total_macs if cost_b.total_macs else 1.0,
+            }
         split_name = "test" if splits.test is not splits.val else "validation"
         report.fidelity = evaluate_fidelity(base, pruned, splits.test, split_name)
         report.accuracy = report.fidelity if "dense_top1" in report.fidelity else None
@@ -386,11 +405,40 @@ def _first(*values: Any) -> Any:
     return next((v for v in values if v is not None), None)
 
 
+def _target(sparsity: str | SparsitySpec | None, target: float | None, rec: Recipe) -> float | None:
+    """The MAC budget, if this run has one: the argument, else the recipe's unless ``sparsity`` is given."""
+    if target is not None and sparsity is not None:
+        raise SpecError(
+            "--sparsity and --target-macs conflict: give one (ratios, or a MAC budget that chooses them)"
+        )
+    if target is not None:
+        return check_target(target)
+    return rec.target_macs if sparsity is None else None
+
+
+def _budget_text(target: float, spec: SparsitySpec) -> str:
+    text = f"target-macs {target:g}"
+    if spec.exclude:
+        text += f"; exclude {', '.join(spec.exclude)}"
+    return text + (f"; align {spec.align}" if spec.align > 1 else "")
+
+
 def _sparsity(
-    given: str | SparsitySpec | None, rec: Recipe, align: int | str | None, provider: str
+    given: str | SparsitySpec | None,
+    rec: Recipe,
+    align: int | str | None,
+    provider: str,
+    budget: bool = False,
 ) -> SparsitySpec:
+    """The spec of this run; with a MAC ``budget`` only its exclusions and alignment matter (no rules)."""
+    if budget:
+        base = rec.sparsity or SparsitySpec(())
+        given = SparsitySpec((), base.exclude, base.align)
     if given is None and rec.sparsity is None:
-        raise SpecError("no sparsity: give --sparsity TYPE:RATIO or a recipe with a 'sparsity' section")
+        raise SpecError(
+            "no sparsity: give --sparsity TYPE:RATIO, --target-macs F or a recipe with a 'sparsity' or "
+            "'target_macs' section"
+        )
     if isinstance(given, str):
         spec = parse_sparsity(given, rec.sparsity.align if rec.sparsity else 1)
         if rec.sparsity and rec.sparsity.exclude:  # the shorthand replaces the rules, not the exclusions

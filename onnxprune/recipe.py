@@ -9,6 +9,8 @@
       - {type: irregular, ratio: 0.8, op: Gemm}             # single weights of every Gemm (no surgery)
       - {type: nm, n: 2, m: 4, match: "/features/features.3/*"}       # 2 of every 4 along the input dim
     sparse_initializers: true       # store element-pruned weights as ONNX sparse initializers (smaller file)
+    # or, instead of 'sparsity': a MAC budget that chooses each group's ratio (see onnxprune.budget)
+    # target_macs: 0.3              # keep 30 % of the MACs; 'exclude' and 'align' apply to it too
     exclude: ["/classifier/*"]      # groups whose source node matches keep every channel
     align: auto                     # kept filters rounded to the runtime's multiple (8 on ORT CPU/CUDA)
     method: admm                    # or magnitude
@@ -33,10 +35,11 @@ from typing import Any
 from .alignment import resolve_alignment
 from .errors import SpecError
 from .gates import Gates, parse_speedup_on
-from .sparsity import Rule, SparsitySpec, check_kind, check_nm, check_ratio, parse_rule
+from .sparsity import Rule, SparsitySpec, check_kind, check_nm, check_ratio, check_target, parse_rule
 
 TOP_KEYS = (
     "sparsity",
+    "target_macs",
     "exclude",
     "align",
     "method",
@@ -78,7 +81,8 @@ GATE_KEYS = ("max_accuracy_drop", "min_fidelity", "min_speedup", "speedup_on")
 class Recipe:
     """A parsed recipe; ``None`` / empty = not given (the command line or the defaults decide)."""
 
-    sparsity: SparsitySpec | None = None
+    sparsity: SparsitySpec | None = None  # with target_macs: no rules, only exclude and align
+    target_macs: float | None = None
     method: str | None = None
     seed: int | None = None
     train: dict[str, Any] = field(default_factory=dict)  # TrainOptions fields
@@ -129,11 +133,19 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
         exclude = [exclude]
     if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
         raise SpecError(f"recipe {source}: 'exclude' must be a list of node-name globs")
-    sparsity = None
+    sparsity, target_macs = None, None
+    if "sparsity" in content and "target_macs" in content:
+        raise SpecError(
+            f"recipe {source}: 'sparsity' and 'target_macs' conflict: give one (ratios, or a MAC budget "
+            "that chooses them)"
+        )
     if "sparsity" in content:
         sparsity = SparsitySpec(_rules(content["sparsity"], source), tuple(exclude), align)
+    elif "target_macs" in content:
+        target_macs = check_target(content["target_macs"], f"recipe {source}: target_macs")
+        sparsity = SparsitySpec((), tuple(exclude), align)
     elif exclude or "align" in content:
-        raise SpecError(f"recipe {source}: 'exclude' and 'align' need a 'sparsity' section")
+        raise SpecError(f"recipe {source}: 'exclude' and 'align' need a 'sparsity' or 'target_macs' section")
     method = content.get("method")
     if method is not None and method not in ("admm", "magnitude"):
         raise SpecError(f"recipe {source}: unknown method {method!r} (known: admm, magnitude)")
@@ -161,7 +173,7 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
     sparse = content.get("sparse_initializers")
     if sparse is not None and not isinstance(sparse, bool):
         raise SpecError(f"recipe {source}: sparse_initializers must be true or false, not {sparse!r}")
-    return Recipe(sparsity, method, seed, train, data, gates, source, sparse)
+    return Recipe(sparsity, target_macs, method, seed, train, data, gates, source, sparse)
 
 
 def _rules(value: Any, source: str) -> tuple[Rule, ...]:

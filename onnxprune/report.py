@@ -53,6 +53,7 @@ class Report:
     fidelity: dict[str, Any] = field(default_factory=dict)
     gates: list[dict[str, Any]] = field(default_factory=list)
     latency: dict[str, Any] | None = None
+    budget: dict[str, Any] | None = None  # --target-macs: see onnxprune.budget.BudgetResult.to_dict
     verification: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
@@ -66,7 +67,10 @@ class Report:
         return json.dumps(self.to_dict(), indent=2)
 
     def format(self) -> str:
-        return "\n".join([format_layers(self.layers), "", format_summary(self)])
+        parts = [format_layers(self.layers), ""]
+        if self.budget:
+            parts += [format_budget(self.budget), ""]
+        return "\n".join([*parts, format_summary(self)])
 
 
 def _jsonable(x: Any) -> Any:
@@ -203,6 +207,33 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     out = [line.format(*header), line.format(*("-" * w for w in widths))]
     out += [line.format(*r) for r in rows]
     return "\n".join(s.rstrip() for s in out)
+
+
+def format_budget(budget: dict[str, Any]) -> str:
+    """The ``--target-macs`` table: per group its width, ratio and probed sensitivities, then the totals."""
+    probe = budget["probe"]
+    fractions = [f"{f:g}" for f in probe["fractions"]]
+    header = ("group", "kept", "ratio", *(f"Δloss@{f}" for f in fractions))
+    rows = [
+        (
+            g["name"],
+            f"{g['kept']}/{g['channels']}",
+            f"{g['ratio']:.3f}",
+            *(f"{g['sensitivity'][f]:+.4f}" if f in g["sensitivity"] else "-" for f in fractions),
+        )
+        for g in budget["groups"]
+    ]
+    achieved = budget.get("achieved_macs")
+    lines = [
+        format_table(header, rows),
+        f"MAC budget: target {budget['target_macs']:.3f} of the MACs, "
+        + (f"achieved {achieved:.4f} " if achieved is not None else "")
+        + f"(MAC model {budget['predicted_macs']:.4f}; smallest possible {budget['smallest_macs']:.4f}); "
+        f"probe: Δloss@f = {probe['loss']} increase when that group alone keeps the fraction f, "
+        f"{probe['samples']} samples, "
+        f"{probe['seconds']:.1f}s",
+    ]
+    return "\n".join(lines)
 
 
 def format_summary(r: Report) -> str:

@@ -29,7 +29,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -114,9 +114,13 @@ class SparsitySpec:
     def ratio(self) -> float:
         return self.rules[0].ratio if self.rules else 0.0
 
+    def excluded(self, target: Selectable) -> bool:
+        """Whether a source node of ``target`` matches an ``exclude`` glob."""
+        return any(fnmatchcase(node, pattern) for pattern in self.exclude for node in target.source_nodes)
+
     def rule_for(self, target: Selectable) -> Rule | None:
         """The last rule selecting ``target``; None when it is excluded or no rule selects it."""
-        if any(fnmatchcase(node, pattern) for pattern in self.exclude for node in target.source_nodes):
+        if self.excluded(target):
             return None
         return next((r for r in reversed(self.rules) if r.selects(target)), None)
 
@@ -154,6 +158,15 @@ def check_ratio(ratio: float, where: str) -> None:
         raise SpecError(f"invalid sparsity ratio {ratio!r} in {where!r}: not a number")
     if not 0.0 <= ratio < 1.0:
         raise SpecError(f"invalid sparsity ratio {ratio:g} in {where!r}: must be in [0, 1)")
+
+
+def check_target(target: Any, where: str = "--target-macs") -> float:
+    """``target`` as a float in (0, 1], else a SpecError naming it."""
+    if isinstance(target, bool) or not isinstance(target, int | float):
+        raise SpecError(f"{where} must be a number in (0, 1], not {target!r}")
+    if not 0.0 < float(target) <= 1.0:
+        raise SpecError(f"{where} must be in (0, 1] (the fraction of the MACs to keep), not {target:g}")
+    return float(target)
 
 
 def parse_rule(text: str) -> Rule:

@@ -56,7 +56,7 @@ def test_full_recipe_parses(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("content", "needle"),
     [
-        ("sparsty: filter:0.5", "unknown key 'sparsty' (known: sparsity, exclude"),
+        ("sparsty: filter:0.5", "unknown key 'sparsty' (known: sparsity, target_macs, exclude"),
         ("sparsity: [{type: filter, ratio: 0.5, ops: Conv}]", "sparsity rule 1: unknown key 'ops'"),
         ("sparsity: [{type: filter}]", "sparsity rule 1: missing 'ratio'"),
         ("sparsity: [{type: filter, ratio: 1.2}]", "invalid sparsity ratio 1.2"),
@@ -74,7 +74,7 @@ def test_full_recipe_parses(tmp_path: Path) -> None:
         ("gates: {min_fidelty: 0.9}", "gates: unknown key 'min_fidelty'"),
         ("gates: {min_speedup: fast}", "gates.min_speedup must be float"),
         ("method: lottery", "unknown method 'lottery'"),
-        ("exclude: [Conv1]", "need a 'sparsity' section"),
+        ("exclude: [Conv1]", "need a 'sparsity' or 'target_macs' section"),
         ("- just a list", "expected a mapping of sections"),
         ("sparsity: [unclosed", "is not valid YAML (line 2)"),
     ],
