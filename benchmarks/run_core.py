@@ -2,6 +2,8 @@
 
     python benchmarks/run_core.py                       # VGG at filter:0.5 and 0.7, ResNet at 0.5
     python benchmarks/run_core.py --runs vgg:0.5 --admm-epochs 1 --finetune-epochs 1   # quicker
+    python benchmarks/run_core.py --runs mobilenetv2:0.5 mobilenetv2:0.5:magnitude --admm-epochs 1 \
+        --finetune-epochs 1 --threads 1             # the MobileNetV2-style reference (depthwise convs)
 
 Each run is a full ``onnxprune.compress`` (verification included). Pruned models and full JSON reports go
 to benchmarks/out/ (not committed); the summary goes to benchmarks/results/core.json and the table between
@@ -24,6 +26,7 @@ ROOT = Path(__file__).resolve().parent
 MODELS = {
     "vgg": ROOT.parent / "models" / "fmnist_vgg.onnx",
     "resnet": ROOT.parent / "models" / "fmnist_resnet.onnx",
+    "mobilenetv2": ROOT.parent / "models" / "fmnist_mobilenetv2.onnx",
 }
 BEGIN, END = "<!-- core-results:begin -->", "<!-- core-results:end -->"
 
@@ -69,6 +72,8 @@ def run_one(
         "admm_rounds": len(admm),
         "phases_s": {k: round(v, 1) for k, v in r.phases.items()},
         "wall_s": round(time.perf_counter() - start, 1),
+        "date": time.strftime("%Y-%m-%d"),
+        "cpu": environment()["cpu"],
         "config": {
             k: r.config[k]
             for k in ("admm_epochs", "finetune_epochs", "lr", "rho0", "rho_growth", "batch_size")
@@ -104,8 +109,10 @@ def table(rows: list[dict[str, Any]]) -> str:
 def update_readme(rows: list[dict[str, Any]], env: dict[str, str], date: str) -> None:
     readme = ROOT / "README.md"
     text = readme.read_text() if readme.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
+    # rows keep the date and CPU they were measured on; the header lists each pair once
+    measured = "; ".join(sorted({f"{r.get('date', date)} on {r.get('cpu', env['cpu'])}" for r in rows}))
     block = (
-        f"{BEGIN}\nMeasured {date} on {env['cpu']} ({env['machine']}), Python {env['python']}, torch "
+        f"{BEGIN}\nMeasured {measured} ({env['machine']}), Python {env['python']}, torch "
         f"{env.get('torch', '-')}, onnx {env['onnx']}, onnxruntime {env['onnxruntime']} "
         "(CPU provider, default threads). Speedup = dense median latency / pruned median latency.\n\n"
         f"{table(rows)}\n{END}"
@@ -139,13 +146,17 @@ def main() -> None:
         admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs, threads=args.threads
     )
     results_path.parent.mkdir(exist_ok=True)
-    old = json.loads(results_path.read_text())["runs"] if results_path.exists() else []
-    rows = {r["name"]: r for r in old}
+    new_rows = {}
     for spec in args.runs:
         arch, ratio, *method = spec.split(":")
         row = run_one(arch, float(ratio), method[0] if method else "admm", opts, out_dir, args.repeats)
-        rows[row["name"]] = row
+        new_rows[row["name"]] = row
         print(json.dumps(row, indent=1))
+    # read the saved rows only now: another invocation may have added some meanwhile
+    saved = json.loads(results_path.read_text()) if results_path.exists() else {"runs": []}
+    old_meta = {"date": saved.get("date"), "cpu": saved.get("environment", {}).get("cpu")}
+    # older rows get the file's date and CPU
+    rows = {r["name"]: {**old_meta, **r} for r in saved["runs"]} | new_rows
     env = environment()
     date = time.strftime("%Y-%m-%d")
     ordered = sorted(rows.values(), key=lambda r: r["name"])

@@ -1,4 +1,4 @@
-"""Train and export the reference CNNs on Fashion-MNIST: ``fmnist_vgg`` and ``fmnist_resnet``.
+"""Train and export the reference CNNs on Fashion-MNIST: ``fmnist_vgg``, ``fmnist_resnet``, ``fmnist_mobilenetv2``.
 
 Each model is trained on the 60k training images (seeded, CPU), exported to ONNX (opset 17, dynamic batch,
 BatchNormalization nodes kept in inference form), checked with ``onnx.checker`` and evaluated with ONNX
@@ -33,9 +33,11 @@ from onnxprune.data import ArrayData, load_fashion_mnist
 
 # 2-core CPU, idle: ~105 s/epoch for the VGG, ~450 s/epoch for the ResNet (3-4x that when other jobs
 # share the cores); the defaults keep each model near 10 minutes of training on an idle machine
-DEFAULT_EPOCHS = {"vgg": 6, "resnet": 2}
+DEFAULT_EPOCHS = {"vgg": 6, "resnet": 2, "mobilenetv2": 4}
 # a 2-epoch run fits the training set faster without augmentation
-DEFAULT_AUGMENT = {"vgg": True, "resnet": False}
+DEFAULT_AUGMENT = {"vgg": True, "resnet": False, "mobilenetv2": False}
+# MobileNetV2-style inverted residual settings (expansion t, out channels c, blocks n, first stride s)
+MOBILENET_SETTINGS = ((1, 16, 1, 1), (4, 24, 2, 2), (4, 32, 3, 2), (4, 64, 2, 1))
 VGG_WIDTHS = (24, 24, 48, 48, 96, 96)  # 32,32,64,64,128,128 took ~180 s/epoch here
 BATCH_SIZE = 128
 EVAL_BATCH_SIZE = 1000
@@ -115,6 +117,53 @@ class FmnistResNet(nn.Module):
         return self.fc(torch.flatten(self.pool(self.layers(self.stem(x))), 1))
 
 
+class InvertedResidual(nn.Module):
+    """MobileNetV2 block: 1x1 expand-BN-ReLU6 (skipped at t=1), depthwise 3x3-BN-ReLU6, 1x1 project-BN
+    (linear); identity shortcut added when the stride is 1 and the width stays."""
+
+    def __init__(self, cin: int, cout: int, stride: int, expand: int) -> None:
+        super().__init__()
+        hidden = cin * expand
+        layers: list[nn.Module] = []
+        if expand != 1:
+            layers += [nn.Conv2d(cin, hidden, 1, bias=False), nn.BatchNorm2d(hidden), nn.ReLU6(inplace=True)]
+        layers += [
+            nn.Conv2d(hidden, hidden, 3, stride=stride, padding=1, groups=hidden, bias=False),
+            nn.BatchNorm2d(hidden),
+            nn.ReLU6(inplace=True),
+            nn.Conv2d(hidden, cout, 1, bias=False),
+            nn.BatchNorm2d(cout),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.residual = stride == 1 and cin == cout
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return x + out if self.residual else out
+
+
+class FmnistMobileNetV2(nn.Module):
+    """Stem conv3x3-BN-ReLU6 (16), inverted residual blocks (:data:`MOBILENET_SETTINGS`), 1x1 conv to 256
+    -BN-ReLU6, global average pool, Dropout, Linear."""
+
+    def __init__(self, settings: tuple[tuple[int, int, int, int], ...] = MOBILENET_SETTINGS) -> None:
+        super().__init__()
+        cin = 16
+        layers: list[nn.Module] = [nn.Conv2d(1, cin, 3, padding=1, bias=False), nn.BatchNorm2d(cin)]
+        layers.append(nn.ReLU6(inplace=True))
+        for t, c, n, s in settings:
+            for i in range(n):
+                layers.append(InvertedResidual(cin, c, s if i == 0 else 1, t))
+                cin = c
+        layers += [nn.Conv2d(cin, 256, 1, bias=False), nn.BatchNorm2d(256), nn.ReLU6(inplace=True)]
+        self.features = nn.Sequential(*layers)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Sequential(nn.Dropout(0.2), nn.Linear(256, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(torch.flatten(self.pool(self.features(x)), 1))
+
+
 @dataclass(frozen=True)
 class ArchSpec:
     name: str
@@ -135,6 +184,14 @@ ARCHS: dict[str, ArchSpec] = {
         "widths 32,64,128, stride 2 in the first block of stages 2 and 3 (1x1-conv-BN shortcut); "
         "global average pool -> flatten -> Linear(128,10); logits",
         FmnistResNet,
+    ),
+    "mobilenetv2": ArchSpec(
+        "fmnist_mobilenetv2",
+        "MobileNetV2-style (convs without bias): stem conv3x3(1->16)-BN-ReLU6; inverted residual blocks "
+        "(1x1 expand-BN-ReLU6, depthwise 3x3-BN-ReLU6, 1x1 project-BN, identity add when stride 1 and same "
+        "width) with (t,c,n,s) = (1,16,1,1), (4,24,2,2), (4,32,3,2), (4,64,2,1); conv1x1(64->256)-BN-ReLU6; "
+        "global average pool -> flatten -> Dropout(0.2) -> Linear(256,10); logits",
+        FmnistMobileNetV2,
     ),
 }
 
