@@ -1,4 +1,4 @@
-"""Train and export the reference CNNs on Fashion-MNIST: ``fmnist_vgg``, ``fmnist_resnet``, ``fmnist_mobilenetv2``.
+"""Train and export the Fashion-MNIST reference CNNs: fmnist_vgg, fmnist_resnet, fmnist_mobilenetv2.
 
 Each model is trained on the 60k training images (seeded, CPU), exported to ONNX (opset 17, dynamic batch,
 BatchNormalization nodes kept in inference form), checked with ``onnx.checker`` and evaluated with ONNX
