@@ -46,6 +46,7 @@ from .graph.runtime import (
     PROVIDERS,
     ProviderUnavailableError,
     available_providers,
+    cuda_graph_enabled,
     make_session,
 )
 
@@ -407,30 +408,54 @@ def random_feeds(
 
 
 class _IOBindingRunner:
-    """One inference with IO binding: device-resident inputs, device-side outputs."""
+    """One inference with IO binding: device-resident inputs, device-side outputs.
 
-    def __init__(self, sess: ort.InferenceSession, feeds: dict[str, np.ndarray], device: int) -> None:
+    ``fixed_outputs`` (name -> host array of the output's shape and dtype) pre-allocates the outputs on
+    the device, as CUDA graphs require: a captured graph replays into the same addresses every run.
+    """
+
+    def __init__(
+        self,
+        sess: ort.InferenceSession,
+        feeds: dict[str, np.ndarray],
+        device: int,
+        fixed_outputs: dict[str, np.ndarray] | None = None,
+    ) -> None:
         self.sess = sess
         self.binding = sess.io_binding()
         # kept as attributes so the device buffers live exactly as long as the runner
         self.inputs = {name: ort.OrtValue.ortvalue_from_numpy(x, "cuda", device) for name, x in feeds.items()}
         for name, value in self.inputs.items():
             self.binding.bind_ortvalue_input(name, value)
+        self.outputs = {
+            name: ort.OrtValue.ortvalue_from_shape_and_type(list(a.shape), a.dtype, "cuda", device)
+            for name, a in (fixed_outputs or {}).items()
+        }
         for out in sess.get_outputs():
-            self.binding.bind_output(out.name, "cuda", device)
+            if out.name in self.outputs:
+                self.binding.bind_ortvalue_output(out.name, self.outputs[out.name])
+            else:
+                self.binding.bind_output(out.name, "cuda", device)
 
     def __call__(self) -> None:
         self.sess.run_with_iobinding(self.binding)
 
 
-def make_runner(sess: ort.InferenceSession, feeds: dict[str, np.ndarray], provider: str) -> Runner:
+def make_runner(
+    sess: ort.InferenceSession,
+    feeds: dict[str, np.ndarray],
+    provider: str,
+    fixed_outputs: dict[str, np.ndarray] | None = None,
+) -> Runner:
     """A no-argument callable doing one inference.
 
     On CUDA the inputs are copied to the device now and bound with IO binding together with
-    device-side outputs, so one call times the model and not the host/device transfers.
+    device-side outputs (pre-allocated like ``fixed_outputs`` when given, for CUDA graphs), so one call
+    times the model and not the host/device transfers.
     """
     if provider == "cuda":
-        return _IOBindingRunner(sess, feeds, int(CUDA_PROVIDER_OPTIONS.get("device_id", "0")))
+        device = int(CUDA_PROVIDER_OPTIONS.get("device_id", "0"))
+        return _IOBindingRunner(sess, feeds, device, fixed_outputs)
     outputs = [o.name for o in sess.get_outputs()]
     return lambda: sess.run(outputs, feeds)
 
@@ -547,11 +572,21 @@ def _source(model: ModelLike) -> onnx.ModelProto | str:
     return str(model)
 
 
+def _cpu_outputs(sess: ort.InferenceSession) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]:
+    """Feeds -> the model's outputs by name from a CPU session (their shapes and dtypes are templates)."""
+    names = [o.name for o in sess.get_outputs()]
+    return lambda feeds: dict(zip(names, sess.run(names, feeds), strict=True))
+
+
 def _session(
-    model: onnx.ModelProto | str, name: str, provider: str, threads: int | None
+    model: onnx.ModelProto | str,
+    name: str,
+    provider: str,
+    threads: int | None,
+    cuda_options: dict[str, str] | None = None,
 ) -> ort.InferenceSession:
     try:
-        return make_session(model, provider, threads)
+        return make_session(model, provider, threads, cuda_options=cuda_options)
     except OnnxPruneError:
         raise
     except Exception as e:  # onnxruntime's own exception types
@@ -564,12 +599,18 @@ def _runners(
     provider: str,
     batch: int,
     input_shape: Sequence[int] | None,
+    output_templates: Sequence[Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]] | None = None,
 ) -> list[Runner]:
-    """One runner per model at ``batch``, each already run once (so a failing model fails clearly)."""
+    """One runner per model at ``batch``, each already run once (so a failing model fails clearly).
+
+    ``output_templates[i](feeds)`` gives model i's outputs on ``feeds`` (their shapes and dtypes
+    pre-allocate the device outputs, for CUDA graphs); None: outputs allocated by ONNX Runtime.
+    """
     runners = []
-    for sess, name in zip(sessions, names, strict=True):
+    for i, (sess, name) in enumerate(zip(sessions, names, strict=True)):
         feeds = random_feeds(input_specs(sess), batch, input_shape, name)
-        runner = make_runner(sess, feeds, provider)
+        fixed = output_templates[i](feeds) if output_templates else None
+        runner = make_runner(sess, feeds, provider, fixed)
         try:
             runner()
         except Exception as e:  # onnxruntime's own exception types
@@ -589,6 +630,7 @@ def bench(
     input_shape: Sequence[int] | None = None,
     names: Sequence[str] | None = None,
     runtimes: Sequence[str] = ("ort",),
+    cuda_options: dict[str, str] | None = None,
 ) -> BenchReport:
     """Latency of each model, per runtime, provider (device) and batch size.
 
@@ -605,6 +647,8 @@ def bench(
             ignored) or as the dims after the batch dim. Required when such dims are dynamic.
         names: labels of the models in the report; default: file stems or graph names.
         runtimes: of :data:`RUNTIMES`: 'ort' (ONNX Runtime), 'torch' (eager), 'torch-compile'.
+        cuda_options: extra options of ORT's CUDA provider, e.g. ``{"prefer_nhwc": "1"}`` or
+            ``{"enable_cuda_graph": "1"}`` (outputs are then pre-allocated from one CPU run of each model).
 
     Returns one :class:`BenchRow` per (runtime, model, provider, batch size), runtime-major, then
     provider, batch, and model in the given order.
@@ -621,7 +665,9 @@ def bench(
     for runtime in chosen_runtimes:
         if runtime == "ort":
             chosen = _providers(providers)
-            rows += _bench_ort(sources, labels, chosen, batches, threads, warmup, repeats, input_shape)
+            rows += _bench_ort(
+                sources, labels, chosen, batches, threads, warmup, repeats, input_shape, cuda_options or {}
+            )
         else:
             chosen = _torch_devices(providers)
             rows += _bench_torch(
@@ -638,6 +684,7 @@ def bench(
         "repeats": repeats,
         "block": BLOCK,
         "input_shape": None if input_shape is None else [int(d) for d in input_shape],
+        "cuda_options": dict(cuda_options or {}),
         "models": [
             {"name": name, "path": None if isinstance(m, onnx.ModelProto) else str(m)}
             for name, m in zip(labels, models, strict=True)
@@ -655,12 +702,22 @@ def _bench_ort(
     warmup: int,
     repeats: int,
     input_shape: Sequence[int] | None,
+    cuda_options: dict[str, str],
 ) -> list[BenchRow]:
     rows: list[BenchRow] = []
     for provider in providers:
-        sessions = [_session(src, name, provider, threads) for src, name in zip(sources, labels, strict=True)]
+        sessions = [
+            _session(src, name, provider, threads, cuda_options)
+            for src, name in zip(sources, labels, strict=True)
+        ]
+        templates = None
+        if provider == "cuda" and cuda_graph_enabled(cuda_options):
+            templates = [
+                _cpu_outputs(_session(src, name, "cpu", threads))
+                for src, name in zip(sources, labels, strict=True)
+            ]
         for batch in batches:
-            runners = _runners(sessions, labels, provider, batch, input_shape)
+            runners = _runners(sessions, labels, provider, batch, input_shape, templates)
             times = time_interleaved(runners, max(warmup - 1, 0), repeats)  # _runners ran each once
             rows += _rows(labels, provider, batch, times, "ort")
     return rows

@@ -359,6 +359,14 @@ def inspect(
 )
 @click.option("--input-shape", help="Sample shape for dynamic non-batch dims, e.g. 1,3,224,224.")
 @click.option(
+    "--cuda-option",
+    "cuda_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Option of ORT's CUDA provider (repeatable), e.g. prefer_nhwc=1 (NHWC convolutions) or "
+    "enable_cuda_graph=1 (CUDA graphs; outputs pre-allocated).",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON."
 )
 @click.option(
@@ -374,11 +382,13 @@ def bench(
     repeats: int,
     runtimes: tuple[str, ...],
     input_shape: str | None,
+    cuda_options: tuple[str, ...],
     json_path: Path | None,
     plot_path: Path | None,
 ) -> None:
     """Latency of MODELS (median, p90, speedup vs the first) in ONNX Runtime and optionally PyTorch."""
     from .bench import bench as run
+    from .graph.runtime import parse_provider_options
     from .io import atomic_path, check_outputs, write_text
 
     check_outputs(list(models), [json_path, plot_path])
@@ -391,6 +401,7 @@ def bench(
         repeats=repeats,
         input_shape=_shape(input_shape),
         runtimes=runtimes or ("ort",),
+        cuda_options=parse_provider_options(cuda_options),
     )
     click.echo(report.format_table(machine=True))
     for reason in report.settings["skipped"]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import subprocess
 import sys
@@ -15,9 +16,18 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.bench import BLOCK, BenchReport, InputSpec, bench, random_feeds, time_interleaved
 from onnxprune.errors import DataError, InvalidModelError, SpecError
-from onnxprune.graph.runtime import ProviderUnavailableError, available_providers
+from onnxprune.graph.runtime import (
+    CUDA_PROVIDER_OPTIONS,
+    ProviderUnavailableError,
+    available_providers,
+    cuda_graph_enabled,
+    parse_provider_options,
+    provider_chain,
+)
 
 FLOAT = TensorProto.FLOAT
+# the module, not the ``onnxprune.bench`` function the package exports under the same name
+bench_module = importlib.import_module("onnxprune.bench")
 
 
 def _model(
@@ -223,3 +233,57 @@ def test_bench_and_costs_import_neither_torch_nor_matplotlib() -> None:
     out = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
 
     assert out.stdout.strip() == "[]"
+
+
+def test_provider_options_parse_key_value_pairs() -> None:
+    assert parse_provider_options(["prefer_nhwc=1", " enable_cuda_graph = True "]) == {
+        "prefer_nhwc": "1",
+        "enable_cuda_graph": "True",
+    }
+    assert cuda_graph_enabled({"enable_cuda_graph": "True"})
+    assert not cuda_graph_enabled({"prefer_nhwc": "1"})
+
+
+@pytest.mark.parametrize("item", ["prefer_nhwc", "=1", "prefer_nhwc="])
+def test_a_provider_option_without_key_or_value_is_a_spec_error(item: str) -> None:
+    with pytest.raises(SpecError, match="is not KEY=VALUE"):
+        parse_provider_options([item])
+
+
+def test_cuda_options_extend_the_defaults_and_keep_the_cpu_fallback() -> None:
+    chain = provider_chain("cuda", {"prefer_nhwc": "1", "cudnn_conv_algo_search": "HEURISTIC"})
+    cuda, options = chain[0]
+    assert cuda == "CUDAExecutionProvider" and chain[1:] == ["CPUExecutionProvider"]
+    assert options == {**CUDA_PROVIDER_OPTIONS, "prefer_nhwc": "1", "cudnn_conv_algo_search": "HEURISTIC"}
+    assert provider_chain("cpu", {"prefer_nhwc": "1"}) == ["CPUExecutionProvider"]
+
+
+@pytest.mark.parametrize("graphs", [True, False])
+def test_cuda_graphs_get_outputs_preallocated_from_a_cpu_run(
+    monkeypatch: pytest.MonkeyPatch, graphs: bool
+) -> None:
+    """With enable_cuda_graph the runner gets output templates of the right shape; without, none.
+
+    The CUDA session and runner are stood in for by CPU ones: what is checked is the plumbing.
+    """
+    seen: list[dict[str, np.ndarray] | None] = []
+    real_session, real_runner = bench_module._session, bench_module.make_runner
+
+    def cpu_session(model: Any, name: str, provider: str, threads: Any, cuda_options: Any = None) -> Any:
+        return real_session(model, name, "cpu", threads)
+
+    def recording_runner(sess: Any, feeds: dict[str, np.ndarray], provider: str, fixed: Any = None) -> Any:
+        seen.append(fixed)
+        return real_runner(sess, feeds, "cpu")
+
+    monkeypatch.setattr(bench_module, "_session", cpu_session)
+    monkeypatch.setattr(bench_module, "make_runner", recording_runner)
+    monkeypatch.setattr(bench_module, "_providers", lambda providers: ["cuda"])
+    options = {"enable_cuda_graph": "1"} if graphs else {}
+    report = bench([_mlp(8), _mlp(4)], batch_sizes=(3,), warmup=0, repeats=1, cuda_options=options)
+
+    assert len(seen) == 2 and report.settings["cuda_options"] == options
+    if graphs:
+        assert all(f is not None and f["y"].shape == (3, 4) and f["y"].dtype == np.float32 for f in seen)
+    else:
+        assert seen == [None, None]

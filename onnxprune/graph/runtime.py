@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +10,7 @@ import onnx
 import onnxruntime as ort
 
 from ..data.arrays import check_names
-from ..errors import OnnxPruneError
+from ..errors import OnnxPruneError, SpecError
 from .inputs import Batch, batch_len
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
@@ -46,16 +46,35 @@ def preload_cuda_dlls() -> None:
         preload()
 
 
-def provider_chain(provider: str) -> list[str | tuple[str, dict[str, str]]]:
+def parse_provider_options(items: Sequence[str]) -> dict[str, str]:
+    """``["prefer_nhwc=1", "enable_cuda_graph=1"]`` -> ``{"prefer_nhwc": "1", ...}``; one-line errors."""
+    options: dict[str, str] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise SpecError(f"provider option '{item}' is not KEY=VALUE (e.g. prefer_nhwc=1)")
+        options[key.strip()] = value.strip()
+    return options
+
+
+def cuda_graph_enabled(options: Mapping[str, str]) -> bool:
+    """Whether CUDA provider ``options`` turn on CUDA graphs (which need fixed input/output buffers)."""
+    return options.get("enable_cuda_graph", "0").lower() in ("1", "true")
+
+
+def provider_chain(
+    provider: str, cuda_options: Mapping[str, str] | None = None
+) -> list[str | tuple[str, dict[str, str]]]:
     """The ``providers`` argument of an InferenceSession for the short name ``provider``.
 
-    CUDA gets :data:`CUDA_PROVIDER_OPTIONS` and the CPU provider as fallback for nodes it lacks.
+    CUDA gets :data:`CUDA_PROVIDER_OPTIONS` updated with ``cuda_options`` (e.g. ``prefer_nhwc``,
+    ``enable_cuda_graph``) and the CPU provider as fallback for nodes it lacks.
     """
     if provider not in PROVIDERS:
         known = ", ".join(PROVIDERS)
         raise ProviderUnavailableError(f"unknown execution provider '{provider}' (known: {known})")
     if provider == "cuda":
-        return [(PROVIDERS["cuda"], dict(CUDA_PROVIDER_OPTIONS)), PROVIDERS["cpu"]]
+        return [(PROVIDERS["cuda"], {**CUDA_PROVIDER_OPTIONS, **(cuda_options or {})}), PROVIDERS["cpu"]]
     return [PROVIDERS[provider]]
 
 
@@ -64,14 +83,16 @@ def make_session(
     provider: str = "cpu",
     threads: int | None = None,
     optimize: bool = True,
+    cuda_options: Mapping[str, str] | None = None,
 ) -> ort.InferenceSession:
     """An InferenceSession of ``model`` on ``provider`` ('cpu' or 'cuda').
 
-    ``threads`` sets the intra-op thread count (None: onnxruntime's default). Raises
+    ``threads`` sets the intra-op thread count (None: onnxruntime's default); ``cuda_options`` are extra
+    options of the CUDA provider (ignored on the CPU). Raises
     :class:`ProviderUnavailableError` instead of silently falling back to the CPU when the requested
     provider cannot be used.
     """
-    chain = provider_chain(provider)
+    chain = provider_chain(provider, cuda_options)
     if provider == "cuda":
         preload_cuda_dlls()
     opts = ort.SessionOptions()
