@@ -65,26 +65,23 @@ def summarize(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    envs = sorted(
-        {
-            (
-                r["date"],
-                *(r["environment"].get(k, "?") for k in ("cpu", "python", "torch", "onnx", "onnxruntime")),
-            )
-            for r in rows
-        }
-    )
+    envs: dict[str, list[str]] = {}  # environment -> dates measured on it
+    for r in rows:
+        e = r["environment"]
+        text = (
+            f"{e.get('cpu', '?')}, Python {e.get('python', '?')}, torch {e.get('torch', '?')}, "
+            f"onnx {e.get('onnx', '?')}, onnxruntime {e.get('onnxruntime', '?')}"
+        )
+        if r["date"] not in envs.setdefault(text, []):
+            envs[text].append(r["date"])
     head = (
         "Measured on a 2-core VM shared with other jobs (load average 3-8 during the runs): "
-        + "; ".join(
-            f"{date}: {cpu}, Python {py}, torch {torch}, onnx {onnx}, onnxruntime {ort}"
-            for date, cpu, py, torch, onnx, ort in envs
-        )
+        + "; ".join(f"{', '.join(sorted(dates))} on {text}" for text, dates in envs.items())
         + " (CPU provider, default threads). Latency: ORT CPU median ms, dense original → exported model "
         "(element rows: the same dense kernels; channel rows: a physically smaller model).\n\n"
         "| run | date | epochs | top-1 dense | top-1 pruned | drop (pp) | zeros in pruned weights | "
-        "MACs (dense) | effective non-zero MACs | params (non-zero) | file dense | file sparse-stored | "
-        "ORT CPU b1 ms | ORT CPU b32 ms | verify err | training | wall |\n"
+        "MACs of the exported model | effective non-zero MACs | params (non-zero) | file dense | "
+        "file sparse-stored | ORT CPU b1 ms | ORT CPU b32 ms | verify err | training | wall |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
 
