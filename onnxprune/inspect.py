@@ -36,6 +36,7 @@ class Inspection:
             "conv_macs": self.cost.conv_macs,
             "params": self.cost.params,
             "prunable_groups": len(self.plan.prunable),
+            "channel_prunable_groups": len(self.plan.channel_prunable),
             "groups": self.plan.to_dict()["groups"],
             "layers": [
                 {

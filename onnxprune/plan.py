@@ -12,6 +12,9 @@ Members have one of two roles:
   of consumers). Once the sources are zero the channel carries exact zeros, so dropping the matching
   slice of a consumer changes nothing: this is why pruned == masked holds exactly.
 
+Channel-wise pruning (:meth:`Group.as_channel`) swaps the roles: the input-channel slices of the one
+Conv/Gemm that reads the channels become the SOURCE members, the producer's filters DEPENDENT ones.
+
 Shape constants (a Reshape target that flattens channels into features) are rewritten through
 :class:`ShapeEdit`. This module is shared by the ONNX and torch sides: it depends on numpy only.
 """

@@ -85,6 +85,13 @@ def conv_sigmoid_unpadded_conv() -> onnx.ModelProto:
     return b.build([b.gap(b.conv(x, 4, k=1))])
 
 
+def concat_conv() -> onnx.ModelProto:
+    """Two producers concatenated: each group's channels are an offset range of the one reader's inputs."""
+    b = GraphBuilder((1, 3, 8, 8), seed=11)
+    x = b.concat([b.unary("Relu", b.conv("input", 4)), b.unary("Relu", b.conv("input", 5))])
+    return b.build([b.gap(b.conv(x, 3))])
+
+
 CASES: dict[str, tuple[Callable[[], onnx.ModelProto], str, str]] = {
     "conv-conv": (lambda: conv_conv(True), "Conv4", "Conv8"),
     "conv-conv-nobias": (lambda: conv_conv(False), "Conv3", "Conv6"),
@@ -94,6 +101,7 @@ CASES: dict[str, tuple[Callable[[], onnx.ModelProto], str, str]] = {
     "gemm-gemm": (gemm_gemm, "Gemm6", "Gemm12"),
     "depthwise-between": (conv_depthwise_conv, "Conv4", "Conv16"),
     "sigmoid-fold": (conv_sigmoid_unpadded_conv, "Conv4", "Conv10"),
+    "concat-second": (concat_conv, "Conv10", "Conv18"),
 }
 
 
