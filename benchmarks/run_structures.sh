@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# Element sparsity structures on the VGG-style Fashion-MNIST reference (benchmarks/README.md, "Sparsity
-# structures"). Two runs at a time, one torch thread each (2-core machine); full reports and models to
-# benchmarks/out/structures/; the summarizer writes benchmarks/results/structures/ and the table:
+# Sparsity structures on the VGG-style Fashion-MNIST reference (benchmarks/README.md, "Sparsity
+# structures"). Element runs two at a time, channel runs one at a time, one torch thread each (2-core
+# machine); full reports and models to benchmarks/out/structures/; the summarizer writes
+# benchmarks/results/structures/ and the table:
+#   bash benchmarks/run_structures.sh [all|element|channel]
 #   python benchmarks/summarize_structures.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,9 +17,16 @@ one() {  # name, then compress options
   "$PY" -m onnxprune compress models/fmnist_vgg.onnx "$@" "${COMMON[@]}" -o "$OUT/$name.onnx" \
     --report "$OUT/$name.report.json" >"$OUT/$name.log" 2>&1 || echo "$name failed: see $OUT/$name.log"
 }
-one vgg_irregular0.5_admm -s irregular:0.5 --sparse-initializers &
-one vgg_irregular0.8_admm -s irregular:0.8 --sparse-initializers &
-wait
-one vgg_nm2of4_admm --config benchmarks/recipes/nm24_vgg.yaml &
-one vgg_nm2of4_magnitude --config benchmarks/recipes/nm24_vgg.yaml --method magnitude &
-wait
+WHAT=${1:-all}
+if [[ $WHAT == all || $WHAT == element ]]; then
+  one vgg_irregular0.5_admm -s irregular:0.5 --sparse-initializers &
+  one vgg_irregular0.8_admm -s irregular:0.8 --sparse-initializers &
+  wait
+  one vgg_nm2of4_admm --config benchmarks/recipes/nm24_vgg.yaml &
+  one vgg_nm2of4_magnitude --config benchmarks/recipes/nm24_vgg.yaml --method magnitude &
+  wait
+fi
+if [[ $WHAT == all || $WHAT == channel ]]; then  # surgery: latency is measured, so one run at a time
+  one vgg_channel0.5_admm -s channel:0.5
+  one vgg_channel0.7_admm -s channel:0.7
+fi

@@ -1,9 +1,10 @@
-"""Summaries of the element-sparsity runs of benchmarks/run_structures.sh.
+"""Summaries of the sparsity-structure runs of benchmarks/run_structures.sh (element and channel).
 
     python benchmarks/summarize_structures.py     # reads benchmarks/out/structures/*.report.json
 
 Writes one compact JSON per run to benchmarks/results/structures/ and the table between the markers of
-benchmarks/README.md ("Sparsity structures").
+benchmarks/README.md ("Sparsity structures"). Rows saved earlier whose report is not in the reports folder
+(runs made on another day or machine) stay in the table with their own date.
 """
 
 from __future__ import annotations
@@ -35,10 +36,17 @@ def summarize(report: dict[str, Any], name: str) -> dict[str, Any]:
         "pruned_top1": a.get("pruned_top1"),
         "drop_pp": a.get("drop_pp"),
         "macs_dense": t["macs_after"],
-        "effective_macs": t.get("effective_macs_after"),
+        "effective_macs": t.get("effective_macs_after", t["macs_after"]),
+        "macs_original": t["macs_before"],
         "params": t["params_after"],
         "params_nonzero": t["params_after"] - zeros,
         "zero_fraction_pruned_weights": zeros / size if size else 0.0,
+        "kept_channels": {
+            g["node"]: [g["kept"], g["channels"]]
+            for g in report.get("groups", [])
+            if g["kept"] < g["channels"]
+        },
+        "training_s": report["phases"].get("train", 0.0),
         "layers": [
             {k: e[k] for k in ("node", "rule", "size", "zeros", "zero_fraction", "macs", "effective_macs")}
             for e in elements
@@ -57,33 +65,48 @@ def summarize(report: dict[str, Any], name: str) -> dict[str, Any]:
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    env = rows[0]["environment"] if rows else {}
+    envs: dict[str, list[str]] = {}  # environment -> dates measured on it
+    for r in rows:
+        e = r["environment"]
+        text = (
+            f"{e.get('cpu', '?')}, Python {e.get('python', '?')}, torch {e.get('torch', '?')}, "
+            f"onnx {e.get('onnx', '?')}, onnxruntime {e.get('onnxruntime', '?')}"
+        )
+        if r["date"] not in envs.setdefault(text, []):
+            envs[text].append(r["date"])
     head = (
-        f"Measured {rows[0]['date'] if rows else '?'} on a 2-core VM ({env.get('cpu', '?')}, shared with "
-        f"other jobs: load average 7-8 during the runs), Python {env.get('python', '?')}, "
-        f"torch {env.get('torch', '?')}, "
-        f"onnx {env.get('onnx', '?')}, onnxruntime {env.get('onnxruntime', '?')} (CPU provider, default "
-        "threads). Latency: ORT CPU median ms, dense original → exported model (same dense kernels).\n\n"
-        "| run | epochs | top-1 dense | top-1 pruned | drop (pp) | zeros in pruned weights | MACs (dense) | "
-        "effective non-zero MACs | params (non-zero) | file dense | file sparse-stored | ORT CPU b1 ms | "
-        "ORT CPU b32 ms | verify err | wall |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+        "Measured on a 2-core VM shared with other jobs (load average 3-8 during the runs): "
+        + "; ".join(f"{', '.join(sorted(dates))} on {text}" for text, dates in envs.items())
+        + " (CPU provider, default threads). Latency: ORT CPU median ms, dense original → exported model "
+        "(element rows: the same dense kernels; channel rows: a physically smaller model).\n\n"
+        "| run | date | epochs | top-1 dense | top-1 pruned | drop (pp) | zeros in pruned weights | "
+        "MACs of the exported model | effective non-zero MACs | params (non-zero) | file dense | "
+        "file sparse-stored | ORT CPU b1 ms | ORT CPU b32 ms | verify err | training | wall |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
 
     def ms(r: dict[str, Any], b: str) -> str:
         s = r["ort_cpu_ms"].get(b)
-        return f"{s['dense']:.3f} → {s['pruned']:.3f}" if s else "–"
+        return f"{s['dense']:.3f} → {s['pruned']:.3f} ({s['dense'] / s['pruned']:.2f}x)" if s else "–"
+
+    def zeros(r: dict[str, Any]) -> str:
+        return (
+            "– (removed)" if "channel" in r["sparsity"] else f"{100 * r['zero_fraction_pruned_weights']:.1f}%"
+        )
+
+    def training(r: dict[str, Any]) -> str:
+        return f"{r['training_s']:.0f} s" if r.get("training_s") else "–"
 
     def mb(v: float | None) -> str:
         return f"{v / 1e6:.3f} MB" if v else "–"
 
     lines = [
-        f"| {r['name']} | {r['epochs']} | {100 * r['dense_top1']:.2f}% | {100 * r['pruned_top1']:.2f}% | "
-        f"{r['drop_pp']:+.2f} | {100 * r['zero_fraction_pruned_weights']:.1f}% | "
+        f"| {r['name']} | {r['date']} | {r['epochs']} | {100 * r['dense_top1']:.2f}% | "
+        f"{100 * r['pruned_top1']:.2f}% | {r['drop_pp']:+.2f} | {zeros(r)} | "
         f"{r['macs_dense'] / 1e6:.2f} M | {r['effective_macs'] / 1e6:.2f} M | "
         f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k | "
         f"{mb(r['bytes_dense'])} | {mb(r['bytes_sparse_stored'])} | {ms(r, 'b1')} | {ms(r, 'b32')} | "
-        f"{r['verify_max_rel_error']:.1e} | {r['wall_s']:.0f} s |"
+        f"{r['verify_max_rel_error']:.1e} | {training(r)} | {r['wall_s']:.0f} s |"
         for r in rows
     ]
     return head + "\n".join(lines)
@@ -95,17 +118,19 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=ROOT / "results" / "structures")
     args = p.parse_args()
     args.results.mkdir(parents=True, exist_ok=True)
-    rows = []
+    rows = {}
+    for path in sorted(args.results.glob("*.json")):  # saved rows; a fresh report of the same run wins
+        rows[path.stem] = json.loads(path.read_text())
     for path in sorted(args.reports.glob("*.report.json")):
         name = path.name.removesuffix(".report.json")
         row = summarize(json.loads(path.read_text()), name)
         row["date"] = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d")
         (args.results / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
-        rows.append(row)
+        rows[name] = row
     readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table(rows) + "\n" + text[end:])
+    readme.write_text(text[:start] + "\n" + table(list(rows.values())) + "\n" + text[end:])
 
 
 if __name__ == "__main__":

@@ -77,8 +77,9 @@ def main() -> None:
 @click.option(
     "--sparsity",
     "-s",
-    help="TYPE:RATIO or nm:N:M: filter:0.7 removes 70% of filters; irregular:0.8 zeroes 80% of each "
-    "Conv/Gemm weight; nm:2:4 keeps 2 of every 4 weights along the input dimension.",
+    help="TYPE:RATIO or nm:N:M: filter:0.7 removes 70% of filters; channel:0.7 removes 70% of the input "
+    "channels of every Conv/Gemm that alone reads them (and the filters producing them); irregular:0.8 "
+    "zeroes 80% of each Conv/Gemm weight; nm:2:4 keeps 2 of every 4 weights along the input dimension.",
 )
 @click.option(
     "--target-macs",

@@ -36,6 +36,7 @@ class Inspection:
             "conv_macs": self.cost.conv_macs,
             "params": self.cost.params,
             "prunable_groups": len(self.plan.prunable),
+            "channel_prunable_groups": len(self.plan.channel_prunable),
             "groups": self.plan.to_dict()["groups"],
             "layers": [
                 {
@@ -58,15 +59,31 @@ class Inspection:
             f"{self.cost.total_macs / 1e6:.2f}M MACs ({self.cost.conv_macs / 1e6:.2f}M in convs), "
             f"{self.cost.params / 1e6:.3f}M params",
             f"{len(self.plan.prunable)} of {len(self.plan.groups)} channel groups prunable "
-            f"({sum(g.channels for g in self.plan.prunable)} channels)",
+            f"({sum(g.channels for g in self.plan.prunable)} channels), "
+            f"{len(self.plan.channel_prunable)} of them channel-wise too",
             "",
             format_layers(self.layers, compare=False),
+            "",
+            "channel-wise (--sparsity channel:R): input channels of",
+            *[f"  {line}" for line in self._channel_lines()],
         ]
         if self.notes:
             lines += ["", "normalized: " + "; ".join(self.notes)]
         if show_groups:
             lines += ["", self.plan.format()]
         return "\n".join(lines)
+
+    def _channel_lines(self) -> list[str]:
+        """Per group: the layer whose input channels it is, or why channel-wise pruning is refused."""
+        out = []
+        for g in self.plan.groups:
+            what = (
+                f"{g.channel_op} {g.channel_node}: {g.channels} channels (from {g.source_node})"
+                if g.channel_prunable
+                else f"(from {g.source_node}): refused, {g.channel_reason}"
+            )
+            out.append(what)
+        return out
 
     def recipe(self, ratio: float = 0.5) -> str:
         """A starting YAML recipe: one rule per prunable group at ``ratio`` (edit them), kept groups noted."""
@@ -85,6 +102,23 @@ class Inspection:
                 f"  - {{type: filter, ratio: {ratio:g}, match: {_yaml_str(_glob_literal(nodes[0]))}}}"
                 f"  # {g.op_type}, {g.channels} channels, {cost / 1e6:.3g}M MACs{tied}"
             )
+        channel = self.plan.channel_prunable
+        if channel:
+            lines.append(
+                "  # channel-wise instead (the input channels W[:, c] of the layer that reads them; its "
+                "producer's filters go too):"
+            )
+        for g in channel:
+            assert g.channel_node is not None
+            lines.append(
+                f"  # - {{type: channel, ratio: {ratio:g}, match: "
+                f"{_yaml_str(_glob_literal(g.channel_node))}}}  # {g.channel_op}, {g.channels} input "
+                f"channels from {g.source_node}"
+            )
+        refused = [g for g in self.plan.prunable if not g.channel_prunable]
+        if refused:
+            lines.append("# prunable filter-wise only (channel-wise refused):")
+            lines += [f"#   {g.source_node}: {g.channel_reason}" for g in refused]
         kept = [g for g in self.plan.groups if not g.prunable]
         if kept:
             lines.append("# kept whole (not prunable):")

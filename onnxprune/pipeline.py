@@ -47,12 +47,14 @@ from .plan import PruningPlan
 from .recipe import DISTILL_KEYS, Recipe, load_recipe
 from .report import Report, environment, layer_rows, plot_report, totals
 from .sparsity import (
+    GROUP_KINDS,
     ElementSparsity,
     SparsitySpec,
     check_target,
     element_constraints,
     keep_counts,
     parse_sparsity,
+    training_plan,
     unmatched_rules,
 )
 
@@ -255,7 +257,13 @@ def compress(
             keep, budget = budget_keep_counts(
                 base, plan, count_costs(base, shape), spec, target, splits.train, seed=seed
             )
-    log.info("plan: %d groups, %d prunable", len(plan.groups), len(plan.prunable))
+    plan = training_plan(plan, spec, keep)  # groups a channel rule prunes: by their consumer's W[:, c]
+    log.info(
+        "plan: %d groups, %d prunable, %d channel-wise",
+        len(plan.groups),
+        len(plan.prunable),
+        sum(g.kind == "channel" for g in plan.groups),
+    )
     main_rank = env_rank() == 0  # under torchrun only rank 0 benchmarks and writes outputs
     cfg = TrainConfig(
         seed=seed,
@@ -533,13 +541,16 @@ def _group_summary(
 ) -> dict[str, Any]:
     g = plan.group(name)
     rule = spec.rule_for(g) if g.prunable else None
-    rule = rule if rule is not None and rule.kind == "filter" else None  # element rules act on weights
+    rule = rule if rule is not None and rule.kind in GROUP_KINDS else None  # element rules act on weights
     keep = masks.get(name)
     return {
         "name": g.name,
         "node": g.source_node,
         "op_type": g.op_type,
         "channels": g.channels,
+        "kind": g.kind,  # filter: pruned by its filters; channel: by the input channels of channel_node
+        "channel_node": g.channel_node,
+        "channel_reason": g.channel_reason,
         "kept": int(keep.sum()) if keep is not None else g.channels,
         "prunable": g.prunable,
         "reason": g.reason,

@@ -12,6 +12,9 @@ Members have one of two roles:
   of consumers). Once the sources are zero the channel carries exact zeros, so dropping the matching
   slice of a consumer changes nothing: this is why pruned == masked holds exactly.
 
+Channel-wise pruning (:meth:`Group.as_channel`) swaps the roles: the input-channel slices of the one
+Conv/Gemm that reads the channels become the SOURCE members, the producer's filters DEPENDENT ones.
+
 Shape constants (a Reshape target that flattens channels into features) are rewritten through
 :class:`ShapeEdit`. This module is shared by the ONNX and torch sides: it depends on numpy only.
 """
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
 
 import numpy as np
@@ -212,6 +215,12 @@ class Group:
     # disjoint channel sets of which at least one must stay: all of a Reshape entry's or Split part's
     # indices, whose removal would make that count 0 (a Reshape reads 0 as "copy the input dim")
     cover_sets: list[tuple[int, ...]] = field(default_factory=list)
+    # channel-wise pruning (see :meth:`as_channel`): the one Conv/Gemm whose input channels these are,
+    # its op type, and why channel-wise pruning is refused (None when it is allowed)
+    channel_node: str | None = None
+    channel_op: str | None = None
+    channel_reason: str | None = "not analyzed"
+    kind: str = "filter"  # which slices the projection looks at: "filter" (sources) or "channel"
 
     def __post_init__(self) -> None:
         if not self.source_nodes:
@@ -228,6 +237,31 @@ class Group:
     @property
     def dependents(self) -> list[Member]:
         return [m for m in self.members if m.role is Role.DEPENDENT]
+
+    @property
+    def channel_prunable(self) -> bool:
+        return self.channel_reason is None and self.channel_node is not None
+
+    def as_channel(self) -> Group:
+        """The same channels pruned *channel-wise*: by the input-channel slices ``W[:, c]`` of the one
+        Conv/Gemm that reads them (:attr:`channel_node`) instead of by the filters that produce them.
+
+        Those slices become the SOURCE members (the projection's groups, zeroed in the masked model);
+        the former sources (filters, biases, BN scale/shift) become DEPENDENT: surgery still removes them,
+        and since the consumer's slices are zero, nothing the removed channel carries reaches any output,
+        so pruned == masked holds exactly. Folds are dropped (a zero slice contributes no constant).
+        """
+        if self.kind == "channel":
+            return self
+        if not self.channel_prunable:
+            raise ValueError(f"group {self.name!r} cannot be pruned channel-wise: {self.channel_reason}")
+        members = [
+            replace(m, role=Role.SOURCE if self._consumer_slice(m) else Role.DEPENDENT) for m in self.members
+        ]
+        return replace(self, members=members, folds=[], kind="channel")
+
+    def _consumer_slice(self, m: Member) -> bool:
+        return m.node == self.channel_node and m.role is Role.DEPENDENT
 
 
 @dataclass
@@ -249,6 +283,15 @@ class PruningPlan:
                 return g
         raise KeyError(f"no group {name!r}; groups: {[g.name for g in self.groups]}")
 
+    @property
+    def channel_prunable(self) -> list[Group]:
+        return [g for g in self.groups if g.channel_prunable]
+
+    def with_channels(self, names: Iterable[str]) -> PruningPlan:
+        """This plan with the groups ``names`` pruned channel-wise (:meth:`Group.as_channel`)."""
+        chosen = set(names)
+        return PruningPlan([g.as_channel() if g.name in chosen else g for g in self.groups])
+
     def source_initializers(self) -> list[str]:
         return sorted({m.initializer for g in self.prunable for m in g.sources})
 
@@ -267,6 +310,7 @@ class PruningPlan:
             lines.append(
                 f"group {g.name!r} ({g.op_type} {g.source_node!r}{coupled}, {g.channels} channels): {status}"
             )
+            lines.append(f"    channel-wise: {_channel_text(g)}")
             for m in g.members:
                 mapping = m.index_map.describe()
                 lines.append(f"    {m.role.value:9s} {m.initializer} axis={m.axis}{mapping} (node {m.node})")
@@ -278,6 +322,12 @@ class PruningPlan:
             for f in g.folds:
                 lines.append(f"    fold      {f.weight} axis={f.axis} -> bias of {f.op} {f.node!r}")
         return "\n".join(lines)
+
+
+def _channel_text(g: Group) -> str:
+    if g.channel_prunable:
+        return f"input channels of {g.channel_op} {g.channel_node!r}"
+    return f"no ({g.channel_reason})"
 
 
 def _map_dict(im: ChannelMap | None) -> dict | None:
@@ -315,6 +365,11 @@ def _group_dict(g: Group) -> dict:
         ],
         "folds": [{"node": f.node, "op": f.op, "weight": f.weight, "bias": f.bias} for f in g.folds],
         "cover_sets": [list(c) for c in g.cover_sets],
+        "kind": g.kind,
+        "channel_node": g.channel_node,
+        "channel_op": g.channel_op,
+        "channel_prunable": g.channel_prunable,
+        "channel_reason": g.channel_reason,
     }
     return d
 

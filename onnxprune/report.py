@@ -122,6 +122,8 @@ def layer_rows(
         tied = f" (tied x{len(g.source_nodes)})" if len(g.source_nodes) > 1 else ""
         if not g.prunable:
             text = f"kept: {g.reason}"
+        elif kept is not None and g.kind == "channel":
+            text = f"pruned channel-wise, kept {kept.get(g.name, g.channels)}/{g.channels}{tied}"
         elif kept is not None:
             text = f"pruned, kept {kept.get(g.name, g.channels)}/{g.channels}{tied}"
         else:

@@ -10,6 +10,13 @@ Kept counts are ``round(C·(1 − R))``, at least one, at least one per cover se
 ``align`` > 1, rounded to the nearest count whose filters are a multiple of ``align``
 (:func:`onnxprune.alignment.aligned_keep`).
 
+``channel:R`` prunes the same channels from the other side: the fraction R of the input channels
+``W[:, c]`` of every Conv/Gemm whose input channels are channel-prunable (each channel read by that layer
+alone, see :func:`onnxprune.graph.analysis.analyze`). Its rules select a group by the name / op type of
+that *consuming* layer; the projection keeps the k input-channel slices of largest L2 norm, and surgery
+removes the channels from the consumer and, with them, the producer's filters. A weight cannot be both
+channel-pruned (its input channels) and filter-pruned (its filters): :func:`training_plan` refuses it.
+
 Element (non-structured) kinds act on single weights of Conv/Gemm layers instead of channels, by the
 same rules (a rule selects a layer by its node name / op type; the last matching rule wins per layer):
 
@@ -21,7 +28,7 @@ same rules (a rule selects a layer by its node name / op type; the last matching
   a padded block would not be the 2:4 pattern sparse kernels expect).
 
 Element-pruned weights stay dense, with exact zeros; no graph surgery. A weight cannot be both
-element-pruned and the SOURCE of a filter-pruned group (see :func:`element_constraints`).
+element-pruned and the SOURCE of a pruned group (see :func:`element_constraints`).
 """
 
 from __future__ import annotations
@@ -39,9 +46,10 @@ from .graph.weights import WeightTarget
 from .plan import Group, PruningPlan, keep_count
 
 ELEMENT_KINDS = ("irregular", "nm")
-KNOWN_KINDS = ("filter", *ELEMENT_KINDS)
-# the other structures of the ADAM-ADMM paper; named in errors until they exist
-PLANNED_KINDS = ("channel", "shape")
+GROUP_KINDS = ("filter", "channel")
+KNOWN_KINDS = (*GROUP_KINDS, *ELEMENT_KINDS)
+# the other structure of the ADAM-ADMM paper; named in errors until it exists
+PLANNED_KINDS = ("shape",)
 
 
 class Selectable(Protocol):
@@ -52,6 +60,21 @@ class Selectable(Protocol):
 
     @property
     def source_nodes(self) -> Sequence[str]: ...
+
+
+@dataclass(frozen=True)
+class ChannelTarget:
+    """A channel-prunable group as ``channel`` rules see it: by the Conv/Gemm that reads its channels."""
+
+    group: Group
+
+    @property
+    def op_type(self) -> str:
+        return self.group.channel_op or ""
+
+    @property
+    def source_nodes(self) -> tuple[str, ...]:
+        return (self.group.channel_node,) if self.group.channel_node else ()
 
 
 @dataclass(frozen=True)
@@ -119,10 +142,22 @@ class SparsitySpec:
         return any(fnmatchcase(node, pattern) for pattern in self.exclude for node in target.source_nodes)
 
     def rule_for(self, target: Selectable) -> Rule | None:
-        """The last rule selecting ``target``; None when it is excluded or no rule selects it."""
+        """The last rule selecting ``target``; None when it is excluded or no rule selects it.
+
+        For a :class:`Group`: ``channel`` rules select it through its consumer (:class:`ChannelTarget`,
+        only when it is channel-prunable), the other kinds through its source nodes; an ``exclude`` glob
+        matching either keeps it."""
         if self.excluded(target):
             return None
-        return next((r for r in reversed(self.rules) if r.selects(target)), None)
+        if not isinstance(target, Group):
+            return next((r for r in reversed(self.rules) if r.selects(target) and r.kind != "channel"), None)
+        via = ChannelTarget(target)
+        for r in reversed(self.rules):
+            if r.kind != "channel" and r.selects(target):
+                return r
+            if r.kind == "channel" and target.channel_prunable and not self.excluded(via) and r.selects(via):
+                return r
+        return None
 
     @property
     def elementwise(self) -> bool:
@@ -208,11 +243,12 @@ def group_width(group: Group) -> int:
 
 
 def keep_counts(plan: PruningPlan, spec: SparsitySpec) -> dict[str, int]:
-    """Channels kept per selected prunable group (see the module docstring for the rounding)."""
+    """Channels kept per selected prunable group, filter- or channel-wise (see the module docstring for the
+    rounding)."""
     counts = {}
     for g in plan.prunable:
         rule = spec.rule_for(g)
-        if rule is None or rule.kind != "filter":
+        if rule is None or rule.kind not in GROUP_KINDS:
             continue
         floor = max(1, len(g.cover_sets))
         k = max(keep_count(g.channels, rule.ratio), floor)
@@ -220,12 +256,49 @@ def keep_counts(plan: PruningPlan, spec: SparsitySpec) -> dict[str, int]:
     return counts
 
 
+def channel_groups(plan: PruningPlan, spec: SparsitySpec, keep: Mapping[str, int]) -> list[str]:
+    """The groups of ``keep`` that a ``channel`` rule prunes."""
+    out = []
+    for g in plan.prunable:
+        rule = spec.rule_for(g)
+        if g.name in keep and rule is not None and rule.kind == "channel":
+            out.append(g.name)
+    return out
+
+
+def training_plan(plan: PruningPlan, spec: SparsitySpec, keep: Mapping[str, int]) -> PruningPlan:
+    """``plan`` with the groups a ``channel`` rule prunes turned channel-wise (:meth:`Group.as_channel`).
+
+    Raises :class:`SpecError` when one weight would be channel-pruned (its input channels are the
+    projection's groups) and filter-pruned (its filters are) at once: the projection onto both
+    constraints together is not the product of the two, so that combination is not supported.
+    """
+    out = plan.with_channels(channel_groups(plan, spec, keep))
+    owner: dict[str, Group] = {}
+    for g in out.groups:
+        if keep.get(g.name, g.channels) >= g.channels:
+            continue
+        for m in g.sources:
+            other = owner.setdefault(m.initializer, g)
+            if other.kind != g.kind:
+                ch, fi = (other, g) if other.kind == "channel" else (g, other)
+                raise SpecError(
+                    f"weight {m.initializer!r} of {ch.channel_op} {ch.channel_node!r} is both channel-pruned "
+                    f"(its input channels, group {ch.name!r}) and filter-pruned (its filters, group "
+                    f"{fi.name!r}); combining both on one weight is not supported: exclude one rule from it"
+                )
+    return out
+
+
 def unmatched_rules(plan: PruningPlan, spec: SparsitySpec, targets: Sequence[Selectable] = ()) -> list[Rule]:
-    """Rules that select no prunable group (filter) or no layer weight (element kinds): a typo in a glob,
-    or a recipe written for another model."""
-    return [
-        r for r in spec.rules if not any(r.selects(t) for t in (targets if r.elementwise else plan.prunable))
-    ]
+    """Rules that select no prunable group (filter), no channel-prunable layer (channel) or no layer weight
+    (element kinds): a typo in a glob, or a recipe written for another model."""
+    channel = [ChannelTarget(g) for g in plan.channel_prunable]
+
+    def candidates(r: Rule) -> Sequence[Selectable]:
+        return targets if r.elementwise else channel if r.kind == "channel" else plan.prunable
+
+    return [r for r in spec.rules if not any(r.selects(t) for t in candidates(r))]
 
 
 @dataclass(frozen=True)
@@ -261,9 +334,12 @@ def element_constraints(
     """Per weight initializer, the element constraint of the last rule selecting its layer.
 
     Raises :class:`SpecError` for an N:M layer whose input dimension is not a multiple of M, for a weight
-    that is also the SOURCE of a filter-pruned group (combining both on one layer is not supported), and
-    for an N:M layer whose input channels a filter-pruned group removes (the blocks would shift).
+    that is also the SOURCE of a pruned group (its filters filter-pruned, or its input channels
+    channel-pruned: combining both on one layer is not supported), and for an N:M layer whose input
+    channels a filter-pruned group removes (the blocks would shift). ``plan`` may be the analysis plan or
+    the :func:`training_plan`.
     """
+    plan = training_plan(plan, spec, keep)
     out: dict[str, ElementSparsity] = {}
     for t in targets:
         rule = spec.rule_for(t)
@@ -307,12 +383,12 @@ def element_constraints(
                 continue
             if m in g.sources:
                 raise SpecError(
-                    f"layer {c.node!r}: weight {c.initializer!r} is both filter-pruned (group {g.name!r}) "
+                    f"layer {c.node!r}: weight {c.initializer!r} is both {g.kind}-pruned (group {g.name!r}) "
                     f"and {c.rule}; combining both on one layer is not supported (exclude one rule from it)"
                 )
             if c.kind == "nm" and m.axis % len(c.shape) == c.axis:
                 raise SpecError(
-                    f"layer {c.node!r}: {c.rule} needs its whole input dimension, but filter pruning of "
+                    f"layer {c.node!r}: {c.rule} needs its whole input dimension, but {g.kind} pruning of "
                     f"group {g.name!r} removes input channels of {c.initializer!r}; exclude one of the two"
                 )
     return out

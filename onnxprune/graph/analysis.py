@@ -8,7 +8,11 @@ creates elements (Conv filters, Gemm units), and reports ties, stops and member 
    branches one channel; a grouped Conv makes a whole conv-group one channel;
 2. channels that share a source node form one *group* (all filters of a Conv, plus every Conv tied to it);
 3. a group is prunable unless one of its elements was stopped, or an initializer it slices is also read by
-   a node outside the group.
+   a node outside the group;
+4. a prunable group can also be pruned *channel-wise* (by the input-channel slices ``W[:, c]`` of the node
+   that reads it, :meth:`~onnxprune.plan.Group.as_channel`) when exactly one node reads its channels
+   without passing them on, that node is a Conv/Gemm reading them through its weight's input axis, and
+   every channel reaches that weight; otherwise ``channel_reason`` says why not.
 
 Preconditions: the model is normalized (:func:`onnxprune.graph.load.normalize`): named nodes, weights as
 initializers, topologically sorted. Postcondition: the plan names every member by initializer; nothing in
@@ -28,6 +32,7 @@ from . import handlers  # noqa: F401  (registers the channel rules)
 from .index import GraphIndex, outer_scope_reads
 from .registry import REGISTRY, ChannelSpace, Effect, HandlerRegistry, Stop
 from .shapes import ShapeArg, static_shapes
+from .weights import WeightTarget, weight_targets
 
 
 class _UnionFind:
@@ -171,7 +176,60 @@ def _groups(ctx: GraphIndex, space: ChannelSpace, trace: Effect) -> list[Group]:
         if group.reason is None:
             group.reason = _unsourced(group) or _shared_initializer(ctx, group)
         out.append(group)
+    targets = {t.node: t for t in weight_targets(ctx.model)}
+    for group in out:
+        _channel_consumer(ctx, group, targets)
     return out
+
+
+def _channel_consumer(ctx: GraphIndex, group: Group, targets: Mapping[str, WeightTarget]) -> None:
+    """Set ``group.channel_node``/``channel_op``, or ``channel_reason`` when channel-wise pruning is refused.
+
+    A *reader* is a node that slices a DEPENDENT member of the group and either does not pass the channels
+    on or produces channels of its own that are tied to them (a Conv inside a residual block), or that
+    folds them. A BatchNormalization's statistics, a per-channel Mul or a depthwise Conv on the way pass
+    the channels on and are sliced with the producer: they are not readers. Channel-wise pruning needs
+    exactly one reader, a Conv/Gemm reading them through its weight's input axis only, at every channel:
+    then zeroing that weight's slices is all the masked model changes, and surgery may remove the
+    producer's filters with them.
+    """
+    group.channel_node = group.channel_op = None
+    if not group.prunable:
+        group.channel_reason = group.reason
+        return
+    carried, producers = set(group.tensors), set(group.source_nodes)
+    readers: dict[str, list[Member]] = {}
+    for m in group.dependents:
+        if m.node in producers or not carried.intersection(ctx.nodes[m.node].output):
+            readers.setdefault(m.node, []).append(m)
+    for f in group.folds:
+        readers.setdefault(f.node, [])
+    if not readers:
+        group.channel_reason = "no Conv/Gemm reads the channels"
+        return
+    names = list(readers)
+    if len(names) > 1:
+        group.channel_reason = (
+            f"the channels are also read by another consumer: {ctx.nodes[names[1]].op_type} {names[1]!r} "
+            f"(besides {ctx.nodes[names[0]].op_type} {names[0]!r})"
+        )
+        return
+    node, members = names[0], readers[names[0]]
+    op = ctx.nodes[node].op_type
+    target = targets.get(node)
+    through_weight = target is not None and all(
+        m.initializer == target.initializer and m.axis == target.input_axis for m in members
+    )
+    if target is None or not members or not through_weight:
+        group.channel_reason = f"{op} {node!r} reads the channels (channel-wise needs a Conv/Gemm weight)"
+        return
+    owned = np.zeros(group.channels, dtype=bool)
+    for m in members:
+        owned[m.index_map.owned(group.channels)] = True
+    if not owned.all():
+        group.channel_reason = f"{op} {node!r} does not read channel {int(np.flatnonzero(~owned)[0])}"
+        return
+    group.channel_node, group.channel_op, group.channel_reason = node, op, None
 
 
 def _cover_sets(group: Group) -> list[tuple[int, ...]]:

@@ -217,6 +217,7 @@ def select_elements(
 ) -> dict[str, ElementSparsity]:
     """The element constraints, checked: bound to a torch tensor, not a SOURCE of a pruned group."""
     grouped = {m.initializer: g.name for g, _ in chosen for m in g.sources}
+    kinds = {m.initializer: g.kind for g, _ in chosen for m in g.sources}
     for name, c in elements.items():
         if name not in model.names:
             raise UnsupportedModelError(
@@ -225,7 +226,8 @@ def select_elements(
             )
         if name in grouped:
             raise SpecError(
-                f"weight {name!r} is both filter-pruned (group {grouped[name]!r}) and {c.rule or c.kind}"
+                f"weight {name!r} is both {kinds[name]}-pruned (group {grouped[name]!r}) and "
+                f"{c.rule or c.kind}"
             )
     return dict(elements)
 
@@ -305,7 +307,10 @@ class _Run:
             "method": "admm" if self.admm else "magnitude",
             "model": ckpt.arrays_hash(self.model.onnx_arrays()),
             "data": ckpt.data_hash(self.train_data),
-            "keep": ",".join(f"{g.name}={k}" for g, k in self.chosen),
+            # a channel-wise group is marked (filter groups keep the format of earlier checkpoints)
+            "keep": ",".join(
+                f"{g.name}={'channel:' if g.kind == 'channel' else ''}{k}" for g, k in self.chosen
+            ),
             "elements": ",".join(
                 f"{n}={c.kind}:{c.keep}:{c.n}:{c.m}" for n, c in sorted(self.elements.items())
             ),
