@@ -43,8 +43,9 @@ class NormalizedModel:
 def load_model(source: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
     """Parse and check a model; returns (a private copy, whether it used external data).
 
-    External data is read into memory one tensor at a time and the checker reads the file itself (not a
-    serialized copy), so a model of any size costs its weights once. Raises :class:`InvalidModelError`
+    External data is read into memory one tensor at a time and the checker reads the graph from the file
+    (not a serialized copy), so such a model costs its weights once. A single-file model is parsed from
+    its bytes (protobuf has no streaming parser: file bytes and parsed model coexist while loading). Raises :class:`InvalidModelError`
     with a one-line reason for anything that is not a valid model.
     """
     if isinstance(source, onnx.ModelProto):
@@ -65,6 +66,8 @@ def load_model(source: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, b
             external = any(is_external(t) for t in model.graph.initializer)
             if external:  # in memory: the references to the file go
                 load_external(model, path.parent)
+            else:  # the checker would parse the whole file again: it checks the model in memory
+                checked = model
         except Exception as e:  # protobuf raises DecodeError, RuntimeWarning subclasses, ...
             raise InvalidModelError(f"{path} is not a valid ONNX file ({_one_line(e)})") from None
     if not model.graph.node:
