@@ -34,13 +34,13 @@ from .data.preprocess import Preprocess, as_preprocess
 from .errors import SpecError, UnsupportedModelError
 from .fidelity import evaluate as evaluate_fidelity
 from .gates import GateResult, Gates, raise_if_missed
+from .graph import protos
 from .graph.analysis import analyze
 from .graph.edit import mask_model, masker, prune_model, write_back, write_masked
 from .graph.elements import element_rows, verify_elements
 from .graph.inputs import Batch, input_dtypes, input_shapes
 from .graph.load import all_input_dims, load_model, normalize, reshare
 from .graph.macs import count_costs
-from .graph import protos
 from .graph.protos import model_nbytes
 from .graph.runtime import available_providers, make_session, run_batched
 from .graph.verify import compare_models, verification_inputs, verify_pruned

@@ -45,8 +45,8 @@ def load_model(source: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, b
 
     External data is read into memory one tensor at a time and the checker reads the graph from the file
     (not a serialized copy), so such a model costs its weights once. A single-file model is parsed from
-    its bytes (protobuf has no streaming parser: file bytes and parsed model coexist while loading). Raises :class:`InvalidModelError`
-    with a one-line reason for anything that is not a valid model.
+    its bytes (protobuf has no streaming parser: file bytes and parsed model coexist while loading).
+    Raises :class:`InvalidModelError` with a one-line reason for anything that is not a valid model.
     """
     if isinstance(source, onnx.ModelProto):
         model = copy.deepcopy(source)
