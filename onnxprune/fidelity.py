@@ -21,9 +21,11 @@ from .graph.runtime import make_session, run_batched
 def evaluate(dense: onnx.ModelProto, pruned: onnx.ModelProto, data: ArrayData, split: str) -> dict[str, Any]:
     """``{'fidelity', 'measure', 'agreement', 'output_rel_error', 'samples', 'split'}`` plus, with labels,
     ``dense_top1``, ``pruned_top1`` and ``drop_pp`` (percentage points)."""
-    d_sess, p_sess = make_session(dense), make_session(pruned)
+    d_sess = make_session(dense)
     names = [o.name for o in d_sess.get_outputs()]
-    d_out, p_out = run_batched(d_sess, data.x), run_batched(p_sess, data.x)
+    d_out = run_batched(d_sess, data.x)
+    del d_sess  # one session at a time: a large dense model is not held twice
+    p_out = run_batched(make_session(pruned), data.x)
     rel = {n: relative_error(d, p) for n, d, p in zip(names, d_out, p_out, strict=True)}
     result: dict[str, Any] = {"split": split, "samples": len(data), "output_rel_error": rel}
     first_d, first_p = d_out[0], p_out[0]

@@ -15,8 +15,9 @@ from pathlib import Path
 import onnx
 
 from .errors import OutputError
+from .graph.protos import Transform, is_external, map_initializers, model_nbytes, write_external
 
-_TWO_GB = 2**31 - 1
+EXTERNAL_DATA_BYTES = 2**31 - 2**24  # 2 GB less headroom: larger models are saved with a weights data file
 
 
 def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | Path | None]) -> None:
@@ -74,22 +75,35 @@ def _default_mode() -> int:
     return 0o666 & ~umask
 
 
-def save_model(model: onnx.ModelProto, path: str | Path) -> None:
-    """Atomically save; models over 2 GB get their weights in ``<name>.data`` beside the file."""
+def save_model(
+    model: onnx.ModelProto,
+    path: str | Path,
+    transform: Transform | None = None,
+    base_dir: str | Path | None = None,
+) -> None:
+    """Atomically save ``model`` (never modified). A model over :data:`EXTERNAL_DATA_BYTES` (or with
+    external data of its own, read from ``base_dir``) gets its weights in ``<name>.data`` beside the file,
+    streamed one tensor at a time; both files land by rename from a private folder beside the target.
+    ``transform(name, values)`` may change initializer values on the way (see
+    :func:`onnxprune.graph.protos.write_external`)."""
     target = Path(path)
     try:
-        if model.ByteSize() < _TWO_GB:
+        external = transform is not None or any(is_external(t) for t in model.graph.initializer)
+        if not external and model_nbytes(model) <= EXTERNAL_DATA_BYTES:
             with atomic_path(target) as tmp:
                 onnx.save_model(model, str(tmp))
             return
-        # too big for one protobuf: weights go to <name>.data; both land by rename from a private dir
-        # (note: onnx converts the model's tensors to external references in place)
+        if transform is not None and model_nbytes(model) <= EXTERNAL_DATA_BYTES and base_dir is None:
+            with atomic_path(target) as tmp:
+                onnx.save_model(map_initializers(model, transform), str(tmp))
+            return
         data_name = target.name + ".data"
         tmpdir = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
         try:
-            onnx.save_model(model, str(tmpdir / target.name), save_as_external_data=True, location=data_name)
-            os.replace(tmpdir / data_name, target.parent / data_name)
-            os.replace(tmpdir / target.name, target)
+            write_external(model, tmpdir / target.name, data_name, transform, base_dir)
+            for name in (data_name, target.name):  # the data first: the model never names a missing file
+                os.chmod(tmpdir / name, _default_mode())
+                os.replace(tmpdir / name, target.parent / name)
         finally:
             shutil.rmtree(tmpdir, ignore_errors=True)
     except OSError as e:

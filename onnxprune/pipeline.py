@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
+import tempfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -33,12 +34,14 @@ from .data.preprocess import Preprocess, as_preprocess
 from .errors import SpecError, UnsupportedModelError
 from .fidelity import evaluate as evaluate_fidelity
 from .gates import GateResult, Gates, raise_if_missed
+from .graph import protos
 from .graph.analysis import analyze
-from .graph.edit import mask_model, prune_model, write_back
+from .graph.edit import mask_model, masker, prune_model, write_back, write_masked
 from .graph.elements import element_rows, verify_elements
 from .graph.inputs import Batch, input_dtypes, input_shapes
 from .graph.load import all_input_dims, load_model, normalize, reshare
 from .graph.macs import count_costs
+from .graph.protos import model_nbytes
 from .graph.runtime import available_providers, make_session, run_batched
 from .graph.verify import compare_models, verification_inputs, verify_pruned
 from .graph.weights import to_sparse_initializers, weight_targets
@@ -120,7 +123,7 @@ class TrainOptions:
 @dataclass
 class CompressResult:
     model: onnx.ModelProto
-    masked: onnx.ModelProto
+    masked: onnx.ModelProto | None  # None for a model over LARGE_MODEL_BYTES: only streamed to a file
     plan: PruningPlan
     masks: dict[str, np.ndarray]
     report: Report
@@ -215,7 +218,7 @@ def compress(
 
     with clock.phase("load"):
         original, _ = load_model(model)
-        normalized = normalize(original)
+        normalized = normalize(original, inplace=True)  # load_model's copy is private: no second one
         base = normalized.model
         dims = all_input_dims(base)
     with clock.phase("data"):
@@ -279,17 +282,27 @@ def compress(
         clock.phases[f"train.{name}"] = seconds
     masks = {name: np.asarray(k, dtype=bool) for name, k in result.masks.items()}
 
-    with clock.phase("export"):
-        trained = write_back(base, imported.onnx_arrays())
-        masked = mask_model(trained, plan, masks)
-        pruned = prune_model(masked, plan, masks)
-        # copies the normalizer made of shared initializers merge back where they are still equal
-        pruned, masked = reshare(pruned, normalized.copies), reshare(masked, normalized.copies)
-    with clock.phase("verify"):
-        check_inputs = verification_inputs(shape, seed + 1, splits.test.x, dtypes=dtypes)
-        verification = verify_pruned(masked, pruned, check_inputs, rtol)
-        verify_elements(pruned, elements, result.element_masks)
-        written, storage = _storage(pruned, elements, sparse_initializers, check_inputs)
+    with tempfile.TemporaryDirectory(prefix="onnxprune-") as work:
+        with clock.phase("export"):
+            trained = write_back(base, imported.onnx_arrays())
+            del imported  # the torch copy of the weights is not needed any more (training is over)
+            # pruned from the trained model (its kept slices are the masked model's); copies the normalizer
+            # made of shared initializers merge back where they are still equal
+            pruned = reshare(prune_model(trained, plan, masks), normalized.copies, inplace=True)
+            masked: onnx.ModelProto | None = None
+            masked_path = Path(work) / "masked.onnx"
+            if model_nbytes(trained) > protos.LARGE_MODEL_BYTES:  # streamed to a file, never held
+                write_masked(trained, plan, masks, masked_path)
+            else:
+                masked = reshare(mask_model(trained, plan, masks), normalized.copies, inplace=True)
+            if masked is not None or emit_masked is None:
+                del trained  # a large masked model to emit is streamed from it again at the end
+        with clock.phase("verify"):
+            check_inputs = verification_inputs(shape, seed + 1, splits.test.x, dtypes=dtypes)
+            reference = masked if masked is not None else masked_path
+            verification = verify_pruned(reference, pruned, check_inputs, rtol)
+            verify_elements(pruned, elements, result.element_masks)
+            written, storage = _storage(pruned, elements, sparse_initializers, check_inputs)
     log.info("verified: max relative error %.2e", verification.max_rel_error)
 
     report = Report(
@@ -346,7 +359,10 @@ def compress(
     with clock.phase("save"):
         passed = all(g["passed"] for g in report.gates) and main_rank
         if passed and emit_masked is not None:
-            save_model(masked, emit_masked)
+            if masked is not None:
+                save_model(masked, emit_masked)
+            else:
+                save_model(trained, emit_masked, transform=masker(plan, masks))
             report.outputs["masked"] = str(emit_masked)
         if passed and output is not None:
             save_model(written, output)
@@ -369,14 +385,14 @@ def _storage(
     """The model to write (sparse-stored when asked and ORT reproduces it exactly) and the sizes of both
     storages (serialized bytes; the file is this plus a few bytes of framing)."""
     names = [n for n in elements if any(t.name == n for t in pruned.graph.initializer)]
-    info: dict[str, Any] = {"bytes_dense": pruned.ByteSize(), "sparse_initializers": False}
+    info: dict[str, Any] = {"bytes_dense": model_nbytes(pruned), "sparse_initializers": False}
     if not names:
         return pruned, info
     stored = to_sparse_initializers(pruned, names)
-    info["bytes_sparse_stored"] = stored.ByteSize()
+    info["bytes_sparse_stored"] = model_nbytes(stored)
     if not sparse:
         return pruned, info
-    if stored.ByteSize() >= pruned.ByteSize():  # COO costs value + int64 index per non-zero
+    if model_nbytes(stored) >= model_nbytes(pruned):  # COO costs value + int64 index per non-zero
         info["sparse_note"] = "sparse storage would not be smaller (density above ~1/3); kept dense"
         log.warning(info["sparse_note"])
         return pruned, info

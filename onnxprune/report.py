@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from .graph.macs import ModelCost
+from .graph.protos import model_nbytes
 from .plan import PruningPlan
 
 LAYER_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
@@ -168,8 +169,8 @@ def totals(
         "params_before": cost_before.params,
         "params_after": cost_after.params,
         "param_reduction": ratio(cost_before.params, cost_after.params),
-        "bytes_before": before.ByteSize(),
-        "bytes_after": after.ByteSize(),
+        "bytes_before": model_nbytes(before),
+        "bytes_after": model_nbytes(after),
     }
 
 

@@ -1,25 +1,29 @@
 """Edits of initializer values: write-back of trained values, masking, slicing (surgery).
 
-Each function returns a new ModelProto and leaves its input unchanged.
+Each function returns a new ModelProto and leaves its input unchanged. None of them copies the model as a
+whole: the new model is built from its structure (:func:`~onnxprune.graph.protos.shell`) one initializer at
+a time, and values are read as read-only views (:func:`~onnxprune.graph.protos.tensor_array`), so only the
+tensors that change are ever held twice, one at a time where possible. :func:`write_masked` streams the
+masked model to a file without holding it.
 """
 
 from __future__ import annotations
 
-import copy
+from collections import defaultdict
 from collections.abc import Mapping
+from pathlib import Path
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..plan import Group, Masks, PruningPlan, member_keep_indices, validate_masks
+from .protos import Transform, map_initializers, set_tensor, tensor_array, write_external
 
 
 def initializer_arrays(model: onnx.ModelProto, names: set[str] | None = None) -> dict[str, np.ndarray]:
+    """Writable copies of the named initializers' values (all without ``names``)."""
     return {
-        t.name: numpy_helper.to_array(t).copy()
-        for t in model.graph.initializer
-        if names is None or t.name in names
+        t.name: np.array(tensor_array(t)) for t in model.graph.initializer if names is None or t.name in names
     }
 
 
@@ -28,48 +32,62 @@ def replace_initializers(model: onnx.ModelProto, arrays: Mapping[str, np.ndarray
 
     Shapes may change (surgery); an unknown name is an error rather than a silently ignored value.
     """
-    out = copy.deepcopy(model)
-    found = set()
-    for t in out.graph.initializer:
-        if t.name in arrays:
-            dtype = onnx.helper.tensor_dtype_to_np_dtype(t.data_type)
-            t.CopyFrom(numpy_helper.from_array(np.ascontiguousarray(arrays[t.name], dtype=dtype), t.name))
-            found.add(t.name)
-    missing = set(arrays) - found
+    missing = set(arrays) - {t.name for t in model.graph.initializer}
     if missing:
         raise KeyError(f"no initializer named {sorted(missing)[0]!r}")
-    return out
+    return map_initializers(model, lambda name, _: arrays.get(name))
 
 
 def write_back(model: onnx.ModelProto, trained: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     """Trained values into the original initializers; shapes must not change."""
-    current = initializer_arrays(model, set(trained))
+    dims = {t.name: tuple(int(d) for d in t.dims) for t in model.graph.initializer if t.name in trained}
     for name, arr in trained.items():
-        if name not in current:
+        if name not in dims:
             raise KeyError(f"trained tensor {name!r} is not an initializer of the model")
-        if tuple(arr.shape) != tuple(current[name].shape):
-            raise ValueError(
-                f"trained tensor {name!r} has shape {arr.shape}, model has {current[name].shape}"
-            )
+        if tuple(arr.shape) != dims[name]:
+            raise ValueError(f"trained tensor {name!r} has shape {arr.shape}, model has {dims[name]}")
     return replace_initializers(model, trained)
 
 
-def mask_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx.ModelProto:
-    """The masked dense model: every SOURCE slice of a removed channel set to zero."""
+def masker(plan: PruningPlan, masks: Masks) -> Transform:
+    """The masking as a transform of initializer values (see :func:`onnxprune.graph.protos.write_external`):
+    every SOURCE slice of a removed channel set to zero; None for the initializers it leaves alone."""
     validate_masks(plan, masks)
-    names = {m.initializer for g in plan.groups if g.name in masks for m in g.sources}
-    arrays = initializer_arrays(model, names)
+    zero: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
     for g in plan.groups:
         keep = masks.get(g.name)
         if keep is None or keep.all():
             continue
         removed = np.flatnonzero(~keep)
         for m in g.sources:
-            a = arrays[m.initializer]
+            zero[m.initializer].append((m.axis, m.index_map.indices(removed)))
+
+    def transform(name: str, values: np.ndarray) -> np.ndarray | None:
+        if name not in zero:
+            return None
+        a = np.array(values)  # a writable copy of this one tensor
+        for axis, indices in zero[name]:
             index: list[slice | np.ndarray] = [slice(None)] * a.ndim
-            index[m.axis] = m.index_map.indices(removed)
+            index[axis] = indices
             a[tuple(index)] = 0
-    return replace_initializers(model, arrays)
+        return a
+
+    return transform
+
+
+def mask_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx.ModelProto:
+    """The masked dense model: every SOURCE slice of a removed channel set to zero."""
+    missing = {m.initializer for g in plan.groups if g.name in masks for m in g.sources}
+    missing -= {t.name for t in model.graph.initializer}
+    if missing:
+        raise KeyError(sorted(missing)[0])
+    return map_initializers(model, masker(plan, masks))
+
+
+def write_masked(model: onnx.ModelProto, plan: PruningPlan, masks: Masks, path: str | Path) -> None:
+    """Write the masked dense model of :func:`mask_model` to ``path`` (weights in ``<name>.data`` beside
+    it) one tensor at a time: it is never held in memory."""
+    write_external(model, path, transform=masker(plan, masks))
 
 
 def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx.ModelProto:
@@ -78,15 +96,19 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
 
     Slices of one (initializer, axis) coming from several groups are combined first, so indices always
     refer to the original layout; folds read the original weights. value_info of the tensors that carry
-    removed channels is dropped (their dims changed); everything else keeps its value_info.
+    removed channels is dropped (their dims changed); everything else keeps its value_info. ``model`` may
+    be the dense or the masked model: the kept slices are the same. Each initializer is sliced and
+    written on its own (one tensor's copy in flight).
     """
     validate_masks(plan, masks)
     pruned_groups = [g for g in plan.groups if g.name in masks and not masks[g.name].all()]
     names = {m.initializer for g in pruned_groups for m in g.members}
     names |= {e.initializer for g in pruned_groups for e in g.shape_edits if e.attribute is None}
     names |= {n for g in pruned_groups for f in g.folds for n in (f.weight, f.bias) if n is not None}
-    arrays = initializer_arrays(model, names)
-    new_biases, fold_outputs = _fold(model, arrays, pruned_groups, masks)
+    inits = {t.name: t for t in model.graph.initializer}
+    dims = {name: tuple(int(d) for d in inits[name].dims) for name in names}  # KeyError: not in the model
+    updated: dict[str, np.ndarray] = {}  # biases changed by folds
+    new_biases, fold_outputs = _fold(inits, updated, pruned_groups, masks)
     alive: dict[tuple[str, int], np.ndarray] = {}
     shrink: dict[tuple[str, int], int] = {}
     attr_shrink: dict[tuple[str, str, int], int] = {}
@@ -94,7 +116,7 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
         keep = masks[g.name]
         removed = np.flatnonzero(~keep)
         for m in g.members:
-            axis_len = arrays[m.initializer].shape[m.axis]
+            axis_len = dims[m.initializer][m.axis]
             mask = alive.setdefault((m.initializer, m.axis), np.ones(axis_len, dtype=bool))
             kept = np.zeros(axis_len, dtype=bool)
             kept[member_keep_indices(m, keep, axis_len)] = True
@@ -108,19 +130,34 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
                 key = (e.node, e.attribute, e.position)
                 attr_shrink[key] = attr_shrink.get(key, 0) + e.amount(removed)
     for name, values in new_biases.values():
-        arrays[name] = values
+        updated[name] = values
     for bias, (weight, axis) in fold_outputs.items():
         sliced = (weight, axis) in alive and not any(k[0] == bias for k in alive)
-        if sliced and arrays[bias].ndim and arrays[bias].shape[-1] == len(alive[(weight, axis)]):
-            alive[(bias, arrays[bias].ndim - 1)] = alive[(weight, axis)]
+        values = updated[bias]
+        if sliced and values.ndim and values.shape[-1] == len(alive[(weight, axis)]):
+            alive[(bias, values.ndim - 1)] = alive[(weight, axis)]
+    axes: dict[str, list[tuple[int, np.ndarray]]] = defaultdict(list)
     for (name, axis), mask in alive.items():
-        arrays[name] = np.compress(mask, arrays[name], axis=axis)
+        axes[name].append((axis, mask))
+    edits: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for (name, pos), amount in shrink.items():
-        arrays[name] = arrays[name].copy()
-        arrays[name].reshape(-1)[pos] -= amount
-    created = {name for name, _ in new_biases.values()}
-    out = replace_initializers(model, {k: v for k, v in arrays.items() if k not in created})
-    _add_biases(out, {node: (name, arrays[name]) for node, (name, _) in new_biases.items()})
+        edits[name].append((pos, amount))
+
+    def final(name: str, values: np.ndarray) -> np.ndarray | None:
+        if name not in updated and name not in axes and name not in edits:
+            return None
+        a = updated.get(name, values)
+        for axis, mask in axes.get(name, []):
+            a = np.compress(mask, a, axis=axis)
+        if name in edits:
+            a = np.array(a)
+            for pos, amount in edits[name]:
+                a.reshape(-1)[pos] -= amount
+        return a
+
+    out = map_initializers(model, final)
+    created = {node: (name, final(name, updated[name])) for node, (name, _) in new_biases.items()}
+    _add_biases(out, {node: (name, values) for node, (name, values) in created.items() if values is not None})
     _shrink_attributes(out, attr_shrink)
     # value_info of what changed shape: activations carrying removed channels, and sliced initializers
     # (some exporters annotate initializers too)
@@ -132,15 +169,15 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
 
 
 def _fold(
-    model: onnx.ModelProto, arrays: dict[str, np.ndarray], groups: list[Group], masks: Masks
+    inits: Mapping[str, onnx.TensorProto], updated: dict[str, np.ndarray], groups: list[Group], masks: Masks
 ) -> tuple[dict[str, tuple[str, np.ndarray]], dict[str, tuple[str, int]]]:
-    """Add each removed constant channel's contribution to its consumer's bias (in ``arrays``).
+    """Add each removed constant channel's contribution to its consumer's bias (written to ``updated``).
 
     Returns the biases to create (``node -> (new initializer name, values)``) and, for every bias written
     here, the consumer's weight and output axis (``bias -> (weight, axis)``): when that consumer loses
     outputs too, a bias that is not itself a member (a created one, or a scalar made per-unit) is sliced
-    like the weight."""
-    original = {k: v.copy() for k, v in arrays.items()}
+    like the weight. Weights are read as views of the model's original values, only the taken slices
+    copied."""
     created: dict[str, tuple[str, np.ndarray]] = {}
     outputs_of: dict[str, tuple[str, int]] = {}
     for g in groups:
@@ -149,9 +186,8 @@ def _fold(
             idx = f.index_map.indices(removed)
             if not len(idx):
                 continue
-            w = original[f.weight].astype(np.float64)
             v = np.asarray(f.values, dtype=np.float64)[idx]
-            taken = np.take(w, idx, axis=f.axis)
+            taken = np.take(tensor_array(inits[f.weight]), idx, axis=f.axis).astype(np.float64)
             if f.op == "Conv":  # W: (O, C, k...): Σ_c v_c Σ_k W[o, c, k]
                 delta = np.tensordot(
                     taken.reshape(taken.shape[0], len(idx), -1).sum(axis=2), v, axes=([1], [0])
@@ -160,8 +196,8 @@ def _fold(
                 delta = f.scale * np.tensordot(v, np.moveaxis(taken, f.axis, 0), axes=([0], [0]))
             out_axis = 0 if f.op == "Conv" else 1 - f.axis
             if f.bias is not None:
-                bias = arrays[f.bias]
-                arrays[f.bias] = (bias.astype(np.float64) + delta).astype(bias.dtype)
+                bias = updated[f.bias] if f.bias in updated else tensor_array(inits[f.bias])
+                updated[f.bias] = (bias.astype(np.float64) + delta).astype(bias.dtype)
                 outputs_of[f.bias] = (f.weight, out_axis)
             else:
                 name, prev = created.get(f.node, (f.new_bias, np.zeros_like(delta)))
@@ -176,8 +212,9 @@ def _add_biases(model: onnx.ModelProto, biases: dict[str, tuple[str, np.ndarray]
         if node.name not in biases:
             continue
         name, values = biases[node.name]
-        dtype = onnx.helper.tensor_dtype_to_np_dtype(dtypes.get(node.input[1], onnx.TensorProto.FLOAT))
-        model.graph.initializer.append(numpy_helper.from_array(values.astype(dtype), name))
+        t = model.graph.initializer.add()
+        t.name, t.data_type = name, dtypes.get(node.input[1], onnx.TensorProto.FLOAT)
+        set_tensor(t, values)
         while len(node.input) < 3:
             node.input.append("")
         node.input[2] = name

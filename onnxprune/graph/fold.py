@@ -17,6 +17,7 @@ from onnx import helper, numpy_helper
 from onnx.reference import ReferenceEvaluator
 
 from .index import outer_scope_reads
+from .protos import weightless
 
 FOLDABLE = frozenset(
     {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add", "Sub", "Mul", "Div", "Slice", "Floor", "Ceil"}
@@ -26,7 +27,7 @@ MAX_ELEMENTS = 64  # shape arithmetic only: never fold a real tensor
 
 def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
     try:
-        inferred = onnx.shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        inferred = onnx.shape_inference.infer_shapes(weightless(model), strict_mode=False, data_prop=True)
     except Exception:  # inference failed: nothing is known statically
         return {}
     out: dict[str, list[int | None]] = {}
@@ -36,11 +37,13 @@ def _static_dims(model: onnx.ModelProto) -> dict[str, list[int | None]]:
             out[vi.name] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
     missing = [o for n in model.graph.node for o in n.output if o and o not in out]
     if missing:
-        out.update(_probe_batch(inferred, missing))
+        out.update(_probe_batch(model, inferred, missing))
     return out
 
 
-def _probe_batch(model: onnx.ModelProto, names: list[str]) -> dict[str, list[int | None]]:
+def _probe_batch(
+    model: onnx.ModelProto, inferred: onnx.ModelProto, names: list[str]
+) -> dict[str, list[int | None]]:
     """Shapes inference left unknown (old-opset reshapes to targets with a dynamic batch), from two ONNX
     Runtime runs at batch 1 and 2 — only for a model whose one dynamic input dim is the batch: dims that
     agree in both runs are static, the others dynamic."""
@@ -53,7 +56,10 @@ def _probe_batch(model: onnx.ModelProto, names: list[str]) -> dict[str, list[int
     dims = [d.dim_value if d.HasField("dim_value") else None for d in real[0].type.tensor_type.shape.dim]
     if not dims or dims[0] is not None or any(d is None for d in dims[1:]):
         return {}
-    runs = [_run_for_shapes(model, names, (b, *dims[1:])) for b in (1, 2)]  # type: ignore[arg-type]
+    runs = [
+        _run_for_shapes(model, names, (b, *dims[1:]), typed=inferred)  # type: ignore[arg-type]
+        for b in (1, 2)
+    ]
     return {
         n: [a if a == b else None for a, b in zip(runs[0][n], runs[1][n], strict=True)]
         for n in names

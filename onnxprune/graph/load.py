@@ -29,6 +29,7 @@ from onnx import numpy_helper
 from ..errors import InvalidModelError
 from .fold import fold_static_shapes
 from .inputs import data_inputs, value_dims
+from .protos import check_model, copy_model, is_external, load_external, tensor_array
 
 
 @dataclass
@@ -42,41 +43,47 @@ class NormalizedModel:
 def load_model(source: str | Path | onnx.ModelProto) -> tuple[onnx.ModelProto, bool]:
     """Parse and check a model; returns (a private copy, whether it used external data).
 
+    External data is read into memory one tensor at a time and the checker reads the graph from the file
+    (not a serialized copy), so such a model costs its weights once. A single-file model is parsed from
+    its bytes (protobuf has no streaming parser: file bytes and parsed model coexist while loading).
     Raises :class:`InvalidModelError` with a one-line reason for anything that is not a valid model.
     """
     if isinstance(source, onnx.ModelProto):
         model = copy.deepcopy(source)
         external = False
         label = "model"
+        checked: str | onnx.ModelProto = model
     else:
         path = Path(source)
         label = str(path)
+        checked = str(path)
         if not path.exists():
             raise InvalidModelError(f"{path}: no such file")
         if not path.is_file():
             raise InvalidModelError(f"{path}: not a file")
         try:
             model = onnx.load(str(path), load_external_data=False)
-            external = any(t.data_location == onnx.TensorProto.EXTERNAL for t in model.graph.initializer)
-            if external:
-                onnx.external_data_helper.load_external_data_for_model(model, str(path.parent))
-                for t in model.graph.initializer:  # now in memory: drop the references to the file
-                    t.data_location = onnx.TensorProto.DEFAULT
-                    del t.external_data[:]
+            external = any(is_external(t) for t in model.graph.initializer)
+            if external:  # in memory: the references to the file go
+                load_external(model, path.parent)
+            else:  # the checker would parse the whole file again: it checks the model in memory
+                checked = model
         except Exception as e:  # protobuf raises DecodeError, RuntimeWarning subclasses, ...
             raise InvalidModelError(f"{path} is not a valid ONNX file ({_one_line(e)})") from None
     if not model.graph.node:
         raise InvalidModelError(f"{label} is not a valid ONNX model (its graph has no nodes)")
     try:
-        onnx.checker.check_model(model)
+        check_model(checked)
     except Exception as e:
         raise InvalidModelError(f"{label} is not a valid ONNX model ({_one_line(e)})") from None
     return model, external
 
 
-def normalize(model: onnx.ModelProto) -> NormalizedModel:
-    """Return a normalized copy (see module docstring); the input is not modified."""
-    model = copy.deepcopy(model)
+def normalize(model: onnx.ModelProto, inplace: bool = False) -> NormalizedModel:
+    """Return a normalized copy (see module docstring); the input is not modified. ``inplace=True``
+    normalizes ``model`` itself (a private copy, e.g. from :func:`load_model`: no second copy)."""
+    if not inplace:
+        model = copy.deepcopy(model)
     out = NormalizedModel(model)
     g = model.graph
     _name_nodes(g, out.notes)
@@ -137,12 +144,12 @@ def _unshare_initializers(g: onnx.GraphProto, notes: list[str]) -> dict[str, str
     return copies
 
 
-def reshare(model: onnx.ModelProto, copies: dict[str, str]) -> onnx.ModelProto:
+def reshare(model: onnx.ModelProto, copies: dict[str, str], inplace: bool = False) -> onnx.ModelProto:
     """Undo :func:`normalize`'s unsharing where a copy still equals its original (same dtype, shape, bytes):
-    the node reads the original again and the copy is dropped. Returns a new model."""
+    the node reads the original again and the copy is dropped. Returns a new model, or ``model`` itself
+    changed with ``inplace``."""
     if not copies:
         return model
-    model = copy.deepcopy(model)
     g = model.graph
     inits = {t.name: t for t in g.initializer}
     merge = {}
@@ -150,18 +157,30 @@ def reshare(model: onnx.ModelProto, copies: dict[str, str]) -> onnx.ModelProto:
         a, b = inits.get(new), inits.get(orig)
         if a is None or b is None or a.data_type != b.data_type or list(a.dims) != list(b.dims):
             continue
-        if numpy_helper.to_array(a).tobytes() == numpy_helper.to_array(b).tobytes():
+        if _same_bytes(tensor_array(a), tensor_array(b)):
             merge[new] = orig
     if not merge:
         return model
+    if not inplace:
+        model = copy_model(model, skip=set(merge))
+        g = model.graph
     for n in g.node:
         for i, name in enumerate(n.input):
             if name in merge:
                 n.input[i] = merge[name]
-    kept = [t for t in g.initializer if t.name not in merge]
-    del g.initializer[:]
-    g.initializer.extend(kept)
+    if inplace:
+        for i in reversed([i for i, t in enumerate(g.initializer) if t.name in merge]):
+            del g.initializer[i]
     return model
+
+
+def _same_bytes(a: np.ndarray, b: np.ndarray) -> bool:
+    if a.dtype != b.dtype or a.shape != b.shape:
+        return False
+    try:
+        return bool(np.array_equal(a.reshape(-1).view(np.uint8), b.reshape(-1).view(np.uint8)))
+    except (TypeError, ValueError):  # object (string) arrays have no byte view
+        return a.tobytes() == b.tobytes()
 
 
 def _one_line(e: BaseException) -> str:

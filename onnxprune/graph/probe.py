@@ -23,7 +23,8 @@ import onnx
 
 from ..data.arrays import Inputs
 from ..plan import Group, PruningPlan
-from .edit import initializer_arrays, mask_model
+from .edit import mask_model
+from .protos import tensor_array
 from .runtime import make_session, run_batched
 
 
@@ -38,14 +39,23 @@ class ProbeResult:
     seconds: float
 
 
-def channel_norms(model: onnx.ModelProto, group: Group) -> np.ndarray:
-    """L2 norm of each channel of ``group`` over all its SOURCE slices."""
-    arrays = initializer_arrays(model, {m.initializer for m in group.sources})
+def channel_norms(model: onnx.ModelProto, group: Group, chunk_bytes: int = 64 * 2**20) -> np.ndarray:
+    """L2 norm of each channel of ``group`` over all its SOURCE slices.
+
+    Reads each source as a view and squares it in float64 blocks of about ``chunk_bytes`` along the
+    member's axis, so a large weight is never copied whole."""
+    inits = {t.name: t for t in model.graph.initializer}
     sq = np.zeros(group.channels, dtype=np.float64)
     for m in group.sources:
-        a = np.moveaxis(arrays[m.initializer].astype(np.float64), m.axis, 0)
+        a = np.moveaxis(tensor_array(inits[m.initializer]), m.axis, 0)
+        row = max(1, a[0].size * 8) if len(a) else 1
+        step = max(1, chunk_bytes // row)
+        per = np.empty(len(a), dtype=np.float64)  # squared sum of each position along the axis
+        for start in range(0, len(a), step):
+            block = a[start : start + step].astype(np.float64).reshape(min(step, len(a) - start), -1)
+            per[start : start + step] = np.einsum("ij,ij->i", block, block)
         for c in range(group.channels):
-            sq[c] += float(np.sum(a[m.index_map.indices([c])] ** 2))
+            sq[c] += float(per[m.index_map.indices([c])].sum())
     return np.sqrt(sq)
 
 

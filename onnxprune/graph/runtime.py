@@ -12,6 +12,7 @@ import onnxruntime as ort
 from ..data.arrays import check_names
 from ..errors import OnnxPruneError, SpecError
 from .inputs import Batch, batch_len
+from .protos import model_file
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider"}
 
@@ -87,8 +88,10 @@ def make_session(
 ) -> ort.InferenceSession:
     """An InferenceSession of ``model`` on ``provider`` ('cpu' or 'cuda').
 
-    ``threads`` sets the intra-op thread count (None: onnxruntime's default); ``cuda_options`` are extra
-    options of the CUDA provider (ignored on the CPU). Raises
+    ``model``: a ModelProto (one over :data:`~onnxprune.graph.protos.LARGE_MODEL_BYTES` is handed over
+    as a temporary file with external data, never as serialized bytes) or a path. ``threads`` sets the
+    intra-op thread count (None: onnxruntime's default); ``cuda_options`` are extra options of the CUDA
+    provider (ignored on the CPU). Raises
     :class:`ProviderUnavailableError` instead of silently falling back to the CPU when the requested
     provider cannot be used.
     """
@@ -102,8 +105,8 @@ def make_session(
         opts.inter_op_num_threads = 1
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-    source = model.SerializeToString() if isinstance(model, onnx.ModelProto) else str(model)
-    sess = ort.InferenceSession(source, sess_options=opts, providers=chain)
+    with model_file(model) as source:  # a large ModelProto goes through a temporary file
+        sess = ort.InferenceSession(source, sess_options=opts, providers=chain)
     if sess.get_providers()[0] != PROVIDERS[provider]:
         have = ", ".join(ort.get_available_providers())
         raise ProviderUnavailableError(

@@ -20,6 +20,7 @@ from .inputs import (
     input_dtypes,
     resolve_input_dims,
 )
+from .protos import model_file, weightless
 
 __all__ = ["Shape", "ShapeArg", "ShapeError", "infer_shapes", "static_shapes"]
 
@@ -58,8 +59,7 @@ def infer_shapes(model: onnx.ModelProto, input_shape: ShapeArg) -> dict[str, tup
     modified.
     """
     fixed = resolve_input_dims(model, input_shape)
-    work = onnx.ModelProto()
-    work.CopyFrom(model)
+    work = weightless(model)  # large initializers become typed inputs: no copy of the weights
     del work.graph.value_info[:]  # stale annotations could contradict the fixed inputs
     for vi in work.graph.input:
         if vi.name in fixed:
@@ -74,52 +74,60 @@ def infer_shapes(model: onnx.ModelProto, input_shape: ShapeArg) -> dict[str, tup
         dims = _dims(vi)
         if dims is not None:
             shapes[vi.name] = dims
-    for t in g.initializer:
+    for t in model.graph.initializer:
         shapes[t.name] = tuple(int(d) for d in t.dims)
     unknown = [
         o for n in g.node for o in n.output if o and (o not in shapes or any(d is None for d in shapes[o]))
     ]
     concrete = all_fixed(fixed) if len(fixed) == len(data_inputs(model)) else None
     if unknown and concrete is not None:  # else an ORT run could not be fed: those shapes stay unknown
-        shapes.update(_run_for_shapes(inferred, unknown, concrete))
+        shapes.update(_run_for_shapes(model, unknown, concrete, typed=inferred))
     return shapes
 
 
 def _run_for_shapes(
-    model: onnx.ModelProto, names: list[str], input_shape: Shape | Mapping[str, Shape]
+    model: onnx.ModelProto,
+    names: list[str],
+    input_shape: Shape | Mapping[str, Shape],
+    typed: onnx.ModelProto | None = None,
 ) -> dict[str, Shape]:
     """Shapes that inference could not resolve (reshapes to computed targets, windowed attention), read
     off one ONNX Runtime run on zeros (each input in its own dtype). A plain ``input_shape`` feeds the
-    first input only; a mapping feeds every input it names. Empty when the run fails."""
+    first input only; a mapping feeds every input it names. ``typed``: the inferred model giving the
+    tensors' element types (default ``model``). Empty when the run fails.
+
+    The wanted tensors are appended to ``model``'s outputs for the run and removed again (no copy of the
+    model: it may hold gigabytes of weights)."""
     import numpy as np
     import onnxruntime as ort
 
-    work = onnx.ModelProto()
-    work.CopyFrom(model)
-    elem = {
-        vi.name: vi.type.tensor_type.elem_type
-        for vi in [*work.graph.input, *work.graph.value_info, *work.graph.output]
-    }
+    src = typed if typed is not None else model
+    typed_values = [*src.graph.input, *src.graph.value_info, *src.graph.output]
+    elem = {vi.name: vi.type.tensor_type.elem_type for vi in typed_values}
     wanted = [n for n in names if elem.get(n)]
-    present = {o.name for o in work.graph.output}
-    for n in wanted:
-        if n not in present:
-            work.graph.output.append(onnx.helper.make_tensor_value_info(n, elem[n], None))
+    present = {o.name for o in model.graph.output}
+    added = [n for n in wanted if n not in present]
+    before = len(model.graph.output)
+    for n in added:
+        model.graph.output.append(onnx.helper.make_tensor_value_info(n, elem[n], None))
     try:
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         opts.log_severity_level = 3
-        sess = ort.InferenceSession(work.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+        with model_file(model) as source:
+            sess = ort.InferenceSession(source, opts, providers=["CPUExecutionProvider"])
         shapes: InputShapes = (
             {k: tuple(v) for k, v in input_shape.items()}
             if isinstance(input_shape, Mapping)
             else {sess.get_inputs()[0].name: tuple(input_shape)}
         )
-        dtypes = input_dtypes(work)
+        dtypes = input_dtypes(model)
         feed = {k: np.zeros(v, dtype=dtypes.get(k, np.float32)) for k, v in shapes.items()}
         outs = sess.run(wanted, feed)
     except Exception:  # a model ORT cannot run here: shapes stay unknown
         return {}
+    finally:
+        del model.graph.output[before:]
     return {n: tuple(int(d) for d in np.shape(v)) for n, v in zip(wanted, outs, strict=True)}
 
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, overload
 
 import numpy as np
@@ -18,6 +19,7 @@ from numpy.typing import DTypeLike
 from ..data.arrays import check_names
 from ..errors import DataError, VerificationError
 from .inputs import Batch, Shape, ShapeArg, batch_len
+from .protos import check_model
 from .runtime import make_session, run_batched
 
 
@@ -45,18 +47,26 @@ def relative_error(ref: np.ndarray, got: np.ndarray) -> float:
 
 
 def compare_models(
-    reference: onnx.ModelProto, candidate: onnx.ModelProto, inputs: Sequence[Batch], rtol: float = 1e-4
+    reference: onnx.ModelProto | str | Path,
+    candidate: onnx.ModelProto | str | Path,
+    inputs: Sequence[Batch],
+    rtol: float = 1e-4,
 ) -> VerifyResult:
     """Run both models on each input batch; the largest relative error over outputs and batches.
 
     Each batch is an array (fed to the first input) or a mapping input name -> array for every input
-    (see :func:`onnxprune.graph.runtime.run_batched`)."""
-    ref_sess, cand_sess = make_session(reference), make_session(candidate)
+    (see :func:`onnxprune.graph.runtime.run_batched`). Models are ModelProtos or paths (external data
+    found beside them); one session lives at a time (the reference's outputs are kept), so a large model
+    is never held by two sessions at once."""
+    ref_sess = make_session(reference)
     names = [o.name for o in ref_sess.get_outputs()]
+    ref_outs = [run_batched(ref_sess, x) for x in inputs]
+    del ref_sess
+    cand_sess = make_session(candidate)
     per_output = dict.fromkeys(names, 0.0)
     samples = 0
-    for x in inputs:
-        ref_out, cand_out = run_batched(ref_sess, x), run_batched(cand_sess, x)
+    for x, ref_out in zip(inputs, ref_outs, strict=True):
+        cand_out = run_batched(cand_sess, x)
         samples += batch_len(x)
         for name, a, b in zip(names, ref_out, cand_out, strict=True):
             per_output[name] = max(per_output[name], relative_error(a, b))
@@ -64,11 +74,17 @@ def compare_models(
 
 
 def verify_pruned(
-    masked: onnx.ModelProto, pruned: onnx.ModelProto, inputs: Sequence[Batch], rtol: float = 1e-4
+    masked: onnx.ModelProto | str | Path,
+    pruned: onnx.ModelProto | str | Path,
+    inputs: Sequence[Batch],
+    rtol: float = 1e-4,
 ) -> VerifyResult:
-    """Raise :class:`VerificationError` unless the pruned model is valid and reproduces the masked one."""
+    """Raise :class:`VerificationError` unless the pruned model is valid and reproduces the masked one.
+
+    Either model may be a path (e.g. the masked model streamed to a file by
+    :func:`onnxprune.graph.edit.write_masked`); a large ModelProto is checked and run through a file."""
     try:
-        onnx.checker.check_model(pruned, full_check=True)
+        check_model(pruned, full_check=True)
     except Exception as e:
         raise VerificationError(
             f"the pruned model fails the ONNX checker: {str(e).splitlines()[0]}"
