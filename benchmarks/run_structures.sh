@@ -26,6 +26,9 @@ if [[ $WHAT == all || $WHAT == element ]]; then
   one vgg_nm2of4_magnitude --config benchmarks/recipes/nm24_vgg.yaml --method magnitude &
   wait
 fi
+if [[ $WHAT == all || $WHAT == nm14 ]]; then
+  one vgg_nm1of4_admm --config benchmarks/recipes/nm14_vgg.yaml
+fi
 if [[ $WHAT == all || $WHAT == channel ]]; then  # surgery: latency is measured, so one run at a time
   one vgg_channel0.5_admm -s channel:0.5
   one vgg_channel0.7_admm -s channel:0.7
