@@ -3,6 +3,8 @@
 # structures"). Two runs at a time, one torch thread each (2-core machine); full reports and models to
 # benchmarks/out/structures/; the summarizer writes benchmarks/results/structures/ and the table:
 #   python benchmarks/summarize_structures.py
+# Usage: run_structures.sh [all|element|shape]   (shape: shape:0.5 and shape:0.7, one at a time, so the
+# dense-vs-lowered timing of each run is not disturbed by the other run's training)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -15,9 +17,16 @@ one() {  # name, then compress options
   "$PY" -m onnxprune compress models/fmnist_vgg.onnx "$@" "${COMMON[@]}" -o "$OUT/$name.onnx" \
     --report "$OUT/$name.report.json" >"$OUT/$name.log" 2>&1 || echo "$name failed: see $OUT/$name.log"
 }
-one vgg_irregular0.5_admm -s irregular:0.5 --sparse-initializers &
-one vgg_irregular0.8_admm -s irregular:0.8 --sparse-initializers &
-wait
-one vgg_nm2of4_admm --config benchmarks/recipes/nm24_vgg.yaml &
-one vgg_nm2of4_magnitude --config benchmarks/recipes/nm24_vgg.yaml --method magnitude &
-wait
+WHICH=${1:-all}
+if [ "$WHICH" = all ] || [ "$WHICH" = element ]; then
+  one vgg_irregular0.5_admm -s irregular:0.5 --sparse-initializers &
+  one vgg_irregular0.8_admm -s irregular:0.8 --sparse-initializers &
+  wait
+  one vgg_nm2of4_admm --config benchmarks/recipes/nm24_vgg.yaml &
+  one vgg_nm2of4_magnitude --config benchmarks/recipes/nm24_vgg.yaml --method magnitude &
+  wait
+fi
+if [ "$WHICH" = all ] || [ "$WHICH" = shape ]; then
+  one vgg_shape0.5_admm -s shape:0.5 --emit-masked "$OUT/vgg_shape0.5_admm.masked.onnx"
+  one vgg_shape0.7_admm -s shape:0.7 --emit-masked "$OUT/vgg_shape0.7_admm.masked.onnx"
+fi
