@@ -3,7 +3,7 @@
 # structures"). Two runs at a time, one torch thread each (2-core machine); full reports and models to
 # benchmarks/out/structures/; the summarizer writes benchmarks/results/structures/ and the table:
 #   python benchmarks/summarize_structures.py
-# Usage: run_structures.sh [all|element|shape]   (shape: shape:0.5 and shape:0.7, one at a time, so the
+# Usage: run_structures.sh [all|element|shape]   (shape: shape:0.5, 0.7 and 0.9, one at a time, so the
 # dense-vs-lowered timing of each run is not disturbed by the other run's training)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -29,4 +29,5 @@ fi
 if [ "$WHICH" = all ] || [ "$WHICH" = shape ]; then
   one vgg_shape0.5_admm -s shape:0.5 --emit-masked "$OUT/vgg_shape0.5_admm.masked.onnx"
   one vgg_shape0.7_admm -s shape:0.7 --emit-masked "$OUT/vgg_shape0.7_admm.masked.onnx"
+  one vgg_shape0.9_admm -s shape:0.9 --emit-masked "$OUT/vgg_shape0.9_admm.masked.onnx"
 fi

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .alignment import resolve_alignment
+from .alignment import default_alignment, resolve_alignment
 from .bench import bench as run_bench
 from .budget import budget_keep_counts
 from .data import Inputs, load_data, resolve_input_shape
@@ -36,7 +36,7 @@ from .forms import check_form
 from .forms import shape_form as choose_shape_form
 from .gates import GateResult, Gates, raise_if_missed
 from .graph.analysis import analyze
-from .graph.dead import dead_channels
+from .graph.dead import aligned_removal, dead_channels
 from .graph.edit import mask_model, prune_model, write_back
 from .graph.elements import element_rows, verify_elements
 from .graph.inputs import Batch, input_dtypes, input_shapes
@@ -288,7 +288,10 @@ def compress(
         check_inputs = verification_inputs(shape, seed + 1, splits.test.x, dtypes=dtypes)
         dead: dict[str, Any] = {}
         if any(c.kind == "shape" for c in elements.values()):
-            pruned, masks, dead = _remove_dead(trained, masked, pruned, plan, masks, check_inputs, rtol)
+            multiple = spec.align if spec.align > 1 else default_alignment("cpu")
+            pruned, masks, dead = _remove_dead(
+                trained, masked, pruned, plan, masks, check_inputs, rtol, multiple
+            )
             pruned = reshare(pruned, normalized.copies)
         verification = verify_pruned(masked, pruned, check_inputs, rtol)
         verify_elements(pruned, elements, result.element_masks)
@@ -424,28 +427,42 @@ def _remove_dead(
     masks: dict[str, np.ndarray],
     inputs: Sequence[Batch],
     rtol: float,
+    multiple: int,
 ) -> tuple[onnx.ModelProto, dict[str, np.ndarray], dict[str, Any]]:
-    """Channels whose every consumer column is zero (shape-wise), removed by filter surgery when the
-    result still reproduces ``masked`` on ORT (:mod:`onnxprune.graph.dead`); else ``pruned`` unchanged.
-    Returns the model, the masks it was cut to, and the report entry."""
+    """Channels whose every consumer column is zero (shape-wise), removed by filter surgery — as many as
+    keep the kept count a multiple of ``multiple`` — when the result still reproduces ``masked`` on ORT
+    (:mod:`onnxprune.graph.dead`); else ``pruned`` unchanged. Returns the model, the masks it was cut
+    to, and the report entry."""
     dead = dead_channels(plan, masked, masks)
     if not dead:
         return pruned, masks, {"dead_channels": [], "dead_note": "no input channel lost all its columns"}
+    removed = aligned_removal(dead, masks, multiple)
     rows: list[dict[str, Any]] = [
-        {"group": name, "node": plan.group(name).source_node, "channels": int(d.sum())}
+        {
+            "group": name,
+            "node": plan.group(name).source_node,
+            "channels": int(d.sum()),
+            "removed": int(removed[name].sum()) if name in removed else 0,
+        }
         for name, d in dead.items()
     ]
-    cut = {name: keep & ~dead[name] if name in dead else keep for name, keep in masks.items()}
+    align = f"kept counts rounded up to a multiple of {multiple}: unaligned counts leave MLAS's NCHWc kernels"
+    if not removed:
+        note = f"none removed ({align})"
+        return pruned, masks, {"dead_channels": rows, "dead_removed": False, "dead_note": note}
+    cut = {name: keep & ~removed[name] if name in removed else keep for name, keep in masks.items()}
     candidate = prune_model(mask_model(trained, plan, cut), plan, cut)
     check = compare_models(masked, candidate, inputs, rtol)
     if not check.passed:
         note = f"removing them changes the outputs ({check.max_rel_error:.2e}): kept"
         log.warning("dead channels: %s", note)
         return pruned, masks, {"dead_channels": rows, "dead_removed": False, "dead_note": note}
+    count = sum(r["removed"] for r in rows)
     note = (
-        f"removed by filter surgery (producer filters and consumer slices); error {check.max_rel_error:.2e}"
+        f"{count} removed by filter surgery (producer filters and consumer slices; {align}); "
+        f"error {check.max_rel_error:.2e}"
     )
-    log.info("dead channels: %d removed", sum(r["channels"] for r in rows))
+    log.info("dead channels: %d removed", count)
     return candidate, cut, {"dead_channels": rows, "dead_removed": True, "dead_note": note}
 
 

@@ -17,6 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from onnxprune import compress
 from onnxprune.errors import SpecError
 from onnxprune.forms import choose, shape_form
+from onnxprune.graph.dead import aligned_removal
 from onnxprune.graph.lowered import lower_model
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import initializer_values
@@ -287,10 +288,19 @@ def test_masks_are_whole_columns_and_dense_form_is_default(npz: Path) -> None:
         assert np.array_equal(cols, full)  # a kept column is non-zero in every filter (trained weights)
 
 
+def test_aligned_removal_rounds_kept_counts_up() -> None:
+    dead = {"a": np.array([1, 1, 0, 0, 1] + [0] * 19, bool), "b": np.array([1] * 10 + [0] * 14, bool)}
+    got = aligned_removal(dead, {}, 8)
+    assert "a" not in got  # 24 - 3 = 21 -> 24: nothing to remove
+    assert got["b"].sum() == 8 and got["b"][:8].all()  # 24 - 10 = 14 -> 16: the first 8 dead go
+    assert aligned_removal(dead, {}, 1)["a"].sum() == 3
+
+
 def test_dead_channels_are_removed_exactly() -> None:
     result = compress(
         vgg_like(),
         "shape:0.9",
+        align=2,  # the model's 5-8 channels: the default multiple of 8 would keep them all
         data="random",
         method="magnitude",
         train=TrainOptions(finetune_epochs=0),
