@@ -77,6 +77,7 @@ def _shape(report: dict[str, Any]) -> dict[str, Any]:
             "bytes": {"dense": t.get("bytes_dense", t["bytes_after"]), "lowered": f.get("bytes_lowered")},
             "lowered_rel_error": f.get("lowered_rel_error"),
             "dead_channels": sum(d["channels"] for d in f.get("dead_channels", [])),
+            "dead_channels_removed": sum(d.get("removed", 0) for d in f.get("dead_channels", [])),
             "dead_removed": f.get("dead_removed", False),
             "layers": f["layers"],
         }
@@ -131,7 +132,7 @@ def shape_table(rows: list[dict[str, Any]]) -> str:
         "timed against each other by `compress` (the choice), 'original → written' the report's comparison "
         "of the unpruned model with the written one (a separate run of the benchmark).\n\n"
         "| run | top-1 dense → pruned | MACs original → written | effective MACs | params (non-zero) | "
-        "file (written) | dead channels removed | b1 ms: dense form / lowered form | "
+        "file (written) | dead channels / removed | b1 ms: dense form / lowered form | "
         "b32 ms: dense form / lowered form | chosen | b1 ms original → written | b32 ms original → written | "
         "verify err (pruned ≡ masked / lowered ≡ dense) |\n"
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
@@ -154,7 +155,8 @@ def shape_table(rows: list[dict[str, Any]]) -> str:
             f"{r['macs_original'] / 1e6:.2f} M → {sh['macs_written'] / 1e6:.2f} M | "
             f"{r['effective_macs'] / 1e6:.2f} M | "
             f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k | "
-            f"{sh['bytes'][sh['chosen']] / 1e6:.3f} MB | {sh['dead_channels']} | "
+            f"{sh['bytes'][sh['chosen']] / 1e6:.3f} MB | "
+            f"{sh['dead_channels']} / {sh['dead_channels_removed']} | "
             f"{forms(r, 1)} | {forms(r, 32)} | "
             f"**{sh['chosen']}** | {ms(r, 'b1')} | {ms(r, 'b32')} | {r['verify_max_rel_error']:.1e} / "
             + (f"{low_err:.1e} |" if low_err is not None else "– |")
@@ -168,13 +170,19 @@ def main() -> None:
     p.add_argument("--results", type=Path, default=ROOT / "results" / "structures")
     args = p.parse_args()
     args.results.mkdir(parents=True, exist_ok=True)
-    rows = []
+    # saved rows first (runs whose full reports are not here any more), then the fresh reports
+    by_name: dict[str, dict[str, Any]] = {}
+    for path in sorted(args.results.glob("*.json")):
+        saved = json.loads(path.read_text())
+        if "name" in saved and "ort_cpu_ms" in saved:
+            by_name[saved["name"]] = saved
     for path in sorted(args.reports.glob("*.report.json")):
         name = path.name.removesuffix(".report.json")
         row = summarize(json.loads(path.read_text()), name)
         row["date"] = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d")
         (args.results / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
-        rows.append(row)
+        by_name[name] = row
+    rows = [by_name[name] for name in sorted(by_name)]
     readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
