@@ -7,7 +7,9 @@ masked dense model on every run; a mismatch raises and nothing is written.
 Element sparsity (irregular, N:M) needs no surgery: the trained weights, exact zeros included, are
 written back dense, checked against the constraints and the training masks
 (:func:`onnxprune.graph.elements.verify_elements`), and optionally stored as ONNX sparse initializers,
-which must give ORT the same outputs as the dense storage.
+which must give ORT the same outputs as the dense storage. Shape-wise sparsity additionally cuts the
+channels no consumer column reads (filter surgery, verified) and writes the remaining zero columns dense or
+in the exact lowered im2col form, whichever ORT CPU runs faster (:mod:`onnxprune.forms`).
 """
 
 from __future__ import annotations

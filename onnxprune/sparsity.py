@@ -23,7 +23,9 @@ same rules (a rule selects a layer by its node name / op type; the last matching
   each selected weight: a column is ``W[:, c, kh, kw]`` of a Conv (across all filters), ``W[:, c]`` of a
   Gemm (an input feature). Grouped and depthwise Convs are rejected (a column would not span all filters).
 
-Element-pruned weights stay dense, with exact zeros; no graph surgery. A weight cannot be both
+Element-pruned weights stay dense, with exact zeros; no graph surgery (shape-wise: channels whose every
+consumer column is zero are cut by filter surgery, and the rest may be written in the lowered im2col form:
+:mod:`onnxprune.graph.dead`, :mod:`onnxprune.graph.lowered`, :mod:`onnxprune.forms`). A weight cannot be both
 element-pruned and the SOURCE of a filter-pruned group (see :func:`element_constraints`).
 """
 
