@@ -5,6 +5,8 @@
 # benchmarks/results/structures/ and the table:
 #   bash benchmarks/run_structures.sh [all|element|channel]
 #   python benchmarks/summarize_structures.py
+# Usage: run_structures.sh [all|element|shape]   (shape: shape:0.5, 0.7 and 0.9, one at a time, so the
+# dense-vs-lowered timing of each run is not disturbed by the other run's training)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
@@ -32,4 +34,9 @@ fi
 if [[ $WHAT == all || $WHAT == channel ]]; then  # surgery: latency is measured, so one run at a time
   one vgg_channel0.5_admm -s channel:0.5
   one vgg_channel0.7_admm -s channel:0.7
+fi
+if [[ $WHAT == all || $WHAT == shape ]]; then
+  one vgg_shape0.5_admm -s shape:0.5 --emit-masked "$OUT/vgg_shape0.5_admm.masked.onnx"
+  one vgg_shape0.7_admm -s shape:0.7 --emit-masked "$OUT/vgg_shape0.7_admm.masked.onnx"
+  one vgg_shape0.9_admm -s shape:0.9 --emit-masked "$OUT/vgg_shape0.9_admm.masked.onnx"
 fi

@@ -2,9 +2,10 @@
 
     python benchmarks/summarize_structures.py     # reads benchmarks/out/structures/*.report.json
 
-Writes one compact JSON per run to benchmarks/results/structures/ and the table between the markers of
-benchmarks/README.md ("Sparsity structures"). Rows saved earlier whose report is not in the reports folder
-(runs made on another day or machine) stay in the table with their own date.
+Writes one compact JSON per run to benchmarks/results/structures/ and the tables between the markers of
+benchmarks/README.md ("Sparsity structures" for irregular, N:M and channel-wise, "Shape-wise sparsity" for
+shape:R). Rows saved earlier whose report is not in the reports folder (runs made on another day or machine)
+stay in the tables with their own date.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent
 BEGIN, END = "<!-- structures-results:begin -->", "<!-- structures-results:end -->"
+SHAPE_BEGIN, SHAPE_END = "<!-- shape-results:begin -->", "<!-- shape-results:end -->"
 
 
 def summarize(report: dict[str, Any], name: str) -> dict[str, Any]:
@@ -61,6 +63,32 @@ def summarize(report: dict[str, Any], name: str) -> dict[str, Any]:
         "wall_s": report["phases"].get("train", 0.0)
         + sum(v for k, v in report["phases"].items() if "." not in k and k != "train"),
         "environment": report["environment"],
+        **_shape(report),
+    }
+
+
+def _shape(report: dict[str, Any]) -> dict[str, Any]:
+    """Shape-wise runs: both exported forms, their timings, the choice and the dead channels."""
+    f = report.get("shape_form")
+    if not f:
+        return {}
+    t = report["totals"]
+    return {
+        "shape": {
+            "chosen": f["chosen"],
+            "reason": f["reason"],
+            "timings_ms": f.get("timings"),
+            "macs_written": f["macs_written"],
+            "macs_dense_form": f.get("macs_dense", t["macs_after"]),
+            "macs_lowered_form": f.get("macs_lowered"),
+            "nodes": {"dense": f.get("dense_nodes"), "lowered": f.get("lowered_nodes")},
+            "bytes": {"dense": t.get("bytes_dense", t["bytes_after"]), "lowered": f.get("bytes_lowered")},
+            "lowered_rel_error": f.get("lowered_rel_error"),
+            "dead_channels": sum(d["channels"] for d in f.get("dead_channels", [])),
+            "dead_channels_removed": sum(d.get("removed", 0) for d in f.get("dead_channels", [])),
+            "dead_removed": f.get("dead_removed", False),
+            "layers": f["layers"],
+        }
     }
 
 
@@ -100,6 +128,7 @@ def table(rows: list[dict[str, Any]]) -> str:
     def mb(v: float | None) -> str:
         return f"{v / 1e6:.3f} MB" if v else "–"
 
+    rows = [r for r in rows if "shape" not in r]
     lines = [
         f"| {r['name']} | {r['date']} | {r['epochs']} | {100 * r['dense_top1']:.2f}% | "
         f"{100 * r['pruned_top1']:.2f}% | {r['drop_pp']:+.2f} | {zeros(r)} | "
@@ -112,25 +141,77 @@ def table(rows: list[dict[str, Any]]) -> str:
     return head + "\n".join(lines)
 
 
+def shape_table(rows: list[dict[str, Any]]) -> str:
+    rows = [r for r in rows if "shape" in r]
+    if not rows:
+        return "(no shape-wise runs yet)"
+    env = rows[0]["environment"]
+    head = (
+        f"Measured {rows[0]['date']} on a 2-core VM ({env.get('cpu', '?')}, shared with other jobs), Python "
+        f"{env.get('python', '?')}, torch {env.get('torch', '?')}, onnx {env.get('onnx', '?')}, onnxruntime "
+        f"{env.get('onnxruntime', '?')} (CPU provider, default threads). MACs: original → written model "
+        "(dead channels removed by surgery); effective = multiply-adds with a non-zero weight (= the lowered "
+        "form's MACs). Latency: ORT CPU median ms; 'dense form' / 'lowered form' are the two exported forms "
+        "timed against each other by `compress` (the choice), 'original → written' the report's comparison "
+        "of the unpruned model with the written one (a separate run of the benchmark).\n\n"
+        "| run | top-1 dense → pruned | MACs original → written | effective MACs | params (non-zero) | "
+        "file (written) | dead channels / removed | b1 ms: dense form / lowered form | "
+        "b32 ms: dense form / lowered form | chosen | b1 ms original → written | b32 ms original → written | "
+        "verify err (pruned ≡ masked / lowered ≡ dense) |\n"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+
+    def forms(r: dict[str, Any], b: int) -> str:
+        t = r["shape"]["timings_ms"]
+        return f"{t['dense'][str(b)]:.3f} / {t['lowered'][str(b)]:.3f}" if t else "–"
+
+    def ms(r: dict[str, Any], b: str) -> str:
+        s = r["ort_cpu_ms"].get(b)
+        return f"{s['dense']:.3f} → {s['pruned']:.3f} ({s['dense'] / s['pruned']:.2f}x)" if s else "–"
+
+    lines = []
+    for r in rows:
+        sh = r["shape"]
+        low_err = sh["lowered_rel_error"]
+        lines.append(
+            f"| {r['name']} ({r['epochs']}) | {100 * r['dense_top1']:.2f}% → {100 * r['pruned_top1']:.2f}% | "
+            f"{r['macs_original'] / 1e6:.2f} M → {sh['macs_written'] / 1e6:.2f} M | "
+            f"{r['effective_macs'] / 1e6:.2f} M | "
+            f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k | "
+            f"{sh['bytes'][sh['chosen']] / 1e6:.3f} MB | "
+            f"{sh['dead_channels']} / {sh['dead_channels_removed']} | "
+            f"{forms(r, 1)} | {forms(r, 32)} | "
+            f"**{sh['chosen']}** | {ms(r, 'b1')} | {ms(r, 'b32')} | {r['verify_max_rel_error']:.1e} / "
+            + (f"{low_err:.1e} |" if low_err is not None else "– |")
+        )
+    return head + "\n".join(lines)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("--reports", type=Path, default=ROOT / "out" / "structures")
     p.add_argument("--results", type=Path, default=ROOT / "results" / "structures")
     args = p.parse_args()
     args.results.mkdir(parents=True, exist_ok=True)
-    rows = {}
-    for path in sorted(args.results.glob("*.json")):  # saved rows; a fresh report of the same run wins
-        rows[path.stem] = json.loads(path.read_text())
+    # saved rows first (runs whose full reports are not here any more), then the fresh reports
+    by_name: dict[str, dict[str, Any]] = {}
+    for path in sorted(args.results.glob("*.json")):
+        saved = json.loads(path.read_text())
+        if "name" in saved and "ort_cpu_ms" in saved:
+            by_name[saved["name"]] = saved
     for path in sorted(args.reports.glob("*.report.json")):
         name = path.name.removesuffix(".report.json")
         row = summarize(json.loads(path.read_text()), name)
         row["date"] = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d")
         (args.results / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
-        rows[name] = row
+        by_name[name] = row
+    rows = [by_name[name] for name in sorted(by_name)]
     readme = ROOT / "README.md"
     text = readme.read_text()
     start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table(list(rows.values())) + "\n" + text[end:])
+    text = text[:start] + "\n" + table(rows) + "\n" + text[end:]
+    start, end = text.index(SHAPE_BEGIN) + len(SHAPE_BEGIN), text.index(SHAPE_END)
+    readme.write_text(text[:start] + "\n" + shape_table(rows) + "\n" + text[end:])
 
 
 if __name__ == "__main__":

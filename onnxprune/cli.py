@@ -79,7 +79,8 @@ def main() -> None:
     "-s",
     help="TYPE:RATIO or nm:N:M: filter:0.7 removes 70% of filters; channel:0.7 removes 70% of the input "
     "channels of every Conv/Gemm that alone reads them (and the filters producing them); irregular:0.8 "
-    "zeroes 80% of each Conv/Gemm weight; nm:2:4 keeps 2 of every 4 weights along the input dimension.",
+    "zeroes 80% of each Conv/Gemm weight; nm:2:4 keeps 2 of every 4 weights along the input dimension; "
+    "shape:0.5 zeroes half the im2col columns W[:, c, kh, kw] of each Conv (input features of each Gemm).",
 )
 @click.option(
     "--target-macs",
@@ -140,6 +141,14 @@ def main() -> None:
     default=None,
     help="Store element-pruned weights (irregular, nm) as ONNX sparse initializers: a smaller file, "
     "checked in ORT against the dense storage (no speedup either way).",
+)
+@click.option(
+    "--shape-form",
+    type=click.Choice(["auto", "dense", "lowered"]),
+    default="auto",
+    show_default=True,
+    help="How shape-pruned layers are written: dense with zeros, the lowered im2col form (a GEMM of the "
+    "kept columns), or auto: time both on ORT CPU and keep the faster (the report says which and why).",
 )
 @click.option("--method", type=click.Choice(["admm", "magnitude"]), help="admm (default) or magnitude.")
 @click.option("--admm-epochs", type=click.IntRange(min=0), help="Epochs of the ADMM phase.")
@@ -235,6 +244,7 @@ def compress(
     plot_path: Path | None,
     emit_masked: Path | None,
     sparse_initializers: bool | None,
+    shape_form: str,
     method: str | None,
     seed: int | None,
     val_fraction: float | None,
@@ -290,6 +300,7 @@ def compress(
             val_fraction=val_fraction,
             emit_masked=emit_masked,
             sparse_initializers=sparse_initializers,
+            shape_form=shape_form,
             report_path=report_path,
             plot_path=plot_path,
             bench_batches=() if no_bench else (bench_batches or (1, 32)),

@@ -7,7 +7,9 @@ masked dense model on every run; a mismatch raises and nothing is written.
 Element sparsity (irregular, N:M) needs no surgery: the trained weights, exact zeros included, are
 written back dense, checked against the constraints and the training masks
 (:func:`onnxprune.graph.elements.verify_elements`), and optionally stored as ONNX sparse initializers,
-which must give ORT the same outputs as the dense storage.
+which must give ORT the same outputs as the dense storage. Shape-wise sparsity additionally cuts the
+channels no consumer column reads (filter surgery, verified) and writes the remaining zero columns dense or
+in the exact lowered im2col form, whichever ORT CPU runs faster (:mod:`onnxprune.forms`).
 """
 
 from __future__ import annotations
@@ -26,16 +28,19 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .alignment import resolve_alignment
+from .alignment import default_alignment, resolve_alignment
 from .bench import bench as run_bench
 from .budget import budget_keep_counts
 from .data import Inputs, load_data, resolve_input_shape
 from .data.preprocess import Preprocess, as_preprocess
 from .errors import SpecError, UnsupportedModelError
 from .fidelity import evaluate as evaluate_fidelity
+from .forms import check_form
+from .forms import shape_form as choose_shape_form
 from .gates import GateResult, Gates, raise_if_missed
 from .graph import protos
 from .graph.analysis import analyze
+from .graph.dead import aligned_removal, dead_channels
 from .graph.edit import mask_model, masker, prune_model, write_back, write_masked
 from .graph.elements import element_rows, verify_elements
 from .graph.inputs import Batch, input_dtypes, input_shapes
@@ -162,6 +167,7 @@ def compress(
     val_fraction: float | None = None,
     emit_masked: str | Path | None = None,
     sparse_initializers: bool | None = None,
+    shape_form: str = "auto",
     report_path: str | Path | None = None,
     plot_path: str | Path | None = None,
     bench_batches: Sequence[int] = (1, 32),
@@ -187,7 +193,9 @@ def compress(
     the runtime (:data:`onnxprune.alignment.DEFAULT_ALIGN`) the speedup gate names, else ORT CPU's.
     ``sparse_initializers``: store element-pruned weights (irregular, nm rules) as ONNX sparse
     initializers in the written model (checked in ORT against the dense storage; kept dense if ORT
-    cannot run it). Outputs given as paths are checked before any work and written atomically at the
+    cannot run it). ``shape_form``: how shape-pruned layers are written: ``auto`` (time the dense-with-zeros
+    and the lowered im2col form on ORT CPU, keep the faster; :mod:`onnxprune.forms`), ``dense``,
+    ``lowered``. Outputs given as paths are checked before any work and written atomically at the
     end. Progress goes to the ``onnxprune`` logger.
     """
     rec = load_recipe(recipe) if recipe is not None else Recipe()
@@ -195,6 +203,7 @@ def compress(
     target = _target(sparsity, target_macs, rec)
     spec = _sparsity(sparsity, rec, align, gates.speedup_provider if gates else "cpu", target is not None)
     method = method or rec.method or "admm"
+    check_form(shape_form)
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
     seed = _first(seed, rec.seed, 0)
@@ -282,6 +291,7 @@ def compress(
         clock.phases[f"train.{name}"] = seconds
     masks = {name: np.asarray(k, dtype=bool) for name, k in result.masks.items()}
 
+    shape_wise = any(c.kind == "shape" for c in elements.values())
     with tempfile.TemporaryDirectory(prefix="onnxprune-") as work:
         with clock.phase("export"):
             trained = write_back(base, imported.onnx_arrays())
@@ -295,14 +305,39 @@ def compress(
                 write_masked(trained, plan, masks, masked_path)
             else:
                 masked = reshare(mask_model(trained, plan, masks), normalized.copies, inplace=True)
-            if masked is not None or emit_masked is None:
-                del trained  # a large masked model to emit is streamed from it again at the end
+            # a large masked model to emit is streamed from ``trained`` again at the end; shape-wise needs it
+            # to cut dead channels
+            keep_trained = masked is None and emit_masked is not None
+            if not keep_trained and not (shape_wise and masked is not None):
+                del trained
         with clock.phase("verify"):
             check_inputs = verification_inputs(shape, seed + 1, splits.test.x, dtypes=dtypes)
+            dead: dict[str, Any] = {}
+            if shape_wise and masked is None:
+                dead = {"dead_channels": [], "dead_note": "not looked for: the model is streamed (too large)"}
+            elif shape_wise and masked is not None:
+                multiple = spec.align if spec.align > 1 else default_alignment("cpu")
+                pruned, masks, dead = _remove_dead(
+                    trained, masked, pruned, plan, masks, check_inputs, rtol, multiple
+                )
+                pruned = reshare(pruned, normalized.copies, inplace=True)
+                if not keep_trained:
+                    del trained
             reference = masked if masked is not None else masked_path
             verification = verify_pruned(reference, pruned, check_inputs, rtol)
             verify_elements(pruned, elements, result.element_masks)
-            written, storage = _storage(pruned, elements, sparse_initializers, check_inputs)
+    first_shape = shape if isinstance(shape, tuple) else next(iter(shape.values()))
+    forms = None
+    chosen = pruned
+    if shape_wise:
+        with clock.phase("shape_form"):
+            timed = bench_batches if main_rank else ()
+            weights = [n for n, c in elements.items() if c.kind == "shape"]
+            chosen, forms = choose_shape_form(
+                pruned, weights, check_inputs, shape_form, timed, first_shape, bench_repeats
+            )
+    with clock.phase("verify"):
+        written, storage = _storage(chosen, elements, sparse_initializers, check_inputs)
     log.info("verified: max relative error %.2e", verification.max_rel_error)
 
     report = Report(
@@ -336,23 +371,29 @@ def compress(
             report.elements = element_rows(pruned, elements, cost_a)
             report.totals |= _element_totals(report.elements, cost_a.total_macs, storage)
             zeros = {e["node"]: e for e in report.elements}
+            lowered = {r["node"] for r in forms["layers"] if r["lowered"]} if forms else set()
+            lowered = lowered if forms and forms["chosen"] == "lowered" else set()
             for row in report.layers:
                 if row.node in zeros:
                     e = zeros[row.node]
-                    row.status = f"{e['rule']}: {100 * e['zero_fraction']:.1f}% zeros (dense storage)"
+                    how = (
+                        "lowered: im2col GEMM of the kept columns" if row.node in lowered else "dense storage"
+                    )
+                    row.status = f"{e['rule']}: {100 * e['zero_fraction']:.1f}% zeros ({how})"
+        if forms is not None:
+            report.shape_form = forms | {"macs_written": count_costs(written, shape).total_macs, **dead}
         if budget is not None:
             report.budget = {
                 **budget.to_dict(),
                 "achieved_macs": cost_a.total_macs / cost_b.total_macs if cost_b.total_macs else 1.0,
             }
         split_name = "test" if splits.test is not splits.val else "validation"
-        report.fidelity = evaluate_fidelity(base, pruned, splits.test, split_name)
+        report.fidelity = evaluate_fidelity(base, written, splits.test, split_name)
         report.accuracy = report.fidelity if "dense_top1" in report.fidelity else None
     runs = _bench_runs(bench_batches, gates) if main_rank else []
     if runs:
         with clock.phase("bench"):
-            first_shape = shape if isinstance(shape, tuple) else next(iter(shape.values()))
-            report.latency = _latency(base, pruned, first_shape, runs, bench_repeats)
+            report.latency = _latency(base, written, first_shape, runs, bench_repeats)
     report.gates = [g.to_dict() for g in gates.evaluate(report.accuracy, report.fidelity, _speedups(report))]
     report.phases = clock.phases  # the same dict: phases timed after this line (save) still land in it
 
@@ -409,6 +450,53 @@ def _storage(
         return pruned, info
     info["sparse_initializers"] = True
     return stored, info
+
+
+def _remove_dead(
+    trained: onnx.ModelProto,
+    masked: onnx.ModelProto,
+    pruned: onnx.ModelProto,
+    plan: PruningPlan,
+    masks: dict[str, np.ndarray],
+    inputs: Sequence[Batch],
+    rtol: float,
+    multiple: int,
+) -> tuple[onnx.ModelProto, dict[str, np.ndarray], dict[str, Any]]:
+    """Channels whose every consumer column is zero (shape-wise), removed by filter surgery — as many as
+    keep the kept count a multiple of ``multiple`` — when the result still reproduces ``masked`` on ORT
+    (:mod:`onnxprune.graph.dead`); else ``pruned`` unchanged. Returns the model, the masks it was cut
+    to, and the report entry."""
+    dead = dead_channels(plan, masked, masks)
+    if not dead:
+        return pruned, masks, {"dead_channels": [], "dead_note": "no input channel lost all its columns"}
+    removed = aligned_removal(dead, masks, multiple)
+    rows: list[dict[str, Any]] = [
+        {
+            "group": name,
+            "node": plan.group(name).source_node,
+            "channels": int(d.sum()),
+            "removed": int(removed[name].sum()) if name in removed else 0,
+        }
+        for name, d in dead.items()
+    ]
+    align = f"kept counts rounded up to a multiple of {multiple}: unaligned counts leave MLAS's NCHWc kernels"
+    if not removed:
+        note = f"none removed ({align})"
+        return pruned, masks, {"dead_channels": rows, "dead_removed": False, "dead_note": note}
+    cut = {name: keep & ~removed[name] if name in removed else keep for name, keep in masks.items()}
+    candidate = prune_model(mask_model(trained, plan, cut), plan, cut)
+    check = compare_models(masked, candidate, inputs, rtol)
+    if not check.passed:
+        note = f"removing them changes the outputs ({check.max_rel_error:.2e}): kept"
+        log.warning("dead channels: %s", note)
+        return pruned, masks, {"dead_channels": rows, "dead_removed": False, "dead_note": note}
+    count = sum(r["removed"] for r in rows)
+    note = (
+        f"{count} removed by filter surgery (producer filters and consumer slices; {align}); "
+        f"error {check.max_rel_error:.2e}"
+    )
+    log.info("dead channels: %d removed", count)
+    return candidate, cut, {"dead_channels": rows, "dead_removed": True, "dead_note": note}
 
 
 def _element_totals(rows: list[dict[str, Any]], macs: int, storage: dict[str, Any]) -> dict[str, Any]:

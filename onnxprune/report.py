@@ -54,6 +54,7 @@ class Report:
     fidelity: dict[str, Any] = field(default_factory=dict)
     gates: list[dict[str, Any]] = field(default_factory=list)
     latency: dict[str, Any] | None = None
+    shape_form: dict[str, Any] | None = None  # shape sparsity: forms, timings, choice (onnxprune.forms)
     budget: dict[str, Any] | None = None  # --target-macs: see onnxprune.budget.BudgetResult.to_dict
     verification: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
@@ -251,6 +252,8 @@ def format_summary(r: Report) -> str:
     ]
     if r.elements:
         lines += _element_lines(r)
+    if r.shape_form:
+        lines += _shape_form_lines(r.shape_form)
     a = r.accuracy
     if a and a.get("dense_top1") is not None:
         lines.append(
@@ -302,6 +305,29 @@ def _element_lines(r: Report) -> list[str]:
         f"MACs dense {_human(t['macs_after'])}, effective non-zero {_human(t['effective_macs_after'])} "
         "(ORT CPU and CUDA gain no speed from element zeros: they run the dense MACs)"
     )
+    return lines
+
+
+def _shape_form_lines(f: dict[str, Any]) -> list[str]:
+    """The lowered layers, the chosen form of the shape-pruned layers and why."""
+    lines = [
+        f"shape-wise {x['node']} ({x['op_type']}): {x['kept']}/{x['columns']} columns kept; "
+        + (f"lowered form: {x['nodes']} nodes" if x["lowered"] else f"not lowered: {x['reason']}")
+        for x in f["layers"]
+    ]
+    if "lowered_rel_error" in f:
+        lines.append(
+            f"lowered form ≡ dense with zeros: max relative error {f['lowered_rel_error']:.2e}; "
+            f"{f['lowered_nodes']} nodes against {f['dense_nodes']}; "
+            f"MACs dense {_human(f.get('macs_dense', 0))}, lowered {_human(f.get('macs_lowered', 0))}"
+        )
+    dead = f.get("dead_channels")
+    if dead is not None:
+        count = sum(d["channels"] for d in dead)
+        where = ", ".join(f"{d['node']} {d['channels']}" for d in dead)
+        head = f"channels whose every consumer column is pruned: {count}"
+        lines.append(head + (f" (by producer: {where}): " if dead else ": ") + f["dead_note"])
+    lines.append(f"shape form written: {f['chosen']} ({f['reason']})")
     return lines
 
 

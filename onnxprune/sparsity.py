@@ -25,9 +25,14 @@ same rules (a rule selects a layer by its node name / op type; the last matching
 * ``nm:N:M`` keeps, in every block of M consecutive weights along the layer's input dimension (Conv:
   C_in/group for each (out, kh, kw); Gemm: the reduction axis K, i.e. axis 1 with transB, else 0), the N
   of largest |w|. A layer whose input dimension is not a multiple of M is rejected (no logical padding:
-  a padded block would not be the 2:4 pattern sparse kernels expect).
+  a padded block would not be the 2:4 pattern sparse kernels expect);
+* ``shape:R`` keeps the ``k = max(1, round((1 − R)·n))`` im2col columns of largest L2 norm of the n of
+  each selected weight: a column is ``W[:, c, kh, kw]`` of a Conv (across all filters), ``W[:, c]`` of a
+  Gemm (an input feature). Grouped and depthwise Convs are rejected (a column would not span all filters).
 
-Element-pruned weights stay dense, with exact zeros; no graph surgery. A weight cannot be both
+Element-pruned weights stay dense, with exact zeros; no graph surgery (shape-wise: channels whose every
+consumer column is zero are cut by filter surgery, and the rest may be written in the lowered im2col form:
+:mod:`onnxprune.graph.dead`, :mod:`onnxprune.graph.lowered`, :mod:`onnxprune.forms`). A weight cannot be both
 element-pruned and the SOURCE of a pruned group (see :func:`element_constraints`).
 """
 
@@ -45,11 +50,9 @@ from .errors import SpecError
 from .graph.weights import WeightTarget
 from .plan import Group, PruningPlan, keep_count
 
-ELEMENT_KINDS = ("irregular", "nm")
+ELEMENT_KINDS = ("irregular", "nm", "shape")
 GROUP_KINDS = ("filter", "channel")
 KNOWN_KINDS = (*GROUP_KINDS, *ELEMENT_KINDS)
-# the other structure of the ADAM-ADMM paper; named in errors until it exists
-PLANNED_KINDS = ("shape",)
 
 
 class Selectable(Protocol):
@@ -173,10 +176,6 @@ class SparsitySpec:
 
 
 def check_kind(kind: str, where: str) -> None:
-    if kind in PLANNED_KINDS:
-        raise SpecError(
-            f"sparsity type {kind!r} in {where!r} is not supported yet (supported: {', '.join(KNOWN_KINDS)})"
-        )
     if kind not in KNOWN_KINDS:
         raise SpecError(f"unknown sparsity type {kind!r} in {where!r} (known: {', '.join(KNOWN_KINDS)})")
 
@@ -306,7 +305,9 @@ class ElementSparsity:
     """The element constraint on one weight initializer (ONNX layout).
 
     ``irregular``: at most ``keep`` non-zeros in the tensor. ``nm``: at most ``n`` non-zeros in every block
-    of ``m`` consecutive entries along ONNX axis ``axis`` (the layer's input dimension).
+    of ``m`` consecutive entries along ONNX axis ``axis`` (the layer's input dimension). ``shape``: at
+    most ``columns`` non-zero columns, a column being the slice along ``out_axis`` (the filters / output
+    units) at one index of every other axis; ``keep`` = ``columns`` · filters entries.
     """
 
     initializer: str
@@ -315,14 +316,50 @@ class ElementSparsity:
     kind: str
     shape: tuple[int, ...]
     axis: int
-    keep: int  # irregular: entries kept; nm: n·size/m
+    keep: int  # irregular: entries kept; nm: n·size/m; shape: columns·filters
     n: int = 0
     m: int = 0
     rule: str = ""
+    columns: int = 0  # shape: columns kept
 
     @property
     def size(self) -> int:
         return int(np.prod(self.shape))
+
+    @property
+    def out_axis(self) -> int:
+        """The ONNX axis of the filters / output units (shape: a column runs along it)."""
+        return 0 if self.op_type == "Conv" else 1 - self.axis
+
+    @property
+    def n_columns(self) -> int:
+        return self.size // self.shape[self.out_axis]
+
+
+def shape_constraint(t: WeightTarget, rule: Rule) -> ElementSparsity | None:
+    """The shape-wise constraint of ``rule`` on ``t``; None when it keeps every column."""
+    if t.op_type == "Conv" and t.group != 1:
+        raise SpecError(
+            f"layer {t.node!r}: {rule} on a grouped/depthwise Conv (group={t.group}) is not supported: an "
+            "im2col column W[:, c, kh, kw] would span only one conv-group's filters; exclude the layer"
+        )
+    out_axis = 0 if t.op_type == "Conv" else 1 - t.input_axis
+    filters = t.shape[out_axis]
+    n = t.size // filters
+    k = max(1, min(n, round((1.0 - rule.ratio) * n)))
+    if k == n:
+        return None
+    return ElementSparsity(
+        t.initializer,
+        t.node,
+        t.op_type,
+        "shape",
+        t.shape,
+        t.input_axis,
+        k * filters,
+        rule=str(rule),
+        columns=k,
+    )
 
 
 def element_constraints(
@@ -352,6 +389,11 @@ def element_constraints(
             c = ElementSparsity(
                 t.initializer, t.node, t.op_type, "irregular", t.shape, t.input_axis, k, rule=str(rule)
             )
+        elif rule.kind == "shape":
+            shape_c = shape_constraint(t, rule)
+            if shape_c is None:
+                continue
+            c = shape_c
         else:
             length = t.shape[t.input_axis]
             if length % rule.m:

@@ -268,7 +268,11 @@ def test_admm_channel_export(npz: Path, tmp_path: Path) -> None:  # noqa: F811
 # -- CLI -----------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(
     ("spec", "needle"),
-    [("channel:1", "must be in [0, 1)"), ("channel:x", "not a number"), ("shape:0.5", "not supported yet")],
+    [
+        ("channel:1", "must be in [0, 1)"),
+        ("channel:x", "not a number"),
+        ("block:0.5", "unknown sparsity type"),
+    ],
 )
 def test_cli_spec_errors(tmp_path: Path, spec: str, needle: str) -> None:
     path = tmp_path / "m.onnx"

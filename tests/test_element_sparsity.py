@@ -69,7 +69,7 @@ def test_parse() -> None:
         ("nm:4:4", "need integers 1 <= N < M"),
         ("nm:2", "expected nm:N:M"),
         ("nm:a:4", "expected nm:N:M"),
-        ("shape:0.5", "not supported yet"),
+        ("block:0.5", "unknown sparsity type"),
     ],
 )
 def test_parse_errors(text: str, message: str) -> None:

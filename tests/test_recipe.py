@@ -63,7 +63,7 @@ def test_full_recipe_parses(tmp_path: Path) -> None:
         ("sparsity: [{type: filter, ratio: -0.1}]", "must be in [0, 1)"),
         ("sparsity: [{type: filter, ratio: half}]", "not a number"),
         ("sparsity: [{type: wavelet, ratio: 0.5}]", "unknown sparsity type 'wavelet'"),
-        ("sparsity: [{type: shape, ratio: 0.5}]", "'shape' in"),
+        ("sparsity: [{type: shape, ratio: 1.5}]", "must be in [0, 1)"),
         ("sparsity: []", "non-empty list of rules"),
         ("sparsity: filter:0.5\nalign: 0", "align must be a positive integer or 'auto', not 0"),
         ("sparsity: filter:0.5\nalign: eight", "align must be a positive integer or 'auto', not 'eight'"),

@@ -6,7 +6,8 @@ False) or a constraint the training did not meet. :func:`verify_elements` checks
 exported ONNX:
 
 * zero wherever the (ONNX-layout) training mask is False — when surgery left the tensor's shape alone;
-* irregular: at most ``keep`` non-zeros; N:M: no block of M along the input axis with more than N.
+* irregular: at most ``keep`` non-zeros; N:M: no block of M along the input axis with more than N;
+  shape: at most ``columns`` columns (slices along the output axis) with a non-zero.
 """
 
 from __future__ import annotations
@@ -42,6 +43,14 @@ def verify_elements(
             raise VerificationError(f"weight {name!r}: {np.count_nonzero(a)} non-zeros > {c.keep} ({c.rule})")
         if c.kind == "nm" and a.shape == c.shape and (bad := nm_violations(a, c.axis, c.n, c.m)):
             raise VerificationError(f"weight {name!r}: {bad} blocks break {c.rule}")
+        if c.kind == "shape" and (used := int(nonzero_columns(a, c.out_axis).sum())) > c.columns:
+            raise VerificationError(f"weight {name!r}: {used} non-zero columns > {c.columns} ({c.rule})")
+
+
+def nonzero_columns(a: np.ndarray, out_axis: int) -> np.ndarray:
+    """Bool array over the non-output axes: whether column ``a[..., :, ...]`` (along ``out_axis``) has a
+    non-zero."""
+    return np.asarray(np.any(a != 0, axis=out_axis))
 
 
 def element_rows(
@@ -74,4 +83,7 @@ def element_rows(
                 "effective_macs": round(macs * nnz / max(a.size, 1)),
             }
         )
+        if c.kind == "shape":
+            cols = nonzero_columns(a, c.out_axis)
+            rows[-1] |= {"columns": int(cols.size), "columns_kept": int(cols.sum()), "max_columns": c.columns}
     return rows

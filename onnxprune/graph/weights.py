@@ -36,6 +36,7 @@ class WeightTarget:
     initializer: str
     input_axis: int
     shape: tuple[int, ...]
+    group: int = 1  # Conv ``group`` attribute
 
     @property
     def source_nodes(self) -> tuple[str, ...]:
@@ -58,7 +59,9 @@ def weight_targets(model: onnx.ModelProto) -> list[WeightTarget]:
         if w.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
             continue
         attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
-        out.append(WeightTarget(n.name, n.op_type, w.name, axis_of(attrs), tuple(int(d) for d in w.dims)))
+        dims = tuple(int(d) for d in w.dims)
+        group = int(attrs.get("group", 1))
+        out.append(WeightTarget(n.name, n.op_type, w.name, axis_of(attrs), dims, group))
     return out
 
 

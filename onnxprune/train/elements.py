@@ -8,7 +8,13 @@ N:M along an axis, ``S = {Z : every block of M consecutive entries along the axi
 the blocks are disjoint and the constraint acts on each separately, so the projection is the per-block
 irregular projection — keep the N largest |t| of every block.
 
-Ties (equal |t|) keep the lower flat index (irregular) or the lower position in the block (N:M): a stable
+Shape-wise, ``S = {Z : at most k columns non-zero}``, a column being the slice along the output axis
+(filters) at one index of every other axis (``W[:, c, kh, kw]``): the columns are disjoint groups, so
+``‖T − Z‖² ≥ Σ_{pruned columns} ‖T_col‖²`` with equality for Z = T on the kept columns, and the projection
+keeps the k columns of largest L2 norm (the group-count projection of :mod:`.projection`).
+
+Ties (equal |t|, or equal column norms) keep the lower flat index (irregular), the lower position in
+the block (N:M), or the lower column index in row-major order of the non-output axes (shape): a stable
 descending sort. Non-finite values are rejected.
 """
 
@@ -21,7 +27,7 @@ import torch
 from ..sparsity import ElementSparsity
 from .projection import AxisOf, identity_axis
 
-__all__ = ["element_mask", "nm_mask", "project_elements", "topk_mask"]
+__all__ = ["element_mask", "nm_mask", "project_elements", "shape_mask", "topk_mask"]
 
 
 def _check_finite(t: torch.Tensor) -> None:
@@ -56,12 +62,23 @@ def nm_mask(t: torch.Tensor, n: int, m: int, axis: int) -> torch.Tensor:
     return keep.reshape(moved.shape).movedim(-1, axis)
 
 
+def shape_mask(t: torch.Tensor, k: int, out_axis: int) -> torch.Tensor:
+    """Bool mask keeping the k columns (slices along ``out_axis``) of largest L2 norm, whole columns."""
+    _check_finite(t)
+    moved = t.detach().movedim(out_axis, 0)
+    norms = moved.to(torch.float64).pow(2).sum(dim=0)  # one per column, shape of the other axes
+    keep = topk_mask(norms, k)
+    return keep.unsqueeze(0).expand_as(moved).movedim(0, out_axis).contiguous()
+
+
 def element_mask(
     t: torch.Tensor, c: ElementSparsity, name: str = "", axis_of: AxisOf = identity_axis
 ) -> torch.Tensor:
     """The support of the projection of ``t`` (torch layout of ``c.initializer``) onto ``c``'s set."""
     if c.kind == "irregular":
         return topk_mask(t, c.keep)
+    if c.kind == "shape":
+        return shape_mask(t, c.columns, axis_of(name or c.initializer, c.out_axis))
     return nm_mask(t, c.n, c.m, axis_of(name or c.initializer, c.axis))
 
 
