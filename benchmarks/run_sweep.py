@@ -64,6 +64,8 @@ def run_cell(ratio: float, method: str, admm_epochs: int, finetune_epochs: int, 
         "pruned_top1": r.accuracy["pruned_top1"] if r.accuracy else None,
         "mac_reduction": r.totals["mac_reduction"],
         "param_reduction": r.totals["param_reduction"],
+        "bytes": r.totals["bytes_after"],
+        "bytes_original": r.totals["bytes_before"],
         "verify_max_rel_error": r.verification["max_rel_error"],
         "speedup_under_load": speed,
         "wall_s": round(time.perf_counter() - start, 1),
@@ -100,9 +102,9 @@ def idle_speedups() -> dict[float, dict[str, float]]:
 def table(rows: list[dict[str, Any]], idle: dict[float, dict[str, float]]) -> str:
     lines = [
         "| filter ratio | method | epochs | top-1 | vs dense original | vs dense, same epochs "
-        "| MACs | params "
+        "| MACs | params | file "
         "| verify err | ORT CPU b1 / b32 | b1 / b32 speedup ÷ MAC red. |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     dense_same = next((r["pruned_top1"] for r in rows if r["ratio"] == 0), None)
     for r in rows:
@@ -120,6 +122,7 @@ def table(rows: list[dict[str, Any]], idle: dict[float, dict[str, float]]) -> st
             f"| {100 * r['pruned_top1']:.2f}% "
             f"| {100 * (r['pruned_top1'] - r['dense_top1']):+.2f} pp | {same} "
             f"| {r['mac_reduction']:.2f}x fewer | {r['param_reduction']:.2f}x fewer "
+            f"| {r['bytes'] / 1e6:.3f} MB "
             f"| {r['verify_max_rel_error']:.1e} | {lat} | {eff} |"
         )
     return "\n".join(lines)
