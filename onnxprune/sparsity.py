@@ -229,7 +229,16 @@ def parse_rule(text: str) -> Rule:
 
 
 def parse_sparsity(text: str, align: int = 1) -> SparsitySpec:
-    """The uniform shorthand ``TYPE:RATIO`` as a one-rule spec."""
+    """The uniform shorthand ``TYPE:RATIO`` as a one-rule spec.
+
+    A list (``filter:0.5,shape:0.3``) is refused with a pointer to recipes: each weight takes one structure,
+    and different layers get different structures through a recipe's rules.
+    """
+    if "," in text:
+        raise SpecError(
+            f"--sparsity takes one structure, not the list {text!r}: a weight is pruned one way; give "
+            "different layers different structures in a recipe (--config, one rule per selection)"
+        )
     return SparsitySpec((parse_rule(text),), align=align)
 
 

@@ -70,6 +70,7 @@ def test_parse() -> None:
         ("nm:2", "expected nm:N:M"),
         ("nm:a:4", "expected nm:N:M"),
         ("block:0.5", "unknown sparsity type"),
+        ("filter:0.5,shape:0.3", "takes one structure"),
     ],
 )
 def test_parse_errors(text: str, message: str) -> None:
