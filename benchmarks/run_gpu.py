@@ -115,38 +115,28 @@ def latency(
     rows: list[dict[str, Any]] = []
     repeats = 20 if quick else 200
     configs = CUDA_CONFIGS if provider == "cuda" else {"default": {}}
-    for config, options in configs.items():
+    # (runtime, configuration, CUDA provider options, warm-up runs)
+    plans = [("ort", config, options, 10) for config, options in configs.items()]
+    plans += [(runtime, "default", {}, 3) for runtime in ("torch", "torch-compile")]
+    for runtime, config, options, warmup in plans:
         try:
             rep = bench(
                 models,
                 batch_sizes=batches,
                 providers=[provider],
                 repeats=repeats,
-                names=names,
-                cuda_options=options,
-            )
-        except Exception as e:  # a configuration ORT refuses is reported, not fatal
-            log(f"ORT {provider} {config}: failed: {e}")
-            rows.append({"runtime": "ort", "config": config, "error": str(e)})
-            continue
-        rows += [{**asdict(r), "config": config} for r in rep.rows]
-        log(f"ORT {provider} {config}: done")
-    for runtime in ("torch", "torch-compile"):
-        try:
-            rep = bench(
-                models,
-                batch_sizes=batches,
-                providers=[provider],
-                repeats=repeats,
+                warmup=warmup,
                 names=names,
                 runtimes=(runtime,),
-                warmup=3,
+                cuda_options=options,
             )
-            rows += [{**asdict(r), "config": "default"} for r in rep.rows]
-            log(f"{runtime} {provider}: done ({'; '.join(rep.settings['skipped']) or 'nothing skipped'})")
-        except Exception as e:
-            log(f"{runtime} {provider}: failed: {e}")
-            rows.append({"runtime": runtime, "config": "default", "error": str(e)})
+        except Exception as e:  # a configuration or runtime that fails is reported, not fatal
+            log(f"{runtime} {provider} {config}: failed: {e}")
+            rows.append({"runtime": runtime, "config": config, "error": str(e)})
+            continue
+        rows += [{**asdict(r), "config": config} for r in rep.rows]
+        skipped = "; ".join(rep.settings["skipped"]) or "nothing skipped"
+        log(f"{runtime} {provider} {config}: done ({skipped})")
     return rows
 
 

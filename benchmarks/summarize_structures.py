@@ -92,6 +92,12 @@ def _shape(report: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _latency(r: dict[str, Any], b: str) -> str:
+    """ORT CPU median ms at batch ``b``: original → exported (speedup), or – when not measured."""
+    s = r["ort_cpu_ms"].get(b)
+    return f"{s['dense']:.3f} → {s['pruned']:.3f} ({s['dense'] / s['pruned']:.2f}x)" if s else "–"
+
+
 def table(rows: list[dict[str, Any]]) -> str:
     envs: dict[str, list[str]] = {}  # environment -> dates measured on it
     for r in rows:
@@ -113,10 +119,6 @@ def table(rows: list[dict[str, Any]]) -> str:
         "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
 
-    def ms(r: dict[str, Any], b: str) -> str:
-        s = r["ort_cpu_ms"].get(b)
-        return f"{s['dense']:.3f} → {s['pruned']:.3f} ({s['dense'] / s['pruned']:.2f}x)" if s else "–"
-
     def zeros(r: dict[str, Any]) -> str:
         return (
             "– (removed)" if "channel" in r["sparsity"] else f"{100 * r['zero_fraction_pruned_weights']:.1f}%"
@@ -134,7 +136,8 @@ def table(rows: list[dict[str, Any]]) -> str:
         f"{100 * r['pruned_top1']:.2f}% | {r['drop_pp']:+.2f} | {zeros(r)} | "
         f"{r['macs_dense'] / 1e6:.2f} M | {r['effective_macs'] / 1e6:.2f} M | "
         f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k | "
-        f"{mb(r['bytes_dense'])} | {mb(r['bytes_sparse_stored'])} | {ms(r, 'b1')} | {ms(r, 'b32')} | "
+        f"{mb(r['bytes_dense'])} | {mb(r['bytes_sparse_stored'])} | "
+        f"{_latency(r, 'b1')} | {_latency(r, 'b32')} | "
         f"{r['verify_max_rel_error']:.1e} | {training(r)} | {r['wall_s']:.0f} s |"
         for r in rows
     ]
@@ -165,10 +168,6 @@ def shape_table(rows: list[dict[str, Any]]) -> str:
         t = r["shape"]["timings_ms"]
         return f"{t['dense'][str(b)]:.3f} / {t['lowered'][str(b)]:.3f}" if t else "–"
 
-    def ms(r: dict[str, Any], b: str) -> str:
-        s = r["ort_cpu_ms"].get(b)
-        return f"{s['dense']:.3f} → {s['pruned']:.3f} ({s['dense'] / s['pruned']:.2f}x)" if s else "–"
-
     lines = []
     for r in rows:
         sh = r["shape"]
@@ -181,8 +180,8 @@ def shape_table(rows: list[dict[str, Any]]) -> str:
             f"{sh['bytes'][sh['chosen']] / 1e6:.3f} MB | "
             f"{sh['dead_channels']} / {sh['dead_channels_removed']} | "
             f"{forms(r, 1)} | {forms(r, 32)} | "
-            f"**{sh['chosen']}** | {ms(r, 'b1')} | {ms(r, 'b32')} | {r['verify_max_rel_error']:.1e} / "
-            + (f"{low_err:.1e} |" if low_err is not None else "– |")
+            f"**{sh['chosen']}** | {_latency(r, 'b1')} | {_latency(r, 'b32')} | "
+            f"{r['verify_max_rel_error']:.1e} / " + (f"{low_err:.1e} |" if low_err is not None else "– |")
         )
     return head + "\n".join(lines)
 

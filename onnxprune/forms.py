@@ -25,6 +25,7 @@ from .errors import SpecError
 from .graph.inputs import Batch
 from .graph.lowered import lower_model
 from .graph.macs import count_costs
+from .graph.protos import check_model, model_nbytes
 from .graph.verify import compare_models
 
 log = logging.getLogger("onnxprune")
@@ -98,12 +99,12 @@ def shape_form(
     if not any(layer.lowered for layer in layers):
         info |= {"chosen": "dense", "reason": "no layer could be lowered (see layers)"}
         return pruned, info
-    onnx.checker.check_model(lowered, full_check=True)
+    check_model(lowered, full_check=True)
     check = compare_models(pruned, lowered, inputs, rtol=LOWERED_RTOL)
     info["lowered_rel_error"] = check.max_rel_error
     info["lowered_nodes"] = len(lowered.graph.node)
     info["dense_nodes"] = len(pruned.graph.node)
-    info["bytes_lowered"] = lowered.ByteSize()
+    info["bytes_lowered"] = model_nbytes(lowered)
     if input_shape:
         info["macs_dense"] = count_costs(pruned, input_shape).total_macs
         info["macs_lowered"] = count_costs(lowered, input_shape).total_macs

@@ -484,7 +484,7 @@ def _remove_dead(
         note = f"none removed ({align})"
         return pruned, masks, {"dead_channels": rows, "dead_removed": False, "dead_note": note}
     cut = {name: keep & ~removed[name] if name in removed else keep for name, keep in masks.items()}
-    candidate = prune_model(mask_model(trained, plan, cut), plan, cut)
+    candidate = prune_model(trained, plan, cut)  # as the main path: pruned from the trained model
     check = compare_models(masked, candidate, inputs, rtol)
     if not check.passed:
         note = f"removing them changes the outputs ({check.max_rel_error:.2e}): kept"

@@ -47,7 +47,7 @@ import numpy as np
 
 from .alignment import aligned_keep
 from .errors import SpecError
-from .graph.weights import WeightTarget
+from .graph.weights import WeightTarget, output_axis
 from .plan import Group, PruningPlan, keep_count
 
 ELEMENT_KINDS = ("irregular", "nm", "shape")
@@ -338,7 +338,7 @@ class ElementSparsity:
     @property
     def out_axis(self) -> int:
         """The ONNX axis of the filters / output units (shape: a column runs along it)."""
-        return 0 if self.op_type == "Conv" else 1 - self.axis
+        return output_axis(self.op_type, self.axis)
 
     @property
     def n_columns(self) -> int:
@@ -352,8 +352,7 @@ def shape_constraint(t: WeightTarget, rule: Rule) -> ElementSparsity | None:
             f"layer {t.node!r}: {rule} on a grouped/depthwise Conv (group={t.group}) is not supported: an "
             "im2col column W[:, c, kh, kw] would span only one conv-group's filters; exclude the layer"
         )
-    out_axis = 0 if t.op_type == "Conv" else 1 - t.input_axis
-    filters = t.shape[out_axis]
+    filters = t.shape[output_axis(t.op_type, t.input_axis)]
     n = t.size // filters
     k = max(1, min(n, round((1.0 - rule.ratio) * n)))
     if k == n:

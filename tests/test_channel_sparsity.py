@@ -32,7 +32,7 @@ from onnxprune.sparsity import (
 from onnxprune.train.projection import project_groups
 from tests.builders import GraphBuilder
 from tests.test_cli import PREVIEW, assert_one_line_error, run
-from tests.test_element_sparsity import QUICK, four_channel_cnn, npz  # noqa: F401  (npz: fixture)
+from tests.test_element_sparsity import QUICK, four_channel_cnn
 
 
 def _plan(model: onnx.ModelProto) -> tuple[onnx.ModelProto, PruningPlan]:
@@ -243,7 +243,7 @@ def test_channel_and_filter_on_one_weight_refused() -> None:
 
 
 # -- training and export -----------------------------------------------------------------------------------
-def test_admm_channel_export(npz: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_admm_channel_export(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     result = compress(
         four_channel_cnn(), "channel:0.5", str(npz), out, train=QUICK, bench_batches=(), quiet=True

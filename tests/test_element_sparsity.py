@@ -32,16 +32,6 @@ def four_channel_cnn() -> onnx.ModelProto:
     return b.build([b.gemm(x, 4, trans_b=0)])
 
 
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    x = rng.random((160, 4, 8, 8)).astype(np.float32)
-    y = (x[:, 0].mean(axis=(1, 2)) > x[:, 1].mean(axis=(1, 2))).astype(np.int64) + 2 * (x[:, 2, 0, 0] > 0.5)
-    path = tmp_path_factory.mktemp("d") / "d.npz"
-    np.savez(path, x=x, y=y)
-    return path
-
-
 def constraints(model: onnx.ModelProto, spec_text: str | None = None, recipe: dict | None = None):
     base = normalize(model).model
     plan = analyze(base, (1, *[d.dim_value for d in base.graph.input[0].type.tensor_type.shape.dim][1:]))

@@ -27,9 +27,7 @@ from onnxprune.sparsity import ElementSparsity, parse_sparsity
 from onnxprune.train.elements import element_mask, shape_mask
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
-from tests.test_element_sparsity import constraints, four_channel_cnn
-
-QUICK = TrainOptions(admm_epochs=1, finetune_epochs=1, batch_size=32, round_iters=2)
+from tests.test_element_sparsity import QUICK, constraints, four_channel_cnn
 
 
 # -- parsing and constraints -----------------------------------------------------------------------------
@@ -232,16 +230,6 @@ def test_shape_form_uses_the_timer() -> None:
 
 
 # -- end to end ------------------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    x = rng.random((160, 4, 8, 8)).astype(np.float32)
-    y = (x[:, 0].mean(axis=(1, 2)) > x[:, 1].mean(axis=(1, 2))).astype(np.int64) + 2 * (x[:, 2, 0, 0] > 0.5)
-    path = tmp_path_factory.mktemp("d") / "d.npz"
-    np.savez(path, x=x, y=y)
-    return path
-
-
 def test_admm_shape_lowered_export_equals_masked(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     result = compress(

@@ -20,9 +20,9 @@ from collections.abc import Mapping
 
 import numpy as np
 import onnx
-from onnx import numpy_helper
 
 from ..plan import PruningPlan, Role
+from .weights import initializer_values
 
 __all__ = ["aligned_removal", "dead_channels"]
 
@@ -42,11 +42,16 @@ def dead_channels(
     weight slice is zero in ``model`` (only groups with at least one such channel, and never all of a
     group's channels or of one of its cover sets)."""
     readers = _weight_readers(model)
-    arrays = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    consumers_of = {
+        g.name: [m for m in g.members if m.role == Role.DEPENDENT and (m.node, m.initializer) in readers]
+        for g in plan.prunable
+    }
+    # only the consumer weights are read, each once
+    arrays = initializer_values(model, {m.initializer for ms in consumers_of.values() for m in ms})
     out: dict[str, np.ndarray] = {}
     for g in plan.prunable:
         keep = masks.get(g.name, np.ones(g.channels, dtype=bool))
-        consumers = [m for m in g.members if m.role == Role.DEPENDENT and (m.node, m.initializer) in readers]
+        consumers = consumers_of[g.name]
         if not consumers:
             continue
         dead = keep.copy()

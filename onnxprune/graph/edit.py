@@ -18,6 +18,7 @@ import onnx
 
 from ..plan import Group, Masks, PruningPlan, member_keep_indices, validate_masks
 from .protos import Transform, map_initializers, set_tensor, tensor_array, write_external
+from .weights import output_axis
 
 
 def initializer_arrays(model: onnx.ModelProto, names: set[str] | None = None) -> dict[str, np.ndarray]:
@@ -194,7 +195,7 @@ def _fold(
                 )
             else:  # Gemm: row p of op(B) along f.axis
                 delta = f.scale * np.tensordot(v, np.moveaxis(taken, f.axis, 0), axes=([0], [0]))
-            out_axis = 0 if f.op == "Conv" else 1 - f.axis
+            out_axis = output_axis(f.op, f.axis)
             if f.bias is not None:
                 bias = updated[f.bias] if f.bias in updated else tensor_array(inits[f.bias])
                 updated[f.bias] = (bias.astype(np.float64) + delta).astype(bias.dtype)

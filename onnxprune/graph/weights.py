@@ -27,6 +27,12 @@ _INPUT_AXIS: dict[str, Callable[[Mapping[str, object]], int]] = {
 ELEMENT_OPS = tuple(_INPUT_AXIS)
 
 
+def output_axis(op_type: str, input_axis: int) -> int:
+    """The axis of a Conv/Gemm weight that indexes its filters / output units: 0 for a Conv (O, C, k...),
+    the other of the two axes for a Gemm's B (``input_axis`` is the reduction axis)."""
+    return 0 if op_type == "Conv" else 1 - input_axis
+
+
 @dataclass(frozen=True)
 class WeightTarget:
     """The weight of one Conv/Gemm node, selectable by a sparsity rule like a group (node name, op)."""
