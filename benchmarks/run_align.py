@@ -5,6 +5,8 @@
                                                     # a few runs, nothing written
     python benchmarks/run_align.py --render-only    # rebuild the README table from the JSON
     python benchmarks/run_align.py --layout-only    # recompute the ORT-layout column (no timing)
+    python benchmarks/run_align.py --tag avx512     # another machine: results/align_avx512.json and its
+                                                    # own README table, the first one kept
 
 torchvision VGG-16 and ResNet-50 with random weights (``weights=None``, eval mode) are exported to ONNX
 (opset 17, dynamic batch) and pruned WITHOUT training, on the ONNX side of the library only: normalize,
@@ -470,13 +472,30 @@ def render(data: dict[str, Any]) -> str:
     return "\n".join(head)
 
 
-def write_readme(data: dict[str, Any]) -> None:
+def results_path(tag: str | None) -> Path:
+    return RESULTS if not tag else RESULTS.with_name(f"align_{tag}.json")
+
+
+def markers(tag: str | None) -> tuple[str, str]:
+    """The first table's markers, or a tagged table's own."""
+    return (
+        (BEGIN, END)
+        if not tag
+        else (f"<!-- align-results-{tag}:begin -->", f"<!-- align-results-{tag}:end -->")
+    )
+
+
+def write_readme(data: dict[str, Any], tag: str | None = None) -> None:
+    """The table between its markers; a new tagged table goes at the end of the alignment section."""
+    begin, end_marker = markers(tag)
     body = README.read_text()
-    block = f"{BEGIN}\n{render(data)}\n{END}"
-    if BEGIN not in body:
-        skeleton = f"\n\n{SECTION_BEGIN}\n{HEADING}\n\n{BEGIN}\n{END}\n{SECTION_END}\n"
-        body = body.rstrip("\n") + skeleton
-    start, end = body.index(BEGIN), body.index(END) + len(END)
+    block = f"{begin}\n{render(data)}\n{end_marker}"
+    if SECTION_BEGIN not in body:
+        body = body.rstrip("\n") + f"\n\n{SECTION_BEGIN}\n{HEADING}\n\n{SECTION_END}\n"
+    if begin not in body:
+        at = body.index(SECTION_END)
+        body = body[:at] + f"{begin}\n{end_marker}\n" + body[at:]
+    start, end = body.index(begin), body.index(end_marker) + len(end_marker)
     README.write_text(body[:start] + block + body[end:])
 
 
@@ -498,23 +517,25 @@ def main() -> None:
     ap.add_argument("--idle-below", type=float, default=0.6, help="1-minute load to wait for")
     ap.add_argument("--max-wait", type=float, default=1500, help="seconds to wait for it at most")
     ap.add_argument("--quick", action="store_true", help="debug: 64x64, few runs, nothing written")
+    ap.add_argument("--tag", help="results/align_TAG.json and a README table of its own (another machine)")
     ap.add_argument("--render-only", action="store_true", help="re-render the README table from the JSON")
     ap.add_argument(
         "--layout-only", action="store_true", help="recompute the ORT layout column into the JSON (no timing)"
     )
     args = ap.parse_args()
+    results = results_path(args.tag)
     if args.render_only:
-        write_readme(json.loads(RESULTS.read_text()))
+        write_readme(json.loads(results.read_text()), args.tag)
         return
     if args.layout_only:
-        data = json.loads(RESULTS.read_text())
+        data = json.loads(results.read_text())
         for m in data["models"]:
             p = prepare(m["model"], m["input_shape"][2], data["multiples"])
             layouts = {r["variant"]: r["ort_layout"] for r in p.rows}
             for r in m["variants"]:
                 r["ort_layout"] = layouts[r["variant"]]
-        RESULTS.write_text(json.dumps(data, indent=2) + "\n")
-        write_readme(data)
+        results.write_text(json.dumps(data, indent=2) + "\n")
+        write_readme(data, args.tag)
         return
     if args.quick:
         args.size, args.repeats_b1, args.repeats_b32, args.warmup = 64, 3, 2, 1
@@ -548,9 +569,9 @@ def main() -> None:
     if args.quick:
         print(render(data))
         return
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(json.dumps(data, indent=2) + "\n")
-    write_readme(data)
+    results.parent.mkdir(exist_ok=True)
+    results.write_text(json.dumps(data, indent=2) + "\n")
+    write_readme(data, args.tag)
     print(render(data))
 
 

@@ -9,9 +9,11 @@ Here, to check the script on the CPU (tiny training, CPU provider only, same cod
 
     .venv/bin/python benchmarks/run_gpu.py --device cpu --quick --out /tmp/gpu-check
 
-Writes ``gpu.json`` (everything), ``gpu.md`` (the tables) and ``profile_*.json`` summaries to ``--out``.
-Models: the VGG-style reference, its ``filter:R`` shapes for R in --ratios (one-shot magnitude, no training:
-latency depends on shapes only) and the ``filter:0.7`` model trained in the compress-timing step.
+Writes ``gpu.json`` (everything) and ``gpu.md`` (the tables) to ``--out``. Models: the VGG-style reference,
+its ``filter:R`` shapes for R in --ratios and, aligned to 8 channels, for R in --aligned (one-shot magnitude,
+no training: latency depends on shapes only), and the ``filter:0.7`` model trained in the compress-timing
+step. The per-node profile (``onnxprune profile``) puts dense, ``filter:0.7`` and its aligned shape side by
+side at the large batch, with the default and the NHWC CUDA settings.
 """
 
 from __future__ import annotations
@@ -22,7 +24,6 @@ import os
 import subprocess
 import sys
 import time
-from collections import defaultdict
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -31,8 +32,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from onnxprune.bench import bench  # noqa: E402
-from onnxprune.graph.runtime import make_session  # noqa: E402
 from onnxprune.pipeline import TrainOptions, compress  # noqa: E402
+from onnxprune.profiling import profile  # noqa: E402
 from onnxprune.report import environment  # noqa: E402
 
 DENSE = ROOT / "models" / "fmnist_vgg.onnx"
@@ -90,9 +91,10 @@ def time_compress(device: str, out: Path, quick: bool) -> dict[str, Any]:
     }
 
 
-def shape_model(ratio: float, out: Path) -> tuple[Path, float]:
-    """The ``filter:ratio`` shape of the VGG-style model (magnitude, no training) and its MAC reduction."""
-    path = out / f"vgg_filter{ratio:g}_shape.onnx"
+def shape_model(ratio: float, out: Path, align: int = 1) -> tuple[Path, float]:
+    """The ``filter:ratio`` shape of the VGG-style model (magnitude, no training; kept counts rounded to
+    multiples of ``align``) and its MAC reduction."""
+    path = out / f"vgg_filter{ratio:g}{f'a{align}' if align > 1 else ''}_shape.onnx"
     r = compress(
         DENSE,
         f"filter:{ratio:g}",
@@ -101,6 +103,7 @@ def shape_model(ratio: float, out: Path) -> tuple[Path, float]:
         method="magnitude",
         train=TrainOptions(finetune_epochs=0),
         max_samples=64,
+        align=align,
         input_shape=(1, 1, 28, 28),
         bench_batches=(),
         quiet=True,
@@ -140,39 +143,30 @@ def latency(
     return rows
 
 
-def profile(model: Path, provider: str, batch: int, out: Path, runs: int = 20) -> dict[str, Any]:
-    """ORT's per-node profile: total device time per op type, and the share of all node time."""
-    import numpy as np
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.enable_profiling = True
-    opts.profile_file_prefix = str(out / f"ortprof_{model.stem}_{provider}_b{batch}")
-    sess = make_session(str(model), provider)  # checks the provider is really used
-    sess = ort.InferenceSession(str(model), sess_options=opts, providers=sess.get_providers())
-    x = np.random.default_rng(0).random((batch, 1, 28, 28), dtype=np.float32)
-    name = sess.get_inputs()[0].name
-    for _ in range(runs):
-        sess.run(None, {name: x})
-    trace = Path(sess.end_profiling())
-    events = json.loads(trace.read_text())
-    per_op: dict[str, float] = defaultdict(float)
-    for e in events:
-        if e.get("cat") == "Node" and e.get("name", "").endswith("_kernel_time"):
-            per_op[e.get("args", {}).get("op_name", "?")] += e.get("dur", 0) / runs
-    model_run = [e["dur"] for e in events if e.get("cat") == "Session" and e.get("name") == "model_run"]
-    trace.unlink()
-    total = sum(per_op.values())
-    summary = {
-        "model": model.stem,
-        "provider": provider,
-        "batch": batch,
-        "model_run_us_median": float(np.median(model_run)) if model_run else None,
-        "node_time_us": round(total, 1),
-        "per_op_us": {k: round(v, 1) for k, v in sorted(per_op.items(), key=lambda kv: -kv[1])},
-    }
-    (out / f"profile_{model.stem}_{provider}_b{batch}.json").write_text(json.dumps(summary, indent=2))
-    return summary
+def profiles(
+    models: list[Path], names: list[str], provider: str, batch: int, quick: bool
+) -> list[dict[str, Any]]:
+    """``onnxprune profile`` of ``models`` side by side (ORT's per-node times, speedup and executed-MAC
+    reduction per node), per CUDA configuration that changes the kernels (default, NHWC)."""
+    configs = {k: CUDA_CONFIGS[k] for k in ("default", "nhwc")} if provider == "cuda" else {"default": {}}
+    out = []
+    for config, options in configs.items():
+        try:
+            rep = profile(
+                models,
+                batch_sizes=(batch,),
+                providers=[provider],
+                runs=10 if quick else 50,
+                names=names,
+                cuda_options=options,
+            )
+        except Exception as e:  # reported, not fatal
+            log(f"profile {provider} {config}: failed: {e}")
+            out.append({"config": config, "error": str(e)})
+            continue
+        out.append({"config": config, "table": rep.format_table(), **rep.to_dict()})
+        log(f"profile {provider} {config} b{batch}: done")
+    return out
 
 
 def markdown(result: dict[str, Any]) -> str:
@@ -196,10 +190,13 @@ def markdown(result: dict[str, Any]) -> str:
             f"| {r['median_ms']:.3f} | {r['p90_ms']:.3f} | {r['speedup']:.2f}x |"
         )
     for p in result["profiles"]:
-        top = ", ".join(f"{k} {v:.0f} µs" for k, v in list(p["per_op_us"].items())[:6])
-        lines.append(
-            f"\nprofile {p['model']} {p['provider']} b{p['batch']}: run {p['model_run_us_median']} µs, {top}"
-        )
+        lines += [
+            "",
+            f"ORT profile, {p['config']} settings:",
+            "```",
+            p.get("table", p.get("error", "")),
+            "```",
+        ]
     return "\n".join(lines)
 
 
@@ -211,6 +208,9 @@ def main() -> None:
         "--quick", action="store_true", help="tiny training and few repeats (checking the script)"
     )
     ap.add_argument("--ratios", type=float, nargs="+", default=[0.5, 0.7, 0.9])
+    ap.add_argument(
+        "--aligned", type=float, nargs="*", default=[0.7], help="ratios also timed with --align 8"
+    )
     ap.add_argument("--skip-compress", action="store_true")
     args = ap.parse_args()
     out: Path = args.out
@@ -227,9 +227,9 @@ def main() -> None:
     if not args.skip_compress:
         for device in dict.fromkeys([args.device, "cpu"]):
             result["compress"].append(time_compress(device, out, args.quick))
-    shapes = [shape_model(r, out) for r in args.ratios]
+    shapes = [shape_model(r, out) for r in args.ratios] + [shape_model(r, out, 8) for r in args.aligned]
     models = [DENSE, *(p for p, _ in shapes)]
-    names = ["dense", *(f"filter{r:g}" for r in args.ratios)]
+    names = ["dense", *(f"filter{r:g}" for r in args.ratios), *(f"filter{r:g}a8" for r in args.aligned)]
     result["mac_reduction"] = {
         "dense": 1.0,
         **{n: red for n, (_, red) in zip(names[1:], shapes, strict=True)},
@@ -238,8 +238,12 @@ def main() -> None:
     if args.device == "cuda":
         result["latency"] += latency(models, names, "cuda", gpu_batches, args.quick)
     result["latency"] += latency(models, names, "cpu", (1, 32), args.quick)
-    for model in (DENSE, shapes[min(1, len(shapes) - 1)][0]):
-        result["profiles"].append(profile(model, args.device, 64 if args.device == "cuda" else 32, out))
+    # dense, filter:0.7 and filter:0.7 aligned to 8 (when timed) side by side, at the large batch
+    chosen = [i for i, n in enumerate(names) if n in ("dense", "filter0.7", "filter0.7a8")]
+    batch = 64 if args.device == "cuda" else 32
+    result["profiles"] = profiles(
+        [models[i] for i in chosen], [names[i] for i in chosen], args.device, batch, args.quick
+    )
     (out / "gpu.json").write_text(json.dumps(result, indent=2) + "\n")
     text = markdown(result)
     (out / "gpu.md").write_text(text + "\n")

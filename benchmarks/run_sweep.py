@@ -2,12 +2,18 @@
 
     python benchmarks/run_sweep.py --threads 1                   # all levels, both methods (~70 min)
     python benchmarks/run_sweep.py --ratios 0.7 --methods magnitude   # one cell
+    python benchmarks/run_sweep.py --seeds 1 2 --threads 1       # the same cells with two more seeds
     python benchmarks/run_sweep.py --render-only                 # table and plots from results/sweep.json
 
 Every cell is one ``onnxprune.compress`` of models/fmnist_vgg.onnx on Fashion-MNIST with the same total
 training budget: ADMM runs ``--admm-epochs`` + ``--finetune-epochs`` (default 1 + 1), magnitude pruning runs
 0 + (their sum) epochs of masked fine-tuning after a one-shot projection. ``dense`` is the unpruned model
 trained for the same budget (``filter:0``, magnitude): the fair baseline for "does light sparsity help".
+
+``--seeds`` repeats every cell per seed (``compress(seed=...)``: initial shuffling, validation split, batch
+order); the table gives each cell's mean and sample standard deviation over its seeds, and a second table the
+ADMM − magnitude difference paired by seed. Several sweeps may run at once (one per seed): rows are saved
+under a lock.
 
 Results go to benchmarks/results/sweep.json after every cell (an interrupted sweep keeps what it measured),
 the table between the sweep markers of benchmarks/README.md, and two plots: results/sweep_accuracy.png
@@ -19,9 +25,13 @@ run_latency.py has timed the same ratios on an idle machine, else from the laten
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
 import logging
+import statistics
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -35,8 +45,15 @@ BEGIN, END = "<!-- sweep-results:begin -->", "<!-- sweep-results:end -->"
 DEFAULT_RATIOS = (0.7, 0.9, 0.3, 0.5, 0.8)
 
 
-def run_cell(ratio: float, method: str, admm_epochs: int, finetune_epochs: int, threads: int | None) -> dict:
-    name = f"vgg_filter{ratio:g}_{method}"
+def cell_name(ratio: float, method: str, seed: int) -> str:
+    """Seed 0 keeps the names of the first sweep's rows."""
+    return f"vgg_filter{ratio:g}_{method}" + (f"_seed{seed}" if seed else "")
+
+
+def run_cell(
+    ratio: float, method: str, admm_epochs: int, finetune_epochs: int, threads: int | None, seed: int = 0
+) -> dict:
+    name = cell_name(ratio, method, seed)
     if method == "admm":
         opts = TrainOptions(admm_epochs=admm_epochs, finetune_epochs=finetune_epochs, threads=threads)
     else:  # same total budget, all of it masked fine-tuning after the one-shot projection
@@ -51,6 +68,7 @@ def run_cell(ratio: float, method: str, admm_epochs: int, finetune_epochs: int, 
         out / f"{name}.onnx",
         method=method,
         train=opts,
+        seed=seed,
         report_path=out / f"{name}.json",
         bench_repeats=50,
     ).report
@@ -59,6 +77,7 @@ def run_cell(ratio: float, method: str, admm_epochs: int, finetune_epochs: int, 
         "name": name,
         "ratio": ratio,
         "method": method,
+        "seed": seed,
         "epochs": f"{r.config['admm_epochs']}+{r.config['finetune_epochs']}",
         "dense_top1": r.accuracy["dense_top1"] if r.accuracy else None,
         "pruned_top1": r.accuracy["pruned_top1"] if r.accuracy else None,
@@ -78,11 +97,25 @@ def load() -> dict[str, Any]:
     return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
 
 
+@contextmanager
+def locked() -> Iterator[None]:
+    """Serializes the read-modify-write of sweep.json and the README between sweeps running at once."""
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    with open(RESULTS.with_suffix(".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
 def save(row: dict[str, Any]) -> None:
     saved = load()
     rows = {r["name"]: r for r in saved["runs"]} | {row["name"]: row}
-    ordered = sorted(rows.values(), key=lambda r: (r["ratio"], r["method"]))
-    RESULTS.write_text(json.dumps({"environment": environment(), "runs": ordered}, indent=2) + "\n")
+    ordered = sorted(rows.values(), key=lambda r: (r["ratio"], r["method"], r.get("seed", 0)))
+    tmp = RESULTS.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps({"environment": environment(), "runs": ordered}, indent=2) + "\n")
+    tmp.replace(RESULTS)
 
 
 def idle_speedups() -> dict[float, dict[str, float]]:
@@ -99,62 +132,123 @@ def idle_speedups() -> dict[float, dict[str, float]]:
     return out
 
 
+def cells(rows: list[dict[str, Any]]) -> dict[tuple[float, str], list[dict[str, Any]]]:
+    """Rows grouped by (ratio, method), each group ordered by seed."""
+    out: dict[tuple[float, str], list[dict[str, Any]]] = {}
+    for r in sorted(rows, key=lambda r: (r["ratio"], r["method"], r.get("seed", 0))):
+        out.setdefault((r["ratio"], r["method"]), []).append(r)
+    return out
+
+
+def top1s(group: list[dict[str, Any]]) -> list[float]:
+    return [100 * r["pruned_top1"] for r in group]
+
+
+def mean_sd(values: list[float]) -> str:
+    """'92.74 %' for one value, '92.81 % ± 0.12' (sample standard deviation) for several."""
+    mean = statistics.fmean(values)
+    return f"{mean:.2f} %" if len(values) < 2 else f"{mean:.2f} % ± {statistics.stdev(values):.2f}"
+
+
 def table(rows: list[dict[str, Any]], idle: dict[float, dict[str, float]]) -> str:
     lines = [
-        "| filter ratio | method | epochs | top-1 | vs dense original | vs dense, same epochs "
-        "| MACs | params | file "
-        "| verify err | ORT CPU b1 / b32 | b1 / b32 speedup ÷ MAC red. |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| filter ratio | method | epochs | top-1 (mean ± sd) | seeds: top-1 | vs dense original "
+        "| vs dense, same epochs | MACs | params | file "
+        "| verify err (max) | ORT CPU b1 / b32 | b1 / b32 speedup ÷ MAC red. |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    dense_same = next((r["pruned_top1"] for r in rows if r["ratio"] == 0), None)
-    for r in rows:
-        sp = idle.get(r["ratio"], {})
+    groups = cells(rows)
+    dense = groups.get((0.0, "magnitude"))
+    dense_same = statistics.fmean(top1s(dense)) if dense else None
+    for (ratio, method), group in groups.items():
+        first, acc = group[0], top1s(group)
+        sp = idle.get(ratio, {})
         b1, b32 = sp.get("b1"), sp.get("b32")
         lat = f"{b1:.2f}x / {b32:.2f}x" if b1 and b32 else "—"
-        eff = (
-            f"{b1 / r['mac_reduction']:.2f} / {b32 / r['mac_reduction']:.2f}"
-            if b1 and b32 and r["ratio"]
-            else "—"
-        )
-        same = f"{100 * (r['pruned_top1'] - dense_same):+.2f} pp" if dense_same is not None else "—"
+        red = first["mac_reduction"]
+        eff = f"{b1 / red:.2f} / {b32 / red:.2f}" if b1 and b32 and ratio else "—"
+        mean = statistics.fmean(acc)
+        same = f"{mean - dense_same:+.2f} pp" if dense_same is not None else "—"
+        seeds = ", ".join(f"{r.get('seed', 0)}: {a:.2f}" for r, a in zip(group, acc, strict=True))
         lines.append(
-            f"| {r['ratio']:g} | {r['method'] if r['ratio'] > 0 else 'dense'} | {r['epochs']} "
-            f"| {100 * r['pruned_top1']:.2f}% "
-            f"| {100 * (r['pruned_top1'] - r['dense_top1']):+.2f} pp | {same} "
-            f"| {r['mac_reduction']:.2f}x fewer | {r['param_reduction']:.2f}x fewer "
-            f"| {r['bytes'] / 1e6:.3f} MB "
-            f"| {r['verify_max_rel_error']:.1e} | {lat} | {eff} |"
+            f"| {ratio:g} | {method if ratio > 0 else 'dense'} | {first['epochs']} "
+            f"| {mean_sd(acc)} | {seeds} "
+            f"| {mean - 100 * first['dense_top1']:+.2f} pp | {same} "
+            f"| {red:.2f}x fewer | {first['param_reduction']:.2f}x fewer "
+            f"| {first['bytes'] / 1e6:.3f} MB "
+            f"| {max(r['verify_max_rel_error'] for r in group):.1e} | {lat} | {eff} |"
         )
     return "\n".join(lines)
 
 
-def plots(rows: list[dict[str, Any]], idle: dict[float, dict[str, float]]) -> None:
+def paired_table(rows: list[dict[str, Any]]) -> str:
+    """ADMM − magnitude top-1 per ratio, paired by seed (same seed = same split and batch order)."""
+    groups = cells(rows)
+    lines = [
+        "| filter ratio | MAC red. | ADMM − magnitude, mean ± sd (pp) | per seed (pp) | ADMM ahead in |",
+        "|---|---|---|---|---|",
+    ]
+    for ratio in sorted({r for r, _ in groups if r > 0}):
+        admm = {r.get("seed", 0): 100 * r["pruned_top1"] for r in groups.get((ratio, "admm"), [])}
+        mag = {r.get("seed", 0): 100 * r["pruned_top1"] for r in groups.get((ratio, "magnitude"), [])}
+        seeds = sorted(admm.keys() & mag.keys())
+        if not seeds:
+            continue
+        diffs = [admm[s] - mag[s] for s in seeds]
+        spread = f" ± {statistics.stdev(diffs):.2f}" if len(diffs) > 1 else ""
+        red = groups[(ratio, "admm")][0]["mac_reduction"]
+        per_seed = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(seeds, diffs, strict=True))
+        ahead = sum(d > 0 for d in diffs)
+        lines.append(
+            f"| {ratio:g} | {red:.1f}x | {statistics.fmean(diffs):+.2f}{spread} | {per_seed} "
+            f"| {ahead} of {len(diffs)} seeds |"
+        )
+    return "\n".join(lines)
+
+
+def plots(rows: list[dict[str, Any]]) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    groups = cells(rows)
     fig, ax = plt.subplots(figsize=(6, 4))
     for method, marker in (("admm", "o"), ("magnitude", "s")):
-        mine = [r for r in rows if r["method"] == method and r["ratio"]]
-        pts = sorted((r["ratio"], 100 * r["pruned_top1"]) for r in mine)
-        if pts:
-            ax.plot(*zip(*pts, strict=True), marker=marker, label=f"{method} (same epochs)")
+        mine = sorted((ratio, top1s(g)) for (ratio, m), g in groups.items() if m == method and ratio)
+        if not mine:
+            continue
+        xs = [ratio for ratio, _ in mine]
+        means = [statistics.fmean(acc) for _, acc in mine]
+        sds = [statistics.stdev(acc) if len(acc) > 1 else 0.0 for _, acc in mine]
+        line = ax.errorbar(xs, means, yerr=sds, marker=marker, capsize=3, label=f"{method} (same epochs)")
+        for ratio, acc in mine:
+            ax.plot(
+                [ratio] * len(acc), acc, ls="none", marker=marker, ms=3, alpha=0.35, color=line[0].get_color()
+            )
     if rows:
         ax.axhline(100 * rows[0]["dense_top1"], color="gray", ls="--", label="dense original")
-    dense_same = [r for r in rows if r["ratio"] == 0]
+    dense_same = groups.get((0.0, "magnitude"))
     if dense_same:
-        ax.axhline(100 * dense_same[0]["pruned_top1"], color="black", ls=":", label="dense, same epochs")
+        ax.axhline(statistics.fmean(top1s(dense_same)), color="black", ls=":", label="dense, same epochs")
+    n_seeds = max((len(g) for g in groups.values()), default=1)
     ax.set_xlabel("filter sparsity (fraction of filters removed)")
     ax.set_ylabel("top-1 (%) on the 10k test images")
-    ax.set_title("VGG-style, Fashion-MNIST")
+    ax.set_title(f"VGG-style, Fashion-MNIST (mean ± sd over up to {n_seeds} seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(ROOT / "results" / "sweep_accuracy.png", dpi=110)
     plt.close(fig)
 
+
+def speedup_plot(rows: list[dict[str, Any]], idle: dict[float, dict[str, float]]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
     fig, ax = plt.subplots(figsize=(5, 4))
-    red = {r["ratio"]: r["mac_reduction"] for r in rows if r["method"] == "magnitude" and r["ratio"]}
+    red = {r["ratio"]: r["mac_reduction"] for r in rows if r["ratio"]}
     for batch, marker in (("b1", "o"), ("b32", "s")):
         pts = sorted((red[k], v[batch]) for k, v in idle.items() if k in red and batch in v)
         if pts:
@@ -181,7 +275,9 @@ def render() -> None:
         f"{BEGIN}\nMeasured {measured}, Python {env['python']}, torch {env.get('torch', '-')}, onnx "
         f"{env['onnx']}, onnxruntime {env['onnxruntime']}; training with 1 torch thread, top-1 by ORT on the "
         "10k test images. Speedups: `run_latency.py --ratios` (settings in results/latency_vgg_cpu.json).\n\n"
-        f"{table(rows, idle)}\n\n![accuracy](results/sweep_accuracy.png) "
+        f"{table(rows, idle)}\n\n"
+        f"ADMM − magnitude at the same budget, paired by seed:\n\n{paired_table(rows)}\n\n"
+        "![accuracy](results/sweep_accuracy.png) "
         f"![speedup](results/sweep_speedup.png)\n{END}"
     )
     readme = ROOT / "README.md"
@@ -191,7 +287,8 @@ def render() -> None:
     start, end = text.index(BEGIN), text.index(END) + len(END)
     readme.write_text(text[:start] + block + text[end:])
     if rows:
-        plots(rows, idle)
+        plots(rows)
+        speedup_plot(rows, idle)
 
 
 def main() -> None:
@@ -202,18 +299,22 @@ def main() -> None:
     ap.add_argument("--admm-epochs", type=int, default=1)
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--threads", type=int, help="torch training threads")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0], help="one run of every cell per seed")
     ap.add_argument("--render-only", action="store_true")
     args = ap.parse_args()
     if not args.render_only:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-        cells = [(r, m) for r in args.ratios for m in args.methods]
-        cells += [(0.0, "magnitude")] if args.dense else []
-        for ratio, method in cells:
-            row = run_cell(ratio, method, args.admm_epochs, args.finetune_epochs, args.threads)
-            print(json.dumps(row))
-            save(row)
-            render()
-    render()
+        todo = [(r, m) for r in args.ratios for m in args.methods]
+        todo += [(0.0, "magnitude")] if args.dense else []
+        for seed in args.seeds:
+            for ratio, method in todo:
+                row = run_cell(ratio, method, args.admm_epochs, args.finetune_epochs, args.threads, seed)
+                print(json.dumps(row))
+                with locked():
+                    save(row)
+                    render()
+    with locked():
+        render()
 
 
 if __name__ == "__main__":

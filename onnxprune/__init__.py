@@ -2,7 +2,7 @@
 
 Public API::
 
-    from onnxprune import compress, inspect, bench
+    from onnxprune import compress, inspect, bench, profile
     result = compress("model.onnx", "filter:0.5", data="fashion-mnist", output="model.pruned.onnx",
                       labels=False, gates=Gates(min_fidelity=0.97))
     result.model            # pruned onnx.ModelProto
@@ -33,6 +33,7 @@ if TYPE_CHECKING:
     from .bench import BenchReport
     from .inspect import Inspection
     from .pipeline import CompressResult, TrainOptions
+    from .profiling import ProfileReport
 
 
 def __getattr__(name: str) -> Any:
@@ -64,6 +65,13 @@ def bench(*args: Any, **kwargs: Any) -> BenchReport:
     return _bench(*args, **kwargs)
 
 
+def profile(*args: Any, **kwargs: Any) -> ProfileReport:
+    """See :func:`onnxprune.profiling.profile`."""
+    from .profiling import profile as _profile
+
+    return _profile(*args, **kwargs)
+
+
 __all__ = [
     "DataError",
     "GateError",
@@ -79,4 +87,5 @@ __all__ = [
     "bench",
     "compress",
     "inspect",
+    "profile",
 ]

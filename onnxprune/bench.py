@@ -584,9 +584,12 @@ def _session(
     provider: str,
     threads: int | None,
     cuda_options: dict[str, str] | None = None,
+    profile_prefix: str | None = None,
 ) -> ort.InferenceSession:
     try:
-        return make_session(model, provider, threads, cuda_options=cuda_options)
+        return make_session(
+            model, provider, threads, cuda_options=cuda_options, profile_prefix=profile_prefix
+        )
     except OnnxPruneError:
         raise
     except Exception as e:  # onnxruntime's own exception types

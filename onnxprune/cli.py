@@ -1,4 +1,4 @@
-"""Command line: ``onnxprune compress | inspect | bench``.
+"""Command line: ``onnxprune compress | inspect | bench | profile``.
 
 User errors print one line (``error: ...``) and exit non-zero; no traceback, no partial output.
 """
@@ -58,6 +58,36 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     if not dims or any(d <= 0 for d in dims):
         raise SpecError(f"invalid --input-shape {text!r}: dims must be positive")
     return dims
+
+
+def _provider_options(fn: F) -> F:
+    """--provider, --threads, --warmup: shared by ``bench`` and ``profile``."""
+    fn = click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)(fn)
+    fn = click.option("--threads", type=click.IntRange(min=1), help="ORT intra-op threads (default: ORT's).")(
+        fn
+    )
+    return click.option(
+        "--provider",
+        "providers",
+        type=click.Choice(["cpu", "cuda"]),
+        multiple=True,
+        help="Execution providers (default: all available).",
+    )(fn)
+
+
+def _input_and_cuda_options(fn: F) -> F:
+    """--input-shape, --cuda-option: shared by ``bench`` and ``profile``."""
+    fn = click.option(
+        "--cuda-option",
+        "cuda_options",
+        multiple=True,
+        metavar="KEY=VALUE",
+        help="Option of ORT's CUDA provider (repeatable), e.g. prefer_nhwc=1 (NHWC convolutions) or "
+        "enable_cuda_graph=1 (CUDA graphs; outputs pre-allocated; refused by profile).",
+    )(fn)
+    return click.option("--input-shape", help="Sample shape for dynamic non-batch dims, e.g. 1,3,224,224.")(
+        fn
+    )
 
 
 def _setup_logging(quiet: bool) -> None:
@@ -351,15 +381,7 @@ def inspect(
 @click.option(
     "--batch", "batches", type=click.IntRange(min=1), multiple=True, help="Batch sizes (default 1, 32)."
 )
-@click.option(
-    "--provider",
-    "providers",
-    type=click.Choice(["cpu", "cuda"]),
-    multiple=True,
-    help="Execution providers (default: all available).",
-)
-@click.option("--threads", type=click.IntRange(min=1), help="ORT intra-op threads (default: ORT's).")
-@click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)
+@_provider_options
 @click.option("--repeats", type=click.IntRange(min=1), default=50, show_default=True)
 @click.option(
     "--runtime",
@@ -369,15 +391,7 @@ def inspect(
     help="Runtimes to time the models in (repeatable; default ort): ONNX Runtime, the model imported to "
     "PyTorch (eager), or that through torch.compile, on the same device.",
 )
-@click.option("--input-shape", help="Sample shape for dynamic non-batch dims, e.g. 1,3,224,224.")
-@click.option(
-    "--cuda-option",
-    "cuda_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Option of ORT's CUDA provider (repeatable), e.g. prefer_nhwc=1 (NHWC convolutions) or "
-    "enable_cuda_graph=1 (CUDA graphs; outputs pre-allocated).",
-)
+@_input_and_cuda_options
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write results as JSON."
 )
@@ -423,6 +437,51 @@ def bench(
     if plot_path:
         with atomic_path(plot_path) as tmp:
             report.plot(tmp)
+
+
+@main.command()
+@click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--batch", "batches", type=click.IntRange(min=1), multiple=True, help="Batch sizes (default 1)."
+)
+@_provider_options
+@click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Profiled runs.")
+@_input_and_cuda_options
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the profiles as JSON."
+)
+@_user_errors
+def profile(
+    models: tuple[Path, ...],
+    batches: tuple[int, ...],
+    providers: tuple[str, ...],
+    threads: int | None,
+    warmup: int,
+    runs: int,
+    input_shape: str | None,
+    cuda_options: tuple[str, ...],
+    json_path: Path | None,
+) -> None:
+    """Where the time goes: ORT's per-node times of MODELS side by side (the first is the baseline),
+    with each node's speedup, executed-MAC reduction and GMAC/s."""
+    from .graph.runtime import parse_provider_options
+    from .io import check_outputs, write_text
+    from .profiling import profile as run
+
+    check_outputs(list(models), [json_path])
+    report = run(
+        list(models),
+        batch_sizes=batches or (1,),
+        providers=list(providers) or None,
+        threads=threads,
+        warmup=warmup,
+        runs=runs,
+        input_shape=_shape(input_shape),
+        cuda_options=parse_provider_options(cuda_options),
+    )
+    click.echo(report.format_table(machine=True))
+    if json_path:
+        write_text(json.dumps(report.to_dict(), indent=2), json_path)
 
 
 if __name__ == "__main__":

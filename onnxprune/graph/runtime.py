@@ -85,13 +85,15 @@ def make_session(
     threads: int | None = None,
     optimize: bool = True,
     cuda_options: Mapping[str, str] | None = None,
+    profile_prefix: str | None = None,
 ) -> ort.InferenceSession:
     """An InferenceSession of ``model`` on ``provider`` ('cpu' or 'cuda').
 
     ``model``: a ModelProto (one over :data:`~onnxprune.graph.protos.LARGE_MODEL_BYTES` is handed over
     as a temporary file with external data, never as serialized bytes) or a path. ``threads`` sets the
     intra-op thread count (None: onnxruntime's default); ``cuda_options`` are extra options of the CUDA
-    provider (ignored on the CPU). Raises
+    provider (ignored on the CPU); ``profile_prefix`` turns on ORT's profiler, writing its trace to
+    ``<prefix>_<date>.json`` (read it with ``end_profiling()``). Raises
     :class:`ProviderUnavailableError` instead of silently falling back to the CPU when the requested
     provider cannot be used.
     """
@@ -105,6 +107,9 @@ def make_session(
         opts.inter_op_num_threads = 1
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    if profile_prefix:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = profile_prefix
     with model_file(model) as source:  # a large ModelProto goes through a temporary file
         sess = ort.InferenceSession(source, sess_options=opts, providers=chain)
     if sess.get_providers()[0] != PROVIDERS[provider]:
