@@ -22,6 +22,10 @@ executed MACs.
 
 The profiler's own bookkeeping adds a little per node; the total of the node medians and the median
 of the whole ``model_run`` are both reported, so the share not spent in kernels is visible.
+
+CUDA: ORT times a node on the host. Its kernels run asynchronously, so unless the onnxruntime build
+traces CUDA kernels, a node's time is mostly its launch, and only ``model_run`` (which waits for the
+device) is GPU time; the table says so under its title.
 """
 
 from __future__ import annotations
@@ -54,6 +58,10 @@ from .errors import DataError, SpecError
 from .graph.runtime import cuda_graph_enabled
 
 KERNEL_SUFFIX = "_kernel_time"
+CUDA_CAVEAT = (
+    "cuda: node times are host-side (kernel launches are asynchronous); "
+    "'model run' includes the wait for the device"
+)
 # ORT op types whose second input is a convolution weight [M, C/g, kh, ...]
 CONV_OPS = frozenset({"Conv", "FusedConv", "ConvTranspose"})
 
@@ -188,6 +196,8 @@ def compare(profiles: Sequence[ModelProfile], runs: int) -> str:
         row += [_fmt(_ratio(values[0], v), ".2f", "x") for v in values[1:]]
         lines.append(row + [""] * (len(header) - len(row)))
     title = f"provider {base.provider} | batch {base.batch} | median over {runs} profiled runs"
+    if base.provider == "cuda":
+        title += f"\n{CUDA_CAVEAT}"
     return f"{title}\n{_align(lines, left=2)}"
 
 
