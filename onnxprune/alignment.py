@@ -12,7 +12,10 @@ Where the defaults come from:
   convs in its plain NCHW path instead of MLAS's blocked NCHWc kernels, and aligning to 8 brings them all
   back (VGG-16 batch 32: 7.2x -> 10.1x faster than dense; ResNet-50, every group: 5.3x -> 9.8x); 16 and
   32 gain nothing more per MAC there, 4 gets part of it. 8 is MLAS's NCHWc block on SSE/AVX/AVX2 x86; on
-  AVX-512 machines the block is 16, so ``--align 16`` is likely better there (not measured). See
+  AVX-512 machines the block is 16: measured there (Intel Xeon, same script, ``--tag xeon_avx512``),
+  16 beats 8 on the wide models (VGG-16 batch 32: 8.2x -> 9.5x; 8 leaves extra reorders) but loses on
+  the tiny VGG-style reference (rounding 7 filters up to 16 costs more than it saves), so 8 stays the
+  default and ``--align 16`` is the choice for wide models on AVX-512. See
   ``benchmarks/README.md``, "Channel alignment (``--align``)", and ``benchmarks/results/align.json``.
 * ``cuda`` = 8 — not measured (no GPU here): NVIDIA's convolution performance guide asks for input and
   output channel counts divisible by 8 for FP16 and by 4 for TF32 for cuDNN to use Tensor Cores; 8
