@@ -234,6 +234,14 @@ def child_roundtrip(model_path: Path, out: Path, report: Path) -> None:
 
 
 # -- parent --------------------------------------------------------------------------------------------------
+def run_own_child(kind: str, model: Path, out: Path, report: Path, *extra: str) -> dict[str, Any]:
+    """This script as a ``--child kind`` in a fresh process: its wall time, peak RSS and JSON report."""
+    argv = [sys.executable, __file__, "--child", kind, "--model", str(model), "--out", str(out)]
+    wall, peak, rc = run_child([*argv, *extra, "--report", str(report)])
+    assert rc == 0, f"{kind} child failed ({rc})"
+    return {"wall_s": wall, "peak_rss": peak, **json.loads(report.read_text())}
+
+
 def run_child(argv: list[str]) -> tuple[float, float, int]:
     """Run ``argv``; (wall seconds, peak RSS bytes of the child, exit status)."""
     start = time.perf_counter()
@@ -307,47 +315,17 @@ def main() -> None:
         runs: dict[str, Any] = {}
 
         print("surgery (ONNX side, fresh process):", flush=True)
-        rep = folder / "surgery.json"
-        wall, peak, rc = run_child(
-            [
-                py,
-                __file__,
-                "--child",
-                "surgery",
-                "--model",
-                str(model),
-                "--out",
-                str(folder / "pruned.onnx"),
-                "--sparsity",
-                args.sparsity,
-                "--report",
-                str(rep),
-            ]
+        runs["surgery"] = run_own_child(
+            "surgery", model, folder / "pruned.onnx", folder / "surgery.json", "--sparsity", args.sparsity
         )
-        assert rc == 0, f"surgery child failed ({rc})"
-        runs["surgery"] = {"wall_s": wall, "peak_rss": peak, **json.loads(rep.read_text())}
         runs["surgery"]["pruned_bytes"] = sum(
             f.stat().st_size for f in folder.iterdir() if f.name.startswith("pruned.onnx")
         )
         if args.over_2gb:
             print("roundtrip (load and save the > 2 GB model):", flush=True)
-            rep = folder / "roundtrip.json"
-            wall, peak, rc = run_child(
-                [
-                    py,
-                    __file__,
-                    "--child",
-                    "roundtrip",
-                    "--model",
-                    str(model),
-                    "--out",
-                    str(folder / "copy.onnx"),
-                    "--report",
-                    str(rep),
-                ]
+            runs["roundtrip"] = run_own_child(
+                "roundtrip", model, folder / "copy.onnx", folder / "roundtrip.json"
             )
-            assert rc == 0, f"roundtrip child failed ({rc})"
-            runs["roundtrip"] = {"wall_s": wall, "peak_rss": peak, **json.loads(rep.read_text())}
             for f in folder.glob("copy.onnx*"):
                 f.unlink()
         if not args.no_cli:

@@ -1,6 +1,9 @@
-"""Tiny ONNX graphs built with onnx.helper, for tests that must not need torch."""
+"""Tiny ONNX graphs built with onnx.helper (and the small labeled data they train on), for tests that must
+not need torch."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import onnx
@@ -223,3 +226,13 @@ def vgg_like(bias: bool = True, seed: int = 0, head: str = "flatten") -> onnx.Mo
     x = b.flatten(x) if head == "flatten" else b.reshape_flatten(x, literal=head == "reshape")
     x = b.unary("Relu", b.gemm(x, 7, bias=bias))
     return b.build([b.gemm(x, 4, trans_b=0, bias=bias)])
+
+
+def write_labeled_npz(path: Path, samples: int, channels: int) -> Path:
+    """``samples`` random (channels, 8, 8) images with 4 learnable classes (mean of channel 0 vs channel 1,
+    plus pixel (2, 0, 0) > 0.5), saved as ``x``/``y`` in a .npz at ``path``. Needs ``channels >= 3``."""
+    rng = np.random.default_rng(0)
+    x = rng.random((samples, channels, 8, 8)).astype(np.float32)
+    y = (x[:, 0].mean(axis=(1, 2)) > x[:, 1].mean(axis=(1, 2))).astype(np.int64) + 2 * (x[:, 2, 0, 0] > 0.5)
+    np.savez(path, x=x, y=y)
+    return path

@@ -12,19 +12,14 @@ from onnxprune import compress
 from onnxprune.errors import SpecError
 from onnxprune.graph.verify import compare_models
 from onnxprune.pipeline import TrainOptions
-from tests.builders import preview, vgg_like
+from tests.builders import preview, vgg_like, write_labeled_npz
 
 QUICK = TrainOptions(admm_epochs=1, finetune_epochs=1, batch_size=32, round_iters=2)
 
 
 @pytest.fixture(scope="module")
 def labeled_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    rng = np.random.default_rng(0)
-    x = rng.random((192, 3, 8, 8)).astype(np.float32)
-    y = (x[:, 0].mean(axis=(1, 2)) > x[:, 1].mean(axis=(1, 2))).astype(np.int64) + 2 * (x[:, 2, 0, 0] > 0.5)
-    path = tmp_path_factory.mktemp("d") / "d.npz"
-    np.savez(path, x=x, y=y)
-    return path
+    return write_labeled_npz(tmp_path_factory.mktemp("d") / "d.npz", samples=192, channels=3)
 
 
 def test_admm_on_labeled_data(labeled_npz: Path, tmp_path: Path) -> None:
