@@ -623,6 +623,22 @@ def _runners(
     return runners
 
 
+def default_batch_sizes(models: Sequence[ModelLike]) -> tuple[int, ...]:
+    """Batch sizes to time when none are given: (1, 32), or the fixed batch ``B`` when every model has the
+    same fixed batch (such a model runs no other; see :mod:`onnxprune.graph.batch`)."""
+    from .graph.batch import static_batch
+
+    fixed = set()
+    for m in models:
+        try:
+            proto = m if isinstance(m, onnx.ModelProto) else onnx.load(str(m), load_external_data=False)
+        except Exception:  # unreadable: bench itself reports it with its one-line error
+            return (1, 32)
+        fixed.add(static_batch(proto))
+    size = fixed.pop() if len(fixed) == 1 else None
+    return (size,) if size is not None else (1, 32)
+
+
 def bench(
     models: Sequence[ModelLike],
     batch_sizes: Sequence[int] = (1, 32),

@@ -60,6 +60,32 @@ def _shape(text: str | None) -> tuple[int, ...] | None:
     return dims
 
 
+def _shapes(items: tuple[str, ...]) -> tuple[int, ...] | dict[str, tuple[int, ...]] | None:
+    """``--input-shape`` values: one bare ``1,3,224,224`` (a one-input model), or ``NAME:DIMS`` per input
+    (repeatable; NAME may itself contain ':', the dims follow the last one)."""
+    if not items:
+        return None
+    named = [i for i in items if ":" in i]
+    if not named:
+        if len(items) > 1:
+            raise SpecError("several --input-shape values need input names: --input-shape NAME:1,3,224,224")
+        return _shape(items[0])
+    if len(named) != len(items):
+        raise SpecError(
+            "--input-shape: give every value as NAME:DIMS, or one bare shape for a one-input model"
+        )
+    out: dict[str, tuple[int, ...]] = {}
+    for item in items:
+        name, _, dims = item.rpartition(":")
+        if not name or name in out:
+            why = "repeated input" if name else "no input name"
+            raise SpecError(f"invalid --input-shape {item!r}: {why}")
+        shape = _shape(dims)
+        assert shape is not None
+        out[name] = shape
+    return out
+
+
 def _provider_options(fn: F) -> F:
     """--provider, --threads, --warmup: shared by ``bench`` and ``profile``."""
     fn = click.option("--warmup", type=click.IntRange(min=0), default=10, show_default=True)(fn)
@@ -146,7 +172,13 @@ def main() -> None:
     "std=0.229/0.224/0.225,channels=rgb'.",
 )
 @click.option("--max-samples", type=click.IntRange(min=2), help="Read at most N samples per split.")
-@click.option("--input-shape", help="N,C,H,W for models with dynamic dims.")
+@click.option(
+    "--input-shape",
+    "input_shape",
+    multiple=True,
+    help="Shape for dynamic dims: N,C,H,W for a one-input model, or NAME:DIMS per input (repeatable), "
+    "e.g. --input-shape input_ids:1,128 --input-shape attention_mask:1,128.",
+)
 @click.option(
     "--output",
     "-o",
@@ -268,7 +300,7 @@ def compress(
     recipe: Path | None,
     align: str | None,
     data: str | None,
-    input_shape: str | None,
+    input_shape: tuple[str, ...],
     output: Path,
     report_path: Path | None,
     plot_path: Path | None,
@@ -317,7 +349,7 @@ def compress(
             data,
             output,
             target_macs=target_macs,
-            input_shape=_shape(input_shape),
+            input_shape=_shapes(input_shape),
             method=method,
             train=TrainOptions(**train),
             recipe=recipe,
@@ -344,7 +376,13 @@ def compress(
 
 @main.command()
 @click.argument("model", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--input-shape", help="N,C,H,W for models with dynamic dims (default: the model's, batch 1).")
+@click.option(
+    "--input-shape",
+    "input_shape",
+    multiple=True,
+    help="N,C,H,W for a one-input model with dynamic dims, or NAME:DIMS per input (repeatable); default: "
+    "the model's, batch 1.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
 @click.option("--groups", "show_groups", is_flag=True, help="Also list every group's members.")
 @click.option(
@@ -358,7 +396,7 @@ def compress(
 @_user_errors
 def inspect(
     model: Path,
-    input_shape: str | None,
+    input_shape: tuple[str, ...],
     as_json: bool,
     show_groups: bool,
     emit_recipe: Path | None,
@@ -369,7 +407,7 @@ def inspect(
     from .io import check_outputs, write_text
 
     check_outputs([model], [emit_recipe])
-    info = inspect_model(model, _shape(input_shape))
+    info = inspect_model(model, _shapes(input_shape))
     if emit_recipe is not None:
         write_text(info.recipe(ratio), emit_recipe)
         click.echo(f"wrote {emit_recipe} ({len(info.plan.prunable)} rules)", err=True)
@@ -379,7 +417,11 @@ def inspect(
 @main.command()
 @click.argument("models", nargs=-1, required=True, type=click.Path(dir_okay=False, path_type=Path))
 @click.option(
-    "--batch", "batches", type=click.IntRange(min=1), multiple=True, help="Batch sizes (default 1, 32)."
+    "--batch",
+    "batches",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Batch sizes (default 1 and 32; a model with a fixed batch: that batch).",
 )
 @_provider_options
 @click.option("--repeats", type=click.IntRange(min=1), default=50, show_default=True)
@@ -414,13 +456,14 @@ def bench(
 ) -> None:
     """Latency of MODELS (median, p90, speedup vs the first) in ONNX Runtime and optionally PyTorch."""
     from .bench import bench as run
+    from .bench import default_batch_sizes
     from .graph.runtime import parse_provider_options
     from .io import atomic_path, check_outputs, write_text
 
     check_outputs(list(models), [json_path, plot_path])
     report = run(
         list(models),
-        batch_sizes=batches or (1, 32),
+        batch_sizes=batches or default_batch_sizes(list(models)),
         providers=list(providers) or None,
         threads=threads,
         warmup=warmup,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -10,8 +10,9 @@ from typing import Any
 import onnx
 
 from .data import resolve_input_shape
+from .errors import DataError
 from .graph.analysis import analyze
-from .graph.load import input_dims, load_model, normalize
+from .graph.load import all_input_dims, input_dims, load_model, normalize
 from .graph.macs import ModelCost, count_costs
 from .plan import PruningPlan
 from .report import LayerRow, format_layers, layer_rows
@@ -20,7 +21,7 @@ from .report import LayerRow, format_layers, layer_rows
 @dataclass
 class Inspection:
     model: str
-    input_shape: tuple[int, ...]
+    input_shape: tuple[int, ...] | dict[str, tuple[int, ...]]
     opset: int
     plan: PruningPlan
     cost: ModelCost
@@ -30,7 +31,7 @@ class Inspection:
     def to_dict(self) -> dict[str, Any]:
         return {
             "model": self.model,
-            "input_shape": list(self.input_shape),
+            "input_shape": _jsonable(self.input_shape),
             "opset": self.opset,
             "macs": self.cost.total_macs,
             "conv_macs": self.cost.conv_macs,
@@ -89,7 +90,7 @@ class Inspection:
         """A starting YAML recipe: one rule per prunable group at ``ratio`` (edit them), kept groups noted."""
         macs = {name: c.macs for name, c in self.cost.nodes.items()}
         lines = [
-            f"# onnxprune recipe for {self.model} (input {list(self.input_shape)}), written by",
+            f"# onnxprune recipe for {self.model} (input {_jsonable(self.input_shape)}), written by",
             "# `onnxprune inspect --emit-recipe`. Edit the ratios; the LAST rule selecting a group sets it.",
             "sparsity:",
             f"  - {{type: filter, ratio: {ratio:g}}}  # every prunable group not listed below",
@@ -140,17 +141,32 @@ def _glob_literal(name: str) -> str:
     return "".join(f"[{c}]" if c in "*?[" else c for c in name)
 
 
+def _jsonable(shape: tuple[int, ...] | dict[str, tuple[int, ...]]) -> list[int] | dict[str, list[int]]:
+    return {k: list(v) for k, v in shape.items()} if isinstance(shape, dict) else list(shape)
+
+
 def _yaml_str(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def inspect_model(
-    model: str | Path | onnx.ModelProto, input_shape: Sequence[int] | None = None
+    model: str | Path | onnx.ModelProto,
+    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
 ) -> Inspection:
+    """Plan, costs and layer table of ``model`` at ``input_shape`` (the single input's shape, or a
+    mapping input name -> shape for every input with dynamic dims; default: the model's, batch 1)."""
     original, _ = load_model(model)
     normalized = normalize(original)
     base = normalized.model
-    shape = resolve_input_shape(input_dims(base), input_shape)
+    shape: Any
+    if isinstance(input_shape, Mapping):
+        dims = all_input_dims(base)
+        unknown = sorted(set(input_shape) - set(dims))
+        if unknown:
+            raise DataError(f"--input-shape names {unknown[0]!r}, which is not a model input")
+        shape = {n: resolve_input_shape(d, input_shape.get(n), n) for n, d in dims.items()}
+    else:
+        shape = resolve_input_shape(input_dims(base), input_shape)
     plan = analyze(base, shape)
     cost = count_costs(base, shape)
     rows = layer_rows(base, base, cost, cost, plan)

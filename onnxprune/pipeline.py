@@ -31,7 +31,7 @@ import onnx
 from .alignment import default_alignment, resolve_alignment
 from .bench import bench as run_bench
 from .budget import budget_keep_counts
-from .data import Inputs, load_data, resolve_input_shape
+from .data import ArrayData, DataSplits, Inputs, load_data, resolve_input_shape
 from .data.preprocess import Preprocess, as_preprocess
 from .errors import SpecError, UnsupportedModelError
 from .fidelity import evaluate as evaluate_fidelity
@@ -40,7 +40,9 @@ from .forms import shape_form as choose_shape_form
 from .gates import GateResult, Gates, raise_if_missed
 from .graph import protos
 from .graph.analysis import analyze
+from .graph.batch import check_relaxed, relax_batch, static_batch
 from .graph.dead import aligned_removal, dead_channels
+from .graph.draws import input_draws
 from .graph.edit import mask_model, masker, prune_model, write_back, write_masked
 from .graph.elements import element_rows, verify_elements
 from .graph.inputs import Batch, input_dtypes, input_shapes
@@ -69,6 +71,7 @@ from .sparsity import (
 log = logging.getLogger("onnxprune")
 
 METHODS = ("admm", "magnitude")
+RELAXED_RTOL = 1e-5  # a batch-relaxed graph must reproduce the fixed-batch one this closely on ORT
 
 
 # TrainOptions field -> DistillConfig field
@@ -155,7 +158,7 @@ def compress(
     *,
     target_macs: float | None = None,
     recipe: str | Path | Mapping[str, Any] | Recipe | None = None,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
     method: str | None = None,
     train: TrainOptions | None = None,
     labels: bool | None = None,
@@ -230,6 +233,7 @@ def compress(
         normalized = normalize(original, inplace=True)  # load_model's copy is private: no second one
         base = normalized.model
         dims = all_input_dims(base)
+        draws = input_draws(base)
     with clock.phase("data"):
         splits = load_data(
             data,
@@ -239,7 +243,11 @@ def compress(
             seed=seed,
             preprocess=prep,
             max_samples=max_samples,
+            draws=draws,
         )
+        if splits.name == "random":
+            for name, draw in draws.items():
+                log.info("random data: input %r: %s", name, draw.describe())
         if not labels:
             splits = splits.for_training_without_labels()
     gates.validate(splits.test.labeled, available_providers())
@@ -254,8 +262,13 @@ def compress(
         from .train.importer import import_model
         from .train.objective import DistillConfig
 
-        imported = import_model(base)
-        _check_import(base, imported, verification_inputs(shape, seed, splits.val.x, dtypes=dtypes))
+        training_graph, chunk = _training_graph(base, shape, seed)
+        imported = import_model(training_graph)
+        del training_graph
+        _check_import(base, imported, verification_inputs(shape, seed, splits.val.x, dtypes=dtypes), chunk)
+        if chunk is not None:  # the torch import runs only batches of the model's fixed size
+            splits = _whole_batches(splits, chunk)
+            opts = replace(opts, batch_size=chunk)
         _keep_unbound(plan, set(imported.names))
         keep = keep_counts(plan, spec)
         targets = weight_targets(base)
@@ -331,7 +344,7 @@ def compress(
     chosen = pruned
     if shape_wise:
         with clock.phase("shape_form"):
-            timed = bench_batches if main_rank else ()
+            timed = _runnable_batches(base, bench_batches) if main_rank else ()
             weights = [n for n, c in elements.items() if c.kind == "shape"]
             chosen, forms = choose_shape_form(
                 pruned, weights, check_inputs, shape_form, timed, first_shape, bench_repeats
@@ -390,7 +403,7 @@ def compress(
         split_name = "test" if splits.test is not splits.val else "validation"
         report.fidelity = evaluate_fidelity(base, written, splits.test, split_name)
         report.accuracy = report.fidelity if "dense_top1" in report.fidelity else None
-    runs = _bench_runs(bench_batches, gates) if main_rank else []
+    runs = _bench_runs(_runnable_batches(base, bench_batches), gates) if main_rank else []
     if runs:
         with clock.phase("bench"):
             report.latency = _latency(base, written, first_shape, runs, bench_repeats)
@@ -594,8 +607,67 @@ def _speedups(report: Report) -> list[dict[str, Any]]:
     return list((report.latency or {}).get("speedups", []))
 
 
-def _check_import(model: onnx.ModelProto, imported: Any, inputs: Sequence[Batch], rtol: float = 1e-4) -> None:
-    """Torch on the import must reproduce ORT on the model before we train it."""
+def _training_graph(
+    model: onnx.ModelProto, shape: tuple[int, ...] | dict[str, tuple[int, ...]], seed: int
+) -> tuple[onnx.ModelProto, int | None]:
+    """The graph to import for training and, when the torch import can run only batches of the model's
+    fixed size ``B``, that ``B`` (else None).
+
+    A model with a dynamic batch is imported as it is. A fixed batch is relaxed
+    (:func:`onnxprune.graph.batch.relax_batch`) and the relaxed copy used when ORT shows it computes the
+    original's function at other batch sizes; otherwise training runs in batches of ``B``."""
+    relaxed = relax_batch(model)
+    if relaxed is None:
+        return model, None
+    shapes = input_shapes(model, shape)
+    error = check_relaxed(model, relaxed, shapes, seed)
+    if error <= RELAXED_RTOL:
+        log.info(
+            "fixed batch %d: training on a batch-relaxed copy of the graph (%d reshape target(s) relaxed, "
+            "ORT check %.1e); the written model keeps its batch of %d",
+            relaxed.batch,
+            len(relaxed.reshapes),
+            error,
+            relaxed.batch,
+        )
+        return relaxed.model, None
+    log.warning(
+        "fixed batch %d: the graph does not run other batch sizes when relaxed (ORT check %.1e); training in "
+        "batches of %d",
+        relaxed.batch,
+        error,
+        relaxed.batch,
+    )
+    return model, relaxed.batch
+
+
+def _whole_batches(splits: DataSplits, size: int) -> DataSplits:
+    """``splits`` with train and validation cut to whole multiples of ``size`` samples (at least one)."""
+
+    def cut(part: ArrayData) -> ArrayData:
+        return part.head(max(size, len(part) // size * size)) if len(part) % size else part
+
+    return replace(splits, train=cut(splits.train), val=cut(splits.val))
+
+
+def _runnable_batches(model: onnx.ModelProto, batches: Sequence[int]) -> tuple[int, ...]:
+    """The batch sizes of ``batches`` a model can run: all of them, or its fixed batch alone (said once)."""
+    fixed = static_batch(model)
+    if fixed is None or not batches or set(batches) == {fixed}:
+        return tuple(batches)
+    log.info("latency at batch %d only: the model's batch is fixed", fixed)
+    return (fixed,)
+
+
+def _check_import(
+    model: onnx.ModelProto,
+    imported: Any,
+    inputs: Sequence[Batch],
+    chunk: int | None = None,
+    rtol: float = 1e-4,
+) -> None:
+    """Torch on the import must reproduce ORT on the model before we train it (``chunk``: the torch
+    import runs batches of this size only)."""
     import torch
 
     sess = make_session(model)
@@ -605,14 +677,29 @@ def _check_import(model: onnx.ModelProto, imported: Any, inputs: Sequence[Batch]
         for x in inputs:
             ref = run_batched(sess, x)[0]
             arrays = [x] if isinstance(x, np.ndarray) else [x[name] for name in imported.input_names]
-            got = module(*(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays))
-            got = got[0] if isinstance(got, tuple | list) else got
+            out = _torch_first_output(module, arrays, chunk)
             scale = max(float(np.abs(ref).max()), 1e-12)
-            worst = max(worst, float(np.abs(ref - got.numpy()).max()) / scale)
+            worst = max(worst, float(np.abs(ref - out).max()) / scale)
     if worst > rtol:
         raise UnsupportedModelError(
             f"the torch import does not reproduce the model (relative error {worst:.2e} > {rtol:g})"
         )
+
+
+def _torch_first_output(module: Any, arrays: Sequence[np.ndarray], chunk: int | None) -> np.ndarray:
+    """The module's first output on ``arrays``: in one call, or in chunks of exactly ``chunk`` samples (the
+    last padded with copies of its last sample, whose outputs are dropped), as ORT runs a fixed batch."""
+    import torch
+
+    n = len(arrays[0])
+    step = chunk or n
+    parts = []
+    for i in range(0, n, step):
+        real = min(step, n - i)
+        index = np.minimum(np.arange(step), real - 1) + i
+        got = module(*(torch.from_numpy(np.ascontiguousarray(np.take(a, index, axis=0))) for a in arrays))
+        parts.append((got[0] if isinstance(got, tuple | list) else got).numpy()[:real])
+    return np.concatenate(parts)
 
 
 def _jsonable_shape(shape: tuple[int, ...] | dict[str, tuple[int, ...]]) -> Any:
@@ -620,14 +707,22 @@ def _jsonable_shape(shape: tuple[int, ...] | dict[str, tuple[int, ...]]) -> Any:
 
 
 def _model_shapes(
-    model: onnx.ModelProto, dims: dict[str, Any], given: Sequence[int] | None, x: Inputs
+    model: onnx.ModelProto,
+    dims: dict[str, Any],
+    given: Sequence[int] | Mapping[str, Sequence[int]] | None,
+    x: Inputs,
 ) -> tuple[int, ...] | dict[str, tuple[int, ...]]:
-    """The shape(s) analysis and costs fix the inputs to: a tuple for a single-input model (``given`` or
-    batch 1 of the data's samples), else every input's shape at batch 1 of the data's samples."""
+    """The shape(s) analysis and costs fix the inputs to: a tuple for a single-input model (a plain
+    ``given``, or one sample of the data at the model's fixed batch, else batch 1), else every input's
+    shape from one sample of the data (a ``given`` mapping's batch, else the fixed batch or 1)."""
+    batch = static_batch(model) or 1
+    if isinstance(given, Mapping):
+        batch = static_batch(model) or next((int(s[0]) for s in given.values() if len(s)), 1)
+        given = None
     if isinstance(x, np.ndarray):
         only = next(iter(dims.values()))
-        return resolve_input_shape(only, given or (1, *x.shape[1:]))
-    shapes = {name: (1, *(int(d) for d in a.shape[1:])) for name, a in x.items()}
+        return resolve_input_shape(only, given or (batch, *x.shape[1:]))
+    shapes = {name: (batch, *(int(d) for d in a.shape[1:])) for name, a in x.items()}
     return input_shapes(model, shapes)
 
 

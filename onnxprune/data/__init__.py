@@ -27,7 +27,7 @@ from .entry import is_entry_point, labels_array, load_entry_point, read_batches
 from .fit import Dims, as_inputs, check_fits, fmt_dims, resolve_input_shape
 from .idx import FASHION_MNIST_DIR, FASHION_MNIST_PACKAGE, is_idx, load_fashion_mnist, load_idx, read_idx
 from .npz import load_npz
-from .synthetic import random_data
+from .synthetic import InputDraw, random_data
 
 SOURCES = "'fashion-mnist', 'random', an .npz or IDX file, an image folder or module:function"
 
@@ -35,18 +35,22 @@ SOURCES = "'fashion-mnist', 'random', an .npz or IDX file, an image folder or mo
 def load_data(
     source: Any,
     inputs: Mapping[str, Dims] | Dims,
-    input_shape: Sequence[int] | None = None,
+    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
     *,
     val_fraction: float = 0.1,
     seed: int = 0,
     n_random: int = 256,
     preprocess: Any = None,
     max_samples: int | None = None,
+    draws: Mapping[str, InputDraw] | None = None,
 ) -> DataSplits:
     """Resolve a data source (see the module docstring) into seeded train / validation / test splits.
 
     ``inputs`` are the model's data inputs (name -> dims), or the dims of its single input.
-    ``max_samples`` caps every split (the first samples of each).
+    ``input_shape``: the shape of the single input, or a mapping input name -> shape (inputs it does not
+    name must have fixed non-batch dims); only ``random`` needs it for dynamic dims. ``draws``: how
+    ``random`` fills each input (default Gaussian; integer inputs need ids and masks, see
+    :func:`onnxprune.graph.draws.input_draws`). ``max_samples`` caps every split (the first samples of each).
     Without a test split of its own, the validation split doubles as the test split.
     """
     dims_of = as_inputs(inputs)
@@ -56,12 +60,20 @@ def load_data(
             check_fits(part.x, dims_of, source.name)
         return source
     if isinstance(source, str) and source == "random":
-        shapes: Any = (
-            resolve_input_shape(dims_of[names[0]], input_shape)
-            if len(names) == 1
-            else {n: resolve_input_shape(d, None) for n, d in dims_of.items()}
-        )
-        return random_data(shapes, n_random, max(8, n_random // 4), seed)
+        shapes: Any
+        if isinstance(input_shape, Mapping):
+            _check_shape_names(input_shape, names)
+            shapes = {n: resolve_input_shape(d, input_shape.get(n), n) for n, d in dims_of.items()}
+        elif len(names) == 1:
+            shapes = resolve_input_shape(dims_of[names[0]], input_shape)
+        elif input_shape is not None:
+            raise DataError(
+                f"the model has {len(names)} inputs ({', '.join(names)}): give --input-shape NAME:DIMS "
+                f"for each input with dynamic dims"
+            )
+        else:
+            shapes = {n: resolve_input_shape(d, None, n) for n, d in dims_of.items()}
+        return random_data(shapes, n_random, max(8, n_random // 4), seed, draws)
     name, full, val, test = _read(source, names, preprocess, max_samples, dims_of)
     if max_samples is not None:  # loaders stop reading at the cap; files are read whole, then cut
         full = full.head(max_samples)
@@ -118,6 +130,14 @@ def _read(
     raise DataError(f"data '{text}': unsupported format (use {SOURCES})")
 
 
+def _check_shape_names(shapes: Mapping[str, Sequence[int]], names: list[str]) -> None:
+    unknown = [n for n in shapes if n not in names]
+    if unknown:
+        raise DataError(
+            f"--input-shape names {unknown[0]!r}, which is not a model input (inputs: {', '.join(names)})"
+        )
+
+
 def _all_arrays(x: Mapping[Any, Any]) -> bool:
     return bool(x) and all(isinstance(v, np.ndarray) for v in x.values())
 
@@ -137,6 +157,7 @@ __all__ = [
     "ArrayData",
     "DataSplits",
     "Dims",
+    "InputDraw",
     "Inputs",
     "as_inputs",
     "check_fits",

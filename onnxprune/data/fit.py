@@ -58,15 +58,19 @@ def fmt_dims(dims: Dims) -> str:
     return "(" + ", ".join(str(d) if isinstance(d, int) and d > 0 else "?" for d in dims) + ")"
 
 
-def resolve_input_shape(dims: Dims, given: Sequence[int] | None) -> tuple[int, ...]:
-    """A concrete input shape: ``given`` checked against the fixed dims, or the model's own if all fixed."""
+def resolve_input_shape(dims: Dims, given: Sequence[int] | None, name: str | None = None) -> tuple[int, ...]:
+    """A concrete input shape: ``given`` checked against the fixed dims, or the model's own if all fixed
+    (dim 0, the batch, is 1 when dynamic). ``name``: the input's, for messages about multi-input models."""
+    what = "the model input" + (f" {name!r}" if name else "")
+    flag = f"--input-shape {name}:DIMS" if name else "--input-shape N,C,H,W"
     if given is not None:
         if len(given) != len(dims):
-            raise DataError(f"--input-shape has rank {len(given)} but the model input is {fmt_dims(dims)}")
+            raise DataError(f"--input-shape has rank {len(given)} but {what} is {fmt_dims(dims)}")
         for axis, (want, got) in enumerate(zip(dims, given, strict=True)):
             if isinstance(want, int) and want > 0 and want != got and axis > 0:
-                raise DataError(f"--input-shape {tuple(given)} does not fit the model input {fmt_dims(dims)}")
+                raise DataError(f"--input-shape {tuple(given)} does not fit {what} {fmt_dims(dims)}")
         return tuple(int(g) for g in given)
     if any(not (isinstance(d, int) and d > 0) for d in dims[1:]):
-        raise DataError(f"the model input {fmt_dims(dims)} has dynamic dims: give --input-shape N,C,H,W")
-    return (1, *(int(d) for d in dims[1:]))  # type: ignore[arg-type]
+        raise DataError(f"{what} {fmt_dims(dims)} has dynamic dims: give {flag}")
+    batch = dims[0] if dims and isinstance(dims[0], int) and dims[0] > 0 else 1
+    return (batch, *(int(d) for d in dims[1:]))  # type: ignore[arg-type]

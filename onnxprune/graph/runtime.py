@@ -132,17 +132,35 @@ def session_feed(sess: ort.InferenceSession, x: Batch) -> dict[str, np.ndarray]:
     return {n: x[n] for n in names}
 
 
+def session_batch(sess: ort.InferenceSession) -> int | None:
+    """The fixed batch (dim 0) every input of ``sess`` shares, or None when it is dynamic."""
+    sizes = {(i.shape[0] if i.shape else None) for i in sess.get_inputs()}
+    size = sizes.pop() if len(sizes) == 1 else None
+    return size if isinstance(size, int) and size > 0 else None
+
+
 def run_batched(sess: ort.InferenceSession, x: Batch, batch_size: int = 256) -> list[np.ndarray]:
     """All outputs of ``sess`` on ``x``, batch by batch along the leading dim, concatenated.
 
     ``x`` is an array (fed to the first input) or a mapping input name -> array for every input, all with
-    the same number of samples; every input is sliced together. Precondition: at least one sample.
+    the same number of samples; every input is sliced together. A model with a fixed batch ``B`` is fed
+    chunks of exactly ``B`` samples: a last, shorter chunk is padded with copies of its last sample and
+    the padding's outputs are dropped (samples are independent in inference). Precondition: at least one
+    sample.
     """
     feed = session_feed(sess, x)
     n = batch_len(feed)
-    parts: list[Sequence[np.ndarray]] = [
-        sess.run(None, {k: a[i : i + batch_size] for k, a in feed.items()}) for i in range(0, n, batch_size)
-    ]
+    fixed = session_batch(sess)
+    step = fixed or batch_size
+    parts: list[Sequence[np.ndarray]] = []
+    for i in range(0, n, step):
+        chunk = {k: a[i : i + step] for k, a in feed.items()}
+        real = batch_len(chunk)
+        if fixed is not None and real < fixed:
+            pad = np.minimum(np.arange(fixed), real - 1)
+            chunk = {k: np.take(a, pad, axis=0) for k, a in chunk.items()}
+        outs = sess.run(None, chunk)
+        parts.append([o[:real] for o in outs] if fixed is not None and real < fixed else outs)
     return [np.concatenate([p[k] for p in parts]) for k in range(len(parts[0]))]
 
 
