@@ -10,8 +10,9 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from onnxprune.budget import allocate, candidates, curve, min_width
 from onnxprune.cli import main
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.sparsity import group_width
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.edit import prune_model
@@ -20,9 +21,8 @@ from onnxprune.graph.macmodel import MacModel, mac_model
 from onnxprune.graph.macs import count_costs
 from onnxprune.graph.probe import channel_norms, magnitude_mask, probe
 from onnxprune.pipeline import TrainOptions, compress
+from onnxprune.pipeline.budget import allocate, candidates, curve, min_width
 from onnxprune.plan import PruningPlan
-from onnxprune.recipe import parse_recipe
-from onnxprune.sparsity import group_width
 from tests.builders import GraphBuilder, vgg_like
 
 
@@ -255,7 +255,8 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
 
 
 def test_command_line_choice_replaces_the_recipes() -> None:
-    from onnxprune.pipeline import _sparsity, _target
+    from onnxprune.pipeline.resolve import sparsity_spec as _sparsity
+    from onnxprune.pipeline.resolve import target_macs as _target
 
     budget = parse_recipe({"target_macs": 0.3, "exclude": ["Conv1"], "align": 4}, "r.yaml")
     assert _target(None, None, budget) == 0.3

@@ -14,6 +14,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxprune import compress
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.sparsity import (
+    element_constraints,
+    keep_counts,
+    parse_sparsity,
+    training_plan,
+    unmatched_rules,
+)
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.edit import initializer_arrays, mask_model, prune_model
@@ -21,14 +29,6 @@ from onnxprune.graph.load import normalize
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import weight_targets
 from onnxprune.plan import Group, IndexMap, Member, PruningPlan, Role
-from onnxprune.recipe import parse_recipe
-from onnxprune.sparsity import (
-    element_constraints,
-    keep_counts,
-    parse_sparsity,
-    training_plan,
-    unmatched_rules,
-)
 from onnxprune.train.projection import project_groups
 from tests.builders import GraphBuilder
 from tests.test_cli import PREVIEW, assert_one_line_error, run

@@ -9,14 +9,15 @@ import onnx
 import pytest
 
 from onnxprune import compress
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.sparsity import element_constraints, keep_counts, parse_sparsity
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import initializer_values, nm_violations, to_sparse_initializers, weight_targets
-from onnxprune.pipeline import TrainOptions, _storage
-from onnxprune.recipe import parse_recipe
-from onnxprune.sparsity import element_constraints, keep_counts, parse_sparsity
+from onnxprune.pipeline import TrainOptions
+from onnxprune.pipeline.writing import storage as _storage
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 

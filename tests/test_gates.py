@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
+from onnxprune.config.gates import GateError, Gates, parse_speedup_on, raise_if_missed
 from onnxprune.errors import SpecError
-from onnxprune.gates import GateError, Gates, parse_speedup_on, raise_if_missed
 from tests.builders import vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 

@@ -13,6 +13,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import io as oio
+from onnxprune.config.sparsity import keep_counts, parse_sparsity
 from onnxprune.errors import OutputError
 from onnxprune.graph import protos
 from onnxprune.graph.analysis import analyze
@@ -21,7 +22,6 @@ from onnxprune.graph.load import load_model, normalize
 from onnxprune.graph.probe import channel_norms, magnitude_mask
 from onnxprune.graph.shapes import infer_shapes
 from onnxprune.graph.verify import compare_models, verification_inputs, verify_pruned
-from onnxprune.sparsity import keep_counts, parse_sparsity
 
 SHAPE = (1, 3, 8, 8)
 

@@ -15,15 +15,16 @@ from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import compress
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.sparsity import parse_sparsity
 from onnxprune.errors import SpecError
-from onnxprune.forms import choose, shape_form
 from onnxprune.graph.dead import aligned_removal
+from onnxprune.graph.elements import Columns
 from onnxprune.graph.lowered import lower_model
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import initializer_values
 from onnxprune.pipeline import TrainOptions
-from onnxprune.recipe import parse_recipe
-from onnxprune.sparsity import ElementSparsity, parse_sparsity
+from onnxprune.runtime.forms import choose, shape_form
 from onnxprune.train.elements import element_mask, shape_mask
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
@@ -107,7 +108,7 @@ def test_projection_ties_keep_lower_column_and_other_axes() -> None:
     mask = shape_mask(t, 2, 0)
     assert mask[0, :, 0, :].tolist() == [[True, True], [False, False]]
     # a Gemm weight in torch layout (N, K) with a transposing binding: the output axis of B[K, N] is 1
-    c = ElementSparsity("B", "G", "Gemm", "shape", (3, 2), 0, 2, rule="shape:0.5", columns=1)
+    c = Columns("B", "G", "Gemm", (3, 2), 0, rule="shape:0.5", columns=1)
     b = torch.tensor([[0.1, 3.0, 0.2], [1.0, 0.0, 1.0]])  # torch (N=2, K=3)
     got = element_mask(b, c, "B", axis_of=lambda name, ax: 1 - ax)
     assert got.tolist() == [[False, True, False], [False, True, False]]

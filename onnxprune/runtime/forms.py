@@ -21,12 +21,12 @@ from typing import Any
 
 import onnx
 
-from .errors import SpecError
-from .graph.inputs import Batch
-from .graph.lowered import lower_model
-from .graph.macs import count_costs
-from .graph.protos import check_model, model_nbytes
-from .graph.verify import compare_models
+from ..errors import SpecError
+from ..graph.inputs import Batch
+from ..graph.lowered import lower_model
+from ..graph.macs import count_costs
+from ..graph.protos import check_model, model_nbytes
+from ..graph.verify import compare_models
 
 log = logging.getLogger("onnxprune")
 
@@ -66,7 +66,7 @@ def ort_timer(
     repeats: int,
 ) -> Timings:
     """Median ORT CPU latency of both forms, interleaved, in a fresh process (see pipeline._latency)."""
-    from .bench import bench as run_bench
+    from .benchmark import bench as run_bench
 
     with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
         result = pool.submit(

@@ -9,9 +9,9 @@ from typing import Any
 
 import onnx
 
-from .data import resolve_input_shape
 from .graph.analysis import analyze
-from .graph.load import input_dims, load_model, normalize
+from .graph.inputs import ModelInputs
+from .graph.load import load_model, normalize
 from .graph.macs import ModelCost, count_costs
 from .plan import PruningPlan
 from .report import LayerRow, format_layers, layer_rows
@@ -150,7 +150,7 @@ def inspect_model(
     original, _ = load_model(model)
     normalized = normalize(original)
     base = normalized.model
-    shape = resolve_input_shape(input_dims(base), input_shape)
+    shape = ModelInputs.of(base).resolved(base, input_shape).first_shape
     plan = analyze(base, shape)
     cost = count_costs(base, shape)
     rows = layer_rows(base, base, cost, cost, plan)

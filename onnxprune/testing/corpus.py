@@ -1,6 +1,7 @@
 """The torchvision classification corpus: which models, at which input size, exported how, run how.
 
-Shared by ``tests/test_corpus.py`` (a CI subset) and ``benchmarks/run_corpus.py`` (every model that fits).
+Shared by ``tests/test_corpus.py`` (a CI subset) and ``python -m benchmarks.run_corpus`` (every model
+that fits).
 
 * Models: ``torchvision.models.list_models(module=torchvision.models)`` (the classification models only:
   detection, segmentation, video, optical flow and quantized models live in submodules), built with
@@ -45,15 +46,15 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from onnxprune.graph.load import normalize
-from onnxprune.graph.macs import count_costs
-from onnxprune.pipeline import CompressResult, TrainOptions, compress
+from ..config.settings import TrainOptions
+from ..graph.load import normalize
+from ..graph.macs import count_costs
+from ..pipeline import CompressResult, compress
 
 SPARSITY = "filter:0.5"
 RATIO = 0.5
@@ -207,7 +208,7 @@ def compress_model(
     train: TrainOptions = TRAIN,
 ) -> CompressResult:
     """The corpus compress call: ``filter:0.5`` on random data with a handful of steps."""
-    opts = replace(train, threads=threads)
+    opts = train.merged(TrainOptions(threads=threads))
     return compress(
         path,
         SPARSITY,
