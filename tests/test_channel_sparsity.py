@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -29,7 +28,6 @@ from onnxprune.graph.load import normalize
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import weight_targets
 from onnxprune.plan import Group, IndexMap, Member, PruningPlan, Role
-from onnxprune.train.projection import project_groups
 from tests.builders import GraphBuilder
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 from tests.test_element_sparsity import QUICK, four_channel_cnn
@@ -186,6 +184,9 @@ def test_refused_with_reason(case: str) -> None:
 )
 def test_projection_matches_brute_force(out: int, channels: int, inner: int, data: st.DataObject) -> None:
     """Π keeps the k input-channel slices W[:, c·inner:(c+1)·inner] of largest norm: no subset is closer."""
+    torch = pytest.importorskip("torch")
+    from onnxprune.train.projection import project_groups
+
     k = data.draw(st.integers(1, channels))
     values = data.draw(
         st.lists(

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
@@ -25,7 +24,6 @@ from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import initializer_values
 from onnxprune.pipeline import TrainOptions
 from onnxprune.runtime.forms import choose, shape_form
-from onnxprune.train.elements import element_mask, shape_mask
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 from tests.test_element_sparsity import QUICK, constraints, four_channel_cnn
@@ -90,6 +88,9 @@ def _brute_force(t: np.ndarray, k: int) -> float:
     data=st.data(),
 )
 def test_projection_matches_brute_force(shape: tuple[int, ...], data: st.DataObject) -> None:
+    torch = pytest.importorskip("torch")
+    from onnxprune.train.elements import shape_mask
+
     n = int(np.prod(shape[1:]))
     k = data.draw(st.integers(1, n))
     values = data.draw(
@@ -104,6 +105,9 @@ def test_projection_matches_brute_force(shape: tuple[int, ...], data: st.DataObj
 
 
 def test_projection_ties_keep_lower_column_and_other_axes() -> None:
+    torch = pytest.importorskip("torch")
+    from onnxprune.train.elements import element_mask, shape_mask
+
     t = torch.ones(2, 2, 1, 2)  # four equal columns
     mask = shape_mask(t, 2, 0)
     assert mask[0, :, 0, :].tolist() == [[True, True], [False, False]]
