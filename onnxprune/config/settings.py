@@ -144,6 +144,12 @@ class TrainSettings:
     weight_decay: float = setting(0.0, low=0)
     device: str = setting("cpu", choices=DEVICES)
     threads: int | None = setting(None, "Torch threads for training (default: torch's).", low=1)
+    bn_stats: str = setting(
+        "auto",
+        "BatchNorm running statistics while training: train (update), freeze, or auto (train unless the data "
+        "is random, whose statistics would corrupt them).",
+        choices=BN_STATS,
+    )
     amp: str = setting(
         "off",
         "Mixed-precision training steps (autocast; fp16: loss scaling, CUDA only). Weights stay float32.",

@@ -96,7 +96,6 @@ class TrainConfig(TrainSettings):
 
     seed: int = 0
     quiet: bool = False
-    bn_stats: str = "auto"  # 'train': update BN running stats; 'freeze'; 'auto': train unless synthetic_data
     synthetic_data: bool = False  # random inputs (structure previews): BN statistics must not learn them
     distill: DistillConfig = field(default_factory=DistillConfig)
     rescale_dual: bool = True  # U ← U·ρ_old/ρ_new when ρ grows (Boyd et al. §3.4.1); False: authors' code
