@@ -61,7 +61,7 @@ def run_one(
         "param_reduction": r.totals["param_reduction"],
         "macs_before": r.totals["macs_before"],
         "macs_after": r.totals["macs_after"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "speedup": speed,
         "latency_ms": lat,
         "residual_first": admm[0]["primal_max"] if admm else None,

@@ -87,7 +87,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "agreement": r.fidelity.get("agreement"),
         "output_rel_error": r.fidelity.get("output_rel_error"),
         "conv_mac_reduction": r.totals["conv_mac_reduction"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "train_s": round(r.phases.get("train", 0.0), 1),
         "wall_s": round(time.perf_counter() - start, 1),
         "date": time.strftime("%Y-%m-%d"),

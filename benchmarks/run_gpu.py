@@ -83,7 +83,7 @@ def time_compress(device: str, out: Path, quick: bool) -> dict[str, Any]:
         "top1_dense": r.accuracy["dense_top1"] if r.accuracy else None,
         "top1_pruned": r.accuracy["pruned_top1"] if r.accuracy else None,
         "mac_reduction": r.totals["mac_reduction"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "torch_threads": os.cpu_count(),
     }
 

@@ -85,7 +85,7 @@ def run_cell(
         "param_reduction": r.totals["param_reduction"],
         "bytes": r.totals["bytes_after"],
         "bytes_original": r.totals["bytes_before"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "speedup_under_load": speed,
         "wall_s": round(time.perf_counter() - start, 1),
         "date": time.strftime("%Y-%m-%d"),

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from .config.gates import GateError, Gates
 from .errors import (
     DataError,
+    DependencyError,
     InvalidModelError,
     OnnxPruneError,
     OutputError,
@@ -74,6 +75,7 @@ def profile(*args: Any, **kwargs: Any) -> ProfileReport:
 
 __all__ = [
     "DataError",
+    "DependencyError",
     "GateError",
     "Gates",
     "InvalidModelError",

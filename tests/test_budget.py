@@ -199,6 +199,7 @@ def _run(model: onnx.ModelProto, **kwargs):
     )
 
 
+@pytest.mark.torch
 def test_compress_with_a_mac_budget_reports_target_achieved_and_probe(tmp_path) -> None:
     result = _run(wide(32), target_macs=0.4, report_path=tmp_path / "r.json")
     budget = result.report.budget
@@ -215,6 +216,7 @@ def test_compress_with_a_mac_budget_reports_target_achieved_and_probe(tmp_path) 
     assert "MAC budget: target 0.400" in result.report.format()
 
 
+@pytest.mark.torch
 def test_budget_respects_exclude_and_align_from_a_recipe() -> None:
     model = wide(32)
     first = normalize(model).model.graph.node[0].name
@@ -236,6 +238,7 @@ def test_sparsity_and_target_conflict() -> None:
     assert rec.target_macs == 0.3 and rec.sparsity is not None and rec.sparsity.exclude == ("Conv1",)
 
 
+@pytest.mark.torch
 def test_cli_errors_are_one_line(tmp_path) -> None:
     path = tmp_path / "m.onnx"
     onnx.save(wide(32), path)

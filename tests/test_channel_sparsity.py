@@ -244,13 +244,14 @@ def test_channel_and_filter_on_one_weight_refused() -> None:
 
 
 # -- training and export -----------------------------------------------------------------------------------
+@pytest.mark.torch
 def test_admm_channel_export(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     result = compress(
         four_channel_cnn(), "channel:0.5", str(npz), out, train=QUICK, bench_batches=(), quiet=True
     )
     r = result.report
-    assert r.verification["passed"] and r.verification["max_rel_error"] <= 1e-4 and r.history["admm"]
+    assert r.verification.passed and r.verification.max_rel_error <= 1e-4 and r.history["admm"]
     pruned_groups = [g for g in r.groups if g["kind"] == "channel"]
     assert len(pruned_groups) == 3 and all(g["kept"] == g["channels"] // 2 for g in pruned_groups)
     # masked: the consumers' removed input slices are zero; the pruned model lost them and the filters
@@ -282,6 +283,7 @@ def test_cli_spec_errors(tmp_path: Path, spec: str, needle: str) -> None:
     assert_one_line_error(code, out, needle)
 
 
+@pytest.mark.torch
 def test_cli_conflict_inspect_and_recipe(tmp_path: Path) -> None:
     path, recipe = tmp_path / "m.onnx", tmp_path / "r.yaml"
     onnx.save(four_channel_cnn(), str(path))

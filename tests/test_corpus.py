@@ -85,8 +85,8 @@ def test_filter_half_prunes_torchvision_model(name: str, tmp_path: Path) -> None
     ref, got = _run(original, x), _run(pruned, x)
     assert got.shape == ref.shape == (3, corpus.NUM_CLASSES)
     assert np.isfinite(got).all()
-    assert report.verification["passed"]
-    assert report.verification["max_rel_error"] <= 1e-4
+    assert report.verification.passed
+    assert report.verification.max_rel_error <= 1e-4
     assert report.totals["macs_after"] < report.totals["macs_before"]
     assert _batch_dim_is_dynamic(pruned.graph.input[0])
     assert _batch_dim_is_dynamic(pruned.graph.output[0])

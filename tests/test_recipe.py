@@ -157,6 +157,7 @@ def test_glob_characters_in_node_names_are_matched_literally() -> None:
     assert '"conv[[]0][*]"' in info.recipe()
 
 
+@pytest.mark.torch
 def test_cli_config_and_overrides(tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     onnx.save(vgg_like(), str(model))

@@ -54,5 +54,5 @@ def test_plan_prunes_uncoupled_layers_and_keeps_logits(model: onnx.ModelProto) -
 def test_structure_only_prune_is_exact(model: onnx.ModelProto) -> None:
     pytest.importorskip("torch")
     result = preview(model)
-    assert result.report.verification["max_rel_error"] <= 1e-4
+    assert result.report.verification.max_rel_error <= 1e-4
     assert result.report.totals["conv_macs_after"] < result.report.totals["conv_macs_before"]

@@ -67,6 +67,7 @@ def test_grouped_conv_is_refused() -> None:
     assert "grouped/depthwise Conv (group=4)" in str(e.value) and "exclude the layer" in str(e.value)
 
 
+@pytest.mark.torch
 def test_cli_grouped_conv_is_a_one_line_error(tmp_path: Path) -> None:
     b = GraphBuilder((1, 4, 8, 8), seed=2)
     model = b.build([b.conv(b.conv("input", 8), 8, group=8)])
@@ -235,6 +236,7 @@ def test_shape_form_uses_the_timer() -> None:
 
 
 # -- end to end ------------------------------------------------------------------------------------------
+@pytest.mark.torch
 def test_admm_shape_lowered_export_equals_masked(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     result = compress(
@@ -248,7 +250,7 @@ def test_admm_shape_lowered_export_equals_masked(npz: Path, tmp_path: Path) -> N
         quiet=True,
     )
     r = result.report
-    assert r.verification["passed"] and r.history["admm"] and r.shape_form is not None
+    assert r.verification.passed and r.history["admm"] and r.shape_form is not None
     assert r.shape_form["chosen"] == "lowered" and all(x["lowered"] for x in r.shape_form["layers"])
     for e in r.elements:  # whole columns, at most k of them (dead-channel surgery may slice the weight)
         assert e["columns_kept"] <= e["max_columns"] and e["nonzeros"] % (e["size"] // e["columns"]) == 0
@@ -260,6 +262,7 @@ def test_admm_shape_lowered_export_equals_masked(npz: Path, tmp_path: Path) -> N
     assert "shape form written: lowered (forced" in r.format()
 
 
+@pytest.mark.torch
 def test_masks_are_whole_columns_and_dense_form_is_default(npz: Path) -> None:
     result = compress(
         four_channel_cnn(),
@@ -289,6 +292,7 @@ def test_aligned_removal_rounds_kept_counts_up() -> None:
     assert aligned_removal(dead, {}, 1)["a"].sum() == 3
 
 
+@pytest.mark.torch
 def test_dead_channels_are_removed_exactly() -> None:
     result = compress(
         vgg_like(),
@@ -303,12 +307,13 @@ def test_dead_channels_are_removed_exactly() -> None:
     r = result.report
     assert r.shape_form is not None and r.shape_form["dead_channels"] and r.shape_form["dead_removed"]
     assert r.totals["macs_after"] < r.totals["macs_before"]  # the dense form lost whole channels
-    assert r.verification["passed"]
+    assert r.verification.passed
     x = np.random.default_rng(4).random((3, 3, 8, 8)).astype(np.float32)
     assert compare_models(result.masked, result.model, [x], rtol=1e-5).max_rel_error <= 1e-5
     assert "every consumer column is pruned" in r.format()
 
 
+@pytest.mark.torch
 def test_cli_shape_form_option(tmp_path: Path) -> None:
     path, out, report = tmp_path / "m.onnx", tmp_path / "o.onnx", tmp_path / "r.json"
     onnx.save(vgg_like(), str(path))

@@ -74,13 +74,13 @@ def compress(
     from tqdm.contrib.logging import logging_redirect_tqdm
 
     from ..pipeline import compress as run
-    from ..train.distributed import env_rank
+    from ..runtime.machine import job_context
 
     settings = _parsed(given)  # the rest are compress's keywords: run, data, spec, outputs
     train = TrainOptions.take(settings)
     gate_values = GateOptions.take(settings)  # none given: the recipe's gates, if any
     gates = Gates.of(gate_values.build(GateSettings)) if gate_values.given() else None
-    main_rank = env_rank() == 0  # under torchrun, rank 0 alone logs and prints
+    main_rank = job_context().main  # under torchrun, rank 0 alone logs and prints
     quiet = quiet or not main_rank
     setup_logging(quiet)
     with logging_redirect_tqdm():  # log lines print above the progress bars, not through them

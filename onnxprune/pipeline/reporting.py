@@ -66,7 +66,7 @@ def build_report(
         fidelity=fidelity,
         shape_form=_shape_form(written, exported, shape),
         budget=_budget(planned, cost_b, cost_a),
-        verification=exported.verification.to_dict(),
+        verification=exported.verification,
         history=trained.history_by_phase(),
         environment=environment(),
     )

@@ -7,7 +7,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from ..config.gates import GateResult, raise_if_missed
+from ..config.gates import raise_if_missed
 from ..graph.edit import masker
 from ..io import atomic_path, save_model, write_text
 from ..report import Report, plot_report
@@ -22,7 +22,7 @@ def check_gates(config: Config, report: Report, latency: dict[str, Any] | None, 
     """The report with the latency, every gate's verdict and the phase times (the clock's own dict: phases
     timed later still land in it)."""
     speedups = list((latency or {}).get("speedups", []))
-    gates = [g.to_dict() for g in config.gates.evaluate(report.accuracy, report.fidelity, speedups)]
+    gates = config.gates.evaluate(report.accuracy, report.fidelity, speedups)
     return replace(report, latency=latency, gates=gates, phases=clock.phases)
 
 
@@ -33,7 +33,7 @@ def save(
     raise :class:`~onnxprune.config.gates.GateError` if a gate missed."""
     out = config.outputs
     with clock.phase("save"):
-        passed = all(g["passed"] for g in report.gates) and config.main_rank
+        passed = report.passed and config.main_rank
         if passed and out.masked is not None:
             if exported.masked is not None:
                 save_model(exported.masked, out.masked)
@@ -49,7 +49,7 @@ def save(
             report.outputs["plot"] = str(out.plot)
         if out.report is not None and config.main_rank:
             write_text(report.to_json(), out.report)
-    raise_if_missed([GateResult(**g) for g in report.gates], report)
+    raise_if_missed(report.gates, report)
 
 
 def _save_plot(report: Report, path: str | Path) -> None:

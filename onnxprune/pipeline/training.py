@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import onnx
 
-from ..errors import UnsupportedModelError
+from ..errors import DependencyError, UnsupportedModelError
 from ..graph.edit import write_back
 from ..graph.inputs import Batch
 from ..plan import PruningPlan
@@ -50,8 +50,7 @@ def plan_and_train(
 ) -> tuple[Planned, Trained]:
     """Import the model (checked against ORT), plan what the import can train, train it."""
     with clock.phase("import"):
-        from ..train.importer import import_model
-
+        import_model = _torch_side().import_model
         imported = import_model(loaded.base)
         checks = samples.verification_inputs(config.run.seed, samples.splits.val.x)
         check_import(loaded.base, imported, checks)
@@ -85,6 +84,20 @@ def train(
     with clock.phase("export"):
         model = write_back(loaded.base, imported.onnx_arrays())
     return Trained(model, masks, result.element_masks, result.history, asdict(cfg))
+
+
+def _torch_side() -> Any:
+    """The torch import module, or a :class:`DependencyError` when torch is not installed."""
+    try:
+        from ..train import importer
+    except ModuleNotFoundError as e:
+        if e.name not in ("torch", "torchvision", "onnx2torch"):
+            raise
+        raise DependencyError(
+            f"training needs {e.name} (the train extra: pip install 'onnxprune[train]'); without it only the "
+            "ONNX side runs (inspect, bench, profile)"
+        ) from None
+    return importer
 
 
 def check_import(model: onnx.ModelProto, imported: Any, inputs: Sequence[Batch], rtol: float = 1e-4) -> None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 import math
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
+from ..config.gates import GateResult
+from ..graph.verify import VerifyResult
 from .layers import LayerRow, format_budget, format_layers, human
 
 
@@ -19,6 +21,7 @@ class Report:
     sparsity: str
     method: str
     data: str
+    verification: VerifyResult  # pruned ≡ masked on ORT
     config: dict[str, Any] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     groups: list[dict[str, Any]] = field(default_factory=list)
@@ -27,18 +30,26 @@ class Report:
     totals: dict[str, Any] = field(default_factory=dict)
     accuracy: dict[str, Any] | None = None
     fidelity: dict[str, Any] = field(default_factory=dict)
-    gates: list[dict[str, Any]] = field(default_factory=list)
+    gates: list[GateResult] = field(default_factory=list)
     latency: dict[str, Any] | None = None
     shape_form: dict[str, Any] | None = None  # shape sparsity: forms, timings, choice (runtime.forms)
     budget: dict[str, Any] | None = None  # --target-macs: see onnxprune.pipeline.budget.BudgetResult.to_dict
-    verification: dict[str, Any] = field(default_factory=dict)
     history: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def passed(self) -> bool:
+        """Every quality gate passed (no gates: True)."""
+        return all(g.passed for g in self.gates)
+
     def to_dict(self) -> dict[str, Any]:
-        return _jsonable(asdict(self))
+        d = asdict(self)
+        d["verification"] = self.verification.to_dict()
+        order = [f.name for f in fields(self) if f.name != "verification"]  # the JSON keeps its key order
+        order.insert(order.index("budget") + 1, "verification")
+        return _jsonable({k: d[k] for k in order})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2)
@@ -92,12 +103,12 @@ def format_summary(r: Report) -> str:
             f"({f['samples']} {f['split']} samples)"
         )
     for g in r.gates:
-        lines.append(f"gate {g['gate']}: {g['detail']} {'PASS' if g['passed'] else 'FAIL'}")
+        lines.append(f"gate {g.gate}: {g.detail} {'PASS' if g.passed else 'FAIL'}")
     v = r.verification
-    if v:
+    if v.samples:
         lines.append(
-            f"verify pruned == masked: max relative error {v['max_rel_error']:.2e} "
-            f"(tolerance {v['rtol']:g}, {v['samples']} samples) {'PASS' if v['passed'] else 'FAIL'}"
+            f"verify pruned == masked: max relative error {v.max_rel_error:.2e} "
+            f"(tolerance {v.rtol:g}, {v.samples} samples) {'PASS' if v.passed else 'FAIL'}"
         )
     if r.latency:
         for row in r.latency.get("speedups", []):

@@ -319,7 +319,7 @@ def row(name: str, result: CompressResult, model: onnx.ModelProto, wall_s: float
         "macs_ideal": req["macs_ideal"],
         "requested_mac_reduction": req["reduction"],
         "achieved_mac_reduction": r.totals["mac_reduction"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "ort_cpu_b1_dense_ms": b1["dense_ms"] if b1 else None,
         "ort_cpu_b1_pruned_ms": b1["pruned_ms"] if b1 else None,
         "ort_cpu_b1_speedup": b1["speedup"] if b1 else None,
