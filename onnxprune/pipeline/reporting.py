@@ -3,9 +3,7 @@ data, the MAC budget's choice, the ORT latency of dense vs pruned, the gates. ON
 
 from __future__ import annotations
 
-import multiprocessing
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 from typing import Any
 
@@ -18,7 +16,7 @@ from ..graph.elements import element_rows
 from ..graph.macs import ModelCost, count_costs
 from ..plan import PruningPlan
 from ..report import LayerRow, Report, layer_rows, totals
-from ..runtime.benchmark import bench
+from ..runtime.benchmark import bench_apart
 from ..runtime.fidelity import evaluate
 from ..runtime.machine import environment
 from ..runtime.timing import PhaseClock
@@ -182,19 +180,7 @@ def latency(
     """Dense vs pruned ORT latency for each (provider, batch) of ``runs``."""
     providers = sorted({p for p, _ in runs}, key=[p for p, _ in runs].index)
     batches = sorted({b for _, b in runs})
-    # In a fresh process: after training, torch's idle worker threads compete with ORT's and made the
-    # in-process batch-32 figure 1.45x where a clean process measured 2.19x on the same two models.
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        result = pool.submit(
-            bench,
-            [dense, pruned],
-            batch_sizes=tuple(batches),
-            providers=providers,
-            repeats=repeats,
-            warmup=5,
-            input_shape=list(shape),
-            names=["dense", "pruned"],
-        ).result()
+    result = bench_apart([dense, pruned], ["dense", "pruned"], batches, providers, repeats, shape)
     speedups = []
     for provider, batch in runs:
         d, p = result.row("dense", provider, batch), result.row("pruned", provider, batch)
