@@ -79,6 +79,10 @@ class Recipe:
     def seed(self) -> int | None:
         return self.run.seed
 
+    @property
+    def sparse_initializers(self) -> bool | None:
+        return self.run.sparse_initializers
+
 
 def load_recipe(recipe: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
     """Read and validate a recipe from a YAML file, or a mapping of the same structure."""
