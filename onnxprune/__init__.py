@@ -17,6 +17,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from .config.gates import GateError, Gates
+from .config.settings import TrainOptions
 from .errors import (
     DataError,
     DependencyError,
@@ -32,17 +33,9 @@ __version__ = "0.1.0"
 
 if TYPE_CHECKING:
     from .inspection import Inspection
-    from .pipeline import CompressResult, TrainOptions
+    from .pipeline import CompressResult
     from .runtime.benchmark import BenchReport
     from .runtime.profiling import ProfileReport
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TrainOptions":  # lazily: the pipeline module imports the training stack on use only
-        from .pipeline import TrainOptions
-
-        return TrainOptions
-    raise AttributeError(f"module 'onnxprune' has no attribute {name!r}")
 
 
 def compress(*args: Any, **kwargs: Any) -> CompressResult:

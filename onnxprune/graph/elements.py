@@ -1,4 +1,9 @@
-"""Element sparsity of an exported model: checked against the constraints and the training masks.
+"""Element sparsity on the ONNX side: the constraints, one small type per kind, and their checks.
+
+:class:`Irregular` (at most k non-zeros), :class:`NM` (at most N of every M along the input axis) and
+:class:`Columns` (shape-wise: at most k non-zero im2col columns) each hold only what their kind needs and
+say how an array breaks them (:meth:`ElementConstraint.violation`); the torch side projects onto them
+(:data:`onnxprune.train.elements.PROJECTIONS`), :mod:`onnxprune.config.sparsity` makes them from rules.
 
 Element-pruned weights are written back dense with exact zeros, so the exported model *is* the masked
 model for them; what can go wrong is the write-back (a layout slip, a non-zero where the torch mask is

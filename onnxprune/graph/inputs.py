@@ -1,5 +1,9 @@
 """The data inputs of an ONNX model: their dims, dtypes, and concrete shapes for shape inference.
 
+:class:`ModelInputs` is the one typed description every stage uses: per input its name, dtype, dims
+(static or dynamic) and, once resolved for a run, its concrete shape; its :attr:`ModelInputs.shape` is the
+shape argument the graph functions take.
+
 A *shape argument* is either a plain shape (``Sequence[int]``, batch included) that fixes the **first**
 data input, or a mapping ``input name -> shape`` that fixes every data input. For a plain shape, the
 other inputs are resolved from the model: fixed dims stay, a dynamic dim named like one of the first
