@@ -3,13 +3,16 @@
     python -m benchmarks.run_identity --out benchmarks/out/identity.json            # every case
     python -m benchmarks.run_identity --cases vgg_filter0.5 --repeat 2 --out x.json # determinism check
     python -m benchmarks.run_identity --compare before.json after.json              # exit 1 if they differ
+    python -m benchmarks.run_identity --compare benchmarks/results/identity.json x.json
 
 Each case is one ``onnxprune compress`` child process (the ``onnxprune`` found on the Python path: run it
 from the checkout to fingerprint) with seed 0, ``--threads 1``, ``--max-samples 6000 --no-bench`` (a
 bounded CPU cost on a shared machine) and the README row's epochs. For each run it records the sha256 of
 the written model's bytes, the sha256 of the masks (every group's ``removed`` list of the JSON report,
 in group order) and the pruned top-1. A refactor that changes none of the behaviour leaves every hash
-equal. Self-contained on purpose (no other benchmarks module): it must run on old checkouts too.
+equal. ``benchmarks/results/identity.json`` holds the fingerprint of the tree before issue 18's refactor
+(torch/onnxruntime versions and CPU recorded: float results may differ on other builds). Self-contained on
+purpose (no other benchmarks module): it must run on old checkouts too.
 """
 
 from __future__ import annotations
