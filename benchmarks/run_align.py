@@ -1,11 +1,11 @@
 """Channel alignment (``--align N``): does rounding kept channel counts to a multiple make ORT CPU faster?
 
-    python benchmarks/run_align.py                  # waits for an idle machine, then measures (~8 min)
-    python benchmarks/run_align.py --quick          # debug: ResNet-50 at 64x64, VGG-16 at 224 batch 1 only,
+    python -m benchmarks.run_align                  # waits for an idle machine, then measures (~8 min)
+    python -m benchmarks.run_align --quick          # debug: ResNet-50 at 64x64, VGG-16 at 224 batch 1 only,
                                                     # a few runs, nothing written
-    python benchmarks/run_align.py --render-only    # rebuild the README table from the JSON
-    python benchmarks/run_align.py --layout-only    # recompute the ORT-layout column (no timing)
-    python benchmarks/run_align.py --tag avx512     # another machine: results/align_avx512.json and its
+    python -m benchmarks.run_align --render-only    # rebuild the README table from the JSON
+    python -m benchmarks.run_align --layout-only    # recompute the ORT-layout column (no timing)
+    python -m benchmarks.run_align --tag avx512     # another machine: results/align_avx512.json and its
                                                     # own README table, the first one kept
 
 torchvision VGG-16 and ResNet-50 with random weights (``weights=None``, eval mode) are exported to ONNX
@@ -19,24 +19,22 @@ Variants, each with kept count ``k = round(0.3 * C)`` per pruned group (at least
   groups (4096 units) stay whole.
 * ResNet-50, ``inner``: the groups that are not residual-tied (``len(g.source_nodes) == 1``: the stem and
   the first two convs of every bottleneck); ``all``: every prunable group, the tied ones too.
-* for each: unrounded, and ``k`` rounded with :func:`onnxprune.alignment.aligned_keep` to multiples of
+* for each: unrounded, and ``k`` rounded with :func:`onnxprune.config.alignment.aligned_keep` to multiples of
   4, 8, 16 and 32 of the kept filters.
 
 Every variant is exported and verified first; then the script waits until the 1-minute load is below
 ``--idle-below`` (at most ``--max-wait`` s, then it times anyway and says so) and times with
-:func:`onnxprune.bench.bench` on ORT CPU, default threads, all variants of one model interleaved; batch 1
-and 32 (VGG-16 at 224x224 only: its AdaptiveAvgPool2d(7) does not export at 112). The CPU time other
-processes used while timing is recorded, and so is how ORT laid out the convs (NCHWc or NCHW) in its
-optimized graph. Results go to benchmarks/results/align.json and between the align-results markers of
-benchmarks/README.md.
+:func:`onnxprune.runtime.benchmark.bench` on ORT CPU, default threads, all variants of one model
+interleaved; batch 1 and 32 (VGG-16 at 224x224 only: its AdaptiveAvgPool2d(7) does not export at 112).
+The CPU time other processes used while timing is recorded, and so is how ORT laid out the convs (NCHWc
+or NCHW) in its optimized graph. Results go to benchmarks/results/align.json and between the
+align-results markers of benchmarks/README.md.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -49,23 +47,20 @@ from typing import Any
 import numpy as np
 import onnx
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from onnxprune.config.alignment import aligned_keep
+from onnxprune.graph.analysis import analyze
+from onnxprune.graph.edit import initializer_arrays, mask_model, prune_model
+from onnxprune.graph.load import normalize, reshare
+from onnxprune.graph.macs import count_costs
+from onnxprune.graph.verify import compare_models
+from onnxprune.plan import Group, PruningPlan
+from onnxprune.runtime.benchmark import bench
+from onnxprune.runtime.machine import environment
 
-from onnxprune.alignment import aligned_keep  # noqa: E402
-from onnxprune.bench import bench  # noqa: E402
-from onnxprune.graph.analysis import analyze  # noqa: E402
-from onnxprune.graph.edit import initializer_arrays, mask_model, prune_model  # noqa: E402
-from onnxprune.graph.load import normalize, reshare  # noqa: E402
-from onnxprune.graph.macs import count_costs  # noqa: E402
-from onnxprune.graph.verify import compare_models  # noqa: E402
-from onnxprune.plan import Group, PruningPlan  # noqa: E402
-from onnxprune.report import environment  # noqa: E402
+from . import common
 
-RESULTS = ROOT / "results" / "align.json"
-README = ROOT / "README.md"
-BEGIN, END = "<!-- align-results:begin -->", "<!-- align-results:end -->"
-SECTION_BEGIN, SECTION_END = "<!-- align-section:begin -->", "<!-- align-section:end -->"
+RESULTS = common.RESULTS / "align.json"
+SECTION_BEGIN, SECTION_END = common.markers("align-section")
 HEADING = "## Channel alignment (`--align`)"
 WIDTH = 0.3
 OPSET = 17
@@ -476,27 +471,19 @@ def results_path(tag: str | None) -> Path:
     return RESULTS if not tag else RESULTS.with_name(f"align_{tag}.json")
 
 
-def markers(tag: str | None) -> tuple[str, str]:
-    """The first table's markers, or a tagged table's own."""
-    return (
-        (BEGIN, END)
-        if not tag
-        else (f"<!-- align-results-{tag}:begin -->", f"<!-- align-results-{tag}:end -->")
-    )
-
-
 def write_readme(data: dict[str, Any], tag: str | None = None) -> None:
-    """The table between its markers; a new tagged table goes at the end of the alignment section."""
-    begin, end_marker = markers(tag)
-    body = README.read_text()
-    block = f"{begin}\n{render(data)}\n{end_marker}"
+    """The table between its markers (a tagged table's own: ``align-results-TAG``); a new tagged table goes
+    at the end of the alignment section."""
+    name = "align-results" + (f"-{tag}" if tag else "")
+    body = common.README.read_text()
     if SECTION_BEGIN not in body:
         body = body.rstrip("\n") + f"\n\n{SECTION_BEGIN}\n{HEADING}\n\n{SECTION_END}\n"
+    begin, end = common.markers(name)
     if begin not in body:
         at = body.index(SECTION_END)
-        body = body[:at] + f"{begin}\n{end_marker}\n" + body[at:]
-    start, end = body.index(begin), body.index(end_marker) + len(end_marker)
-    README.write_text(body[:start] + block + body[end:])
+        body = body[:at] + f"{begin}\n{end}\n" + body[at:]
+    common.README.write_text(body)
+    common.splice(name, render(data))
 
 
 # --------------------------------------------------------------------------------------------- main
@@ -525,16 +512,16 @@ def main() -> None:
     args = ap.parse_args()
     results = results_path(args.tag)
     if args.render_only:
-        write_readme(json.loads(results.read_text()), args.tag)
+        write_readme(common.read_json(results), args.tag)
         return
     if args.layout_only:
-        data = json.loads(results.read_text())
+        data = common.read_json(results)
         for m in data["models"]:
             p = prepare(m["model"], m["input_shape"][2], data["multiples"])
             layouts = {r["variant"]: r["ort_layout"] for r in p.rows}
             for r in m["variants"]:
                 r["ort_layout"] = layouts[r["variant"]]
-        results.write_text(json.dumps(data, indent=2) + "\n")
+        common.write_json(data, results)
         write_readme(data, args.tag)
         return
     if args.quick:
@@ -570,7 +557,7 @@ def main() -> None:
         print(render(data))
         return
     results.parent.mkdir(exist_ok=True)
-    results.write_text(json.dumps(data, indent=2) + "\n")
+    common.write_json(data, results)
     write_readme(data, args.tag)
     print(render(data))
 

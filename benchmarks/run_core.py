@@ -1,8 +1,8 @@
 """Core-pipeline benchmark: ADAM-ADMM filter pruning of the Fashion-MNIST reference models.
 
-    python benchmarks/run_core.py                       # VGG at filter:0.5 and 0.7, ResNet at 0.5
-    python benchmarks/run_core.py --runs vgg:0.5 --admm-epochs 1 --finetune-epochs 1   # quicker
-    python benchmarks/run_core.py --runs mobilenetv2:0.5 mobilenetv2:0.5:magnitude --admm-epochs 1 \
+    python -m benchmarks.run_core                       # VGG at filter:0.5 and 0.7, ResNet at 0.5
+    python -m benchmarks.run_core --runs vgg:0.5 --admm-epochs 1 --finetune-epochs 1   # quicker
+    python -m benchmarks.run_core --runs mobilenetv2:0.5 mobilenetv2:0.5:magnitude --admm-epochs 1 \
         --finetune-epochs 1 --threads 1             # the MobileNetV2-style reference (depthwise convs)
 
 Each run is a full ``onnxprune.compress`` (verification included). Pruned models and full JSON reports go
@@ -20,15 +20,12 @@ from pathlib import Path
 from typing import Any
 
 from onnxprune.pipeline import TrainOptions, compress
-from onnxprune.report import environment
+from onnxprune.runtime.machine import environment
 
-ROOT = Path(__file__).resolve().parent
-MODELS = {
-    "vgg": ROOT.parent / "models" / "fmnist_vgg.onnx",
-    "resnet": ROOT.parent / "models" / "fmnist_resnet.onnx",
-    "mobilenetv2": ROOT.parent / "models" / "fmnist_mobilenetv2.onnx",
-}
-BEGIN, END = "<!-- core-results:begin -->", "<!-- core-results:end -->"
+from .common import MODELS as MODEL_DIR
+from .common import OUT, RESULTS, markdown_table, read_json, splice, write_json
+
+MODELS = {arch: MODEL_DIR / f"fmnist_{arch}.onnx" for arch in ("vgg", "resnet", "mobilenetv2")}
 
 
 def run_one(
@@ -64,7 +61,7 @@ def run_one(
         "param_reduction": r.totals["param_reduction"],
         "macs_before": r.totals["macs_before"],
         "macs_after": r.totals["macs_after"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "speedup": speed,
         "latency_ms": lat,
         "residual_first": admm[0]["primal_max"] if admm else None,
@@ -81,44 +78,61 @@ def run_one(
     }
 
 
+HEADER = (
+    "run",
+    "epochs",
+    "top-1 dense",
+    "top-1 pruned",
+    "drop (pp)",
+    "conv MACs",
+    "all MACs",
+    "params",
+    "verify err",
+    "ORT CPU b1",
+    "ORT CPU b32",
+    "‖W−Z‖/‖W‖ first→last",
+    "wall",
+)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (
-        "| run | epochs | top-1 dense | top-1 pruned | drop (pp) | conv MACs | all MACs | params "
-        "| verify err | ORT CPU b1 | ORT CPU b32 | ‖W−Z‖/‖W‖ first→last | wall |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
+    body = []
     for r in rows:
         res = (
             f"{r['residual_first']:.3f} → {r['residual_last']:.2e} ({r['admm_rounds']} rounds)"
             if r["residual_first"] is not None
             else "—"
         )
-        lines.append(
-            f"| {r['name']} | {r['config']['admm_epochs']}+{r['config']['finetune_epochs']} "
-            f"| {100 * r['dense_top1']:.2f}% | {100 * r['pruned_top1']:.2f}% "
-            f"| {r['drop_pp']:+.2f} "
-            f"| {r['conv_mac_reduction']:.2f}x fewer | {r['mac_reduction']:.2f}x fewer "
-            f"| {r['param_reduction']:.2f}x fewer "
-            f"| {r['verify_max_rel_error']:.1e} | {r['speedup'].get('b1', float('nan')):.2f}x "
-            f"| {r['speedup'].get('b32', float('nan')):.2f}x | {res} | {r['wall_s']:.0f} s |"
+        body.append(
+            [
+                r["name"],
+                f"{r['config']['admm_epochs']}+{r['config']['finetune_epochs']}",
+                f"{100 * r['dense_top1']:.2f}%",
+                f"{100 * r['pruned_top1']:.2f}%",
+                f"{r['drop_pp']:+.2f}",
+                f"{r['conv_mac_reduction']:.2f}x fewer",
+                f"{r['mac_reduction']:.2f}x fewer",
+                f"{r['param_reduction']:.2f}x fewer",
+                f"{r['verify_max_rel_error']:.1e}",
+                f"{r['speedup'].get('b1', float('nan')):.2f}x",
+                f"{r['speedup'].get('b32', float('nan')):.2f}x",
+                res,
+                f"{r['wall_s']:.0f} s",
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(HEADER, body)
 
 
 def update_readme(rows: list[dict[str, Any]], env: dict[str, str], date: str) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text() if readme.exists() else f"# Benchmarks\n\n{BEGIN}\n{END}\n"
     # rows keep the date and CPU they were measured on; the header lists each pair once
     measured = "; ".join(sorted({f"{r.get('date', date)} on {r.get('cpu', env['cpu'])}" for r in rows}))
-    block = (
-        f"{BEGIN}\nMeasured {measured} ({env['machine']}), Python {env['python']}, torch "
+    splice(
+        "core-results",
+        f"Measured {measured} ({env['machine']}), Python {env['python']}, torch "
         f"{env.get('torch', '-')}, onnx {env['onnx']}, onnxruntime {env['onnxruntime']} "
         "(CPU provider, default threads). Speedup = dense median latency / pruned median latency.\n\n"
-        f"{table(rows)}\n{END}"
+        f"{table(rows)}",
     )
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + block + text[end:])
 
 
 def main() -> None:
@@ -134,18 +148,17 @@ def main() -> None:
         "--render-only", action="store_true", help="rewrite the README table from results/core.json"
     )
     args = ap.parse_args()
-    results_path = ROOT / "results" / "core.json"
+    results_path = RESULTS / "core.json"
     if args.render_only:
-        saved = json.loads(results_path.read_text())
+        saved = read_json(results_path)
         update_readme(saved["runs"], saved["environment"], saved["date"])
         return
     logging.basicConfig(level=logging.INFO, format="%(message)s")
-    out_dir = ROOT / "out"
+    out_dir = OUT
     out_dir.mkdir(exist_ok=True)
     opts = TrainOptions(
         admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs, threads=args.threads
     )
-    results_path.parent.mkdir(exist_ok=True)
     new_rows = {}
     for spec in args.runs:
         arch, ratio, *method = spec.split(":")
@@ -153,14 +166,14 @@ def main() -> None:
         new_rows[row["name"]] = row
         print(json.dumps(row, indent=1))
     # read the saved rows only now: another invocation may have added some meanwhile
-    saved = json.loads(results_path.read_text()) if results_path.exists() else {"runs": []}
+    saved = read_json(results_path, {"runs": []})
     old_meta = {"date": saved.get("date"), "cpu": saved.get("environment", {}).get("cpu")}
     # older rows get the file's date and CPU
     rows = {r["name"]: {**old_meta, **r} for r in saved["runs"]} | new_rows
     env = environment()
     date = time.strftime("%Y-%m-%d")
     ordered = sorted(rows.values(), key=lambda r: r["name"])
-    results_path.write_text(json.dumps({"date": date, "environment": env, "runs": ordered}, indent=2) + "\n")
+    write_json({"date": date, "environment": env, "runs": ordered}, results_path)
     update_readme(ordered, env, date)
 
 

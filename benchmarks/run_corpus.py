@@ -1,11 +1,11 @@
 """The torchvision corpus: every classification model that fits, exported and compressed at filter:0.5.
 
-    python benchmarks/run_corpus.py                          # every model (hours on 2 cores)
-    python benchmarks/run_corpus.py --models resnet50 mobilenet_v2
-    python benchmarks/run_corpus.py --missing                # the models not in results/corpus.json yet
-    python benchmarks/run_corpus.py --render-only            # rebuild the README table from the JSON
+    python -m benchmarks.run_corpus                          # every model (hours on 2 cores)
+    python -m benchmarks.run_corpus --models resnet50 mobilenet_v2
+    python -m benchmarks.run_corpus --missing                # the models not in results/corpus.json yet
+    python -m benchmarks.run_corpus --render-only            # rebuild the README table from the JSON
 
-Each model runs in a fresh process (``--worker``): export (benchmarks/corpus.py), ``compress`` with
+Each model runs in a fresh process (``--worker``): export (:mod:`onnxprune.testing.corpus`), ``compress`` with
 ``filter:0.5`` on random data with a handful of steps, verification of pruned == masked, MAC counts, and
 ORT CPU latency of dense vs pruned at batch 1. Results are merged into benchmarks/results/corpus.json after
 every model, and the table between the markers of benchmarks/README.md is rewritten.
@@ -23,13 +23,12 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent
-sys.path.insert(0, str(ROOT.parent))
+from onnxprune.testing import corpus
 
-from benchmarks import corpus  # noqa: E402
+from .common import RESULTS as RESULTS_DIR
+from .common import markdown_table, read_json, run_child, splice, write_json
 
-RESULTS = ROOT / "results" / "corpus.json"
-BEGIN, END = "<!-- corpus-results:begin -->", "<!-- corpus-results:end -->"
+RESULTS = RESULTS_DIR / "corpus.json"
 
 
 # -- one model, in its own process ---------------------------------------------------------------------
@@ -81,13 +80,13 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         }
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "row.json"
-        cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--out", str(out)]
+        cmd = [sys.executable, "-m", "benchmarks.run_corpus", "--worker", name, "--out", str(out)]
         cmd += ["--size", str(args.size), "--repeats", str(args.repeats)]
         if args.threads:
             cmd += ["--threads", str(args.threads)]
         start = time.perf_counter()
         try:
-            proc = subprocess.run(cmd, timeout=args.timeout, capture_output=True, text=True)
+            proc = run_child(cmd, timeout=args.timeout, capture_output=True)
             if out.exists():
                 row = json.loads(out.read_text())
             else:
@@ -120,13 +119,23 @@ def _params(n: int | None) -> str:
     return "—" if n is None else f"{n / 1e6:.1f}M"
 
 
+HEADER = (
+    "model",
+    "input",
+    "params",
+    "groups prunable/total",
+    "requested MAC red.",
+    "achieved MAC red.",
+    "verify err",
+    "ORT CPU b1 dense → pruned",
+    "b1 speedup",
+    "wall",
+    "status",
+)
+
+
 def table(rows: list[dict[str, Any]]) -> str:
-    head = (
-        "| model | input | params | groups prunable/total | requested MAC red. | achieved MAC red. "
-        "| verify err | ORT CPU b1 dense → pruned | b1 speedup | wall | status |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|"
-    )
-    lines = [head]
+    body = []
     for r in rows:
         groups = f"{r['groups_prunable']}/{r['groups_total']}" if "groups_total" in r else "—"
         lat = (
@@ -136,15 +145,22 @@ def table(rows: list[dict[str, Any]]) -> str:
         )
         state = status(r)
         state = state if len(state) < 200 else state[:197] + "..."
-        lines.append(
-            f"| {r['model']} | {r['input_size']} | {_params(r.get('params'))} | {groups} "
-            f"| {_fmt(r.get('requested_mac_reduction'), '.2f', 'x')} "
-            f"| {_fmt(r.get('achieved_mac_reduction'), '.2f', 'x')} "
-            f"| {_fmt(r.get('verify_max_rel_error'), '.1e')} | {lat} "
-            f"| {_fmt(r.get('ort_cpu_b1_speedup'), '.2f', 'x')} | {_fmt(r.get('wall_s'), '.0f', ' s')} "
-            f"| {state.replace('|', '/')} |"
+        body.append(
+            [
+                r["model"],
+                r["input_size"],
+                _params(r.get("params")),
+                groups,
+                _fmt(r.get("requested_mac_reduction"), ".2f", "x"),
+                _fmt(r.get("achieved_mac_reduction"), ".2f", "x"),
+                _fmt(r.get("verify_max_rel_error"), ".1e"),
+                lat,
+                _fmt(r.get("ort_cpu_b1_speedup"), ".2f", "x"),
+                _fmt(r.get("wall_s"), ".0f", " s"),
+                state.replace("|", "/"),
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(HEADER, body)
 
 
 def summary(rows: list[dict[str, Any]], total: int) -> str:
@@ -162,19 +178,16 @@ def summary(rows: list[dict[str, Any]], total: int) -> str:
 
 
 def update_readme(saved: dict[str, Any]) -> None:
-    readme = ROOT / "README.md"
-    text = readme.read_text()
     env = saved["environment"]
     rows = sorted(saved["runs"].values(), key=lambda r: r["model"])
     cfg = saved["config"]
-    block = (
-        f"{BEGIN}\nMeasured {saved['date']} on {env['cpu']} ({env['machine']}), Python {env['python']}, "
+    splice(
+        "corpus-results",
+        f"Measured {saved['date']} on {env['cpu']} ({env['machine']}), Python {env['python']}, "
         f"torch {env.get('torch', '-')}, onnx {env['onnx']}, onnxruntime {env['onnxruntime']}. "
         f"`{cfg['sparsity']}`, random data, {cfg['train']}; ORT CPU provider, default threads, median of "
-        f"{cfg['repeats']} runs at batch 1.\n\n{summary(rows, saved['total_models'])}\n\n{table(rows)}\n{END}"
+        f"{cfg['repeats']} runs at batch 1.\n\n{summary(rows, saved['total_models'])}\n\n{table(rows)}",
     )
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + block + text[end:])
 
 
 # -- main ----------------------------------------------------------------------------------------------
@@ -193,12 +206,12 @@ def main() -> None:
     if args.worker:
         worker(args.worker, args.size, args.repeats, args.threads, args.out)
         return
-    saved = json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": {}}
+    saved = read_json(RESULTS, {"runs": {}})
     if args.render_only:
         update_readme(saved)
         return
 
-    from onnxprune.report import environment
+    from onnxprune.runtime.machine import environment
 
     all_models = corpus.list_models()
     names = args.models or all_models
@@ -207,7 +220,6 @@ def main() -> None:
         ap.error(f"not torchvision classification models: {', '.join(unknown)}")
     if args.missing:
         names = [n for n in names if n not in saved["runs"]]
-    RESULTS.parent.mkdir(exist_ok=True)
     t = corpus.TRAIN
     saved |= {
         "environment": environment(),
@@ -224,12 +236,10 @@ def main() -> None:
         print(f"[{i}/{len(names)}] {name} ...", flush=True)
         row = run_one(name, args)
         # merge into what is on disk now: rows another run wrote meanwhile are kept
-        runs = json.loads(RESULTS.read_text())["runs"] if RESULTS.exists() else {}
+        runs = read_json(RESULTS, {"runs": {}})["runs"]
         saved["runs"] = {**runs, name: row}
         saved["date"] = time.strftime("%Y-%m-%d")
-        tmp = RESULTS.with_suffix(".json.tmp")
-        tmp.write_text(json.dumps(saved, indent=1, sort_keys=True) + "\n")
-        tmp.replace(RESULTS)
+        write_json(saved, RESULTS, indent=1, sort_keys=True)
         update_readme(saved)
         req, ach = row.get("requested_mac_reduction"), row.get("achieved_mac_reduction")
         print(

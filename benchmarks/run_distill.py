@@ -1,8 +1,8 @@
 """Label-free compression: the VGG-style reference pruned with labels vs with the images alone.
 
-    python benchmarks/run_distill.py --runs labeled kl mse --threads 1      # default 2 + 2 epochs each
-    python benchmarks/run_distill.py --runs labeled kl_t1 --teacher-epochs 2 --tag _conv --threads 1
-    python benchmarks/run_distill.py --render-only
+    python -m benchmarks.run_distill --runs labeled kl mse --threads 1      # default 2 + 2 epochs each
+    python -m benchmarks.run_distill --runs labeled kl_t1 --teacher-epochs 2 --tag _conv --threads 1
+    python -m benchmarks.run_distill --render-only
 
 Every run is a full ``onnxprune.compress`` of models/fmnist_vgg.onnx at ``filter:0.5`` on Fashion-MNIST
 with the same seed and splits; the label-free runs withhold the labels from training (``labels=False``)
@@ -18,20 +18,20 @@ student that only imitates the dense model cannot.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
 from typing import Any
 
 from onnxprune.pipeline import TrainOptions, compress
-from onnxprune.report import environment
+from onnxprune.runtime.machine import environment
 
-ROOT = Path(__file__).resolve().parent
-MODEL = ROOT.parent / "models" / "fmnist_vgg.onnx"
-RESULTS = ROOT / "results" / "distill"
+from .common import MODELS, OUT, markdown_table, read_json, splice, write_json
+from .common import RESULTS as RESULTS_DIR
+
+MODEL = MODELS / "fmnist_vgg.onnx"
+RESULTS = RESULTS_DIR / "distill"
 BUNDLED = "fmnist_vgg.onnx"
-BEGIN, END = "<!-- distill-results:begin -->", "<!-- distill-results:end -->"
 
 # run name -> (labels used for training, TrainOptions distillation fields)
 RUNS: dict[str, tuple[bool, dict[str, Any]]] = {
@@ -47,7 +47,7 @@ def reference(args: argparse.Namespace) -> Path:
     """The model every run compresses: the bundled reference, or it trained ``--teacher-epochs`` more."""
     if not args.teacher_epochs:
         return MODEL
-    path = ROOT / "out" / "distill" / f"vgg_dense_plus{args.teacher_epochs}.onnx"
+    path = OUT / "distill" / f"vgg_dense_plus{args.teacher_epochs}.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         opts = TrainOptions(admm_epochs=0, finetune_epochs=args.teacher_epochs, threads=args.threads)
@@ -61,7 +61,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
     opts = TrainOptions(
         admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs, threads=args.threads, **distill
     )
-    out = ROOT / "out" / "distill"
+    out = OUT / "distill"
     out.mkdir(parents=True, exist_ok=True)
     model = reference(args)
     start = time.perf_counter()
@@ -87,7 +87,7 @@ def run_one(name: str, args: argparse.Namespace) -> dict[str, Any]:
         "agreement": r.fidelity.get("agreement"),
         "output_rel_error": r.fidelity.get("output_rel_error"),
         "conv_mac_reduction": r.totals["conv_mac_reduction"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "train_s": round(r.phases.get("train", 0.0), 1),
         "wall_s": round(time.perf_counter() - start, 1),
         "date": time.strftime("%Y-%m-%d"),
@@ -101,11 +101,19 @@ def table(rows: list[dict[str, Any]]) -> str:
         return r.get("reference", BUNDLED), r["epochs"]
 
     labeled = {key(r): r for r in rows if r["labels"] and not r["distill"].get("weight")}
-    lines = [
-        "| run | dense model (top-1) | training signal | epochs | top-1 pruned | vs labeled, same model "
-        "and epochs | agreement with dense | logits rel. error | conv MACs | train wall |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = (
+        "run",
+        "dense model (top-1)",
+        "training signal",
+        "epochs",
+        "top-1 pruned",
+        "vs labeled, same model and epochs",
+        "agreement with dense",
+        "logits rel. error",
+        "conv MACs",
+        "train wall",
+    )
+    body = []
     for r in rows:
         d = r["distill"]
         if not r["labels"]:
@@ -117,16 +125,25 @@ def table(rows: list[dict[str, Any]]) -> str:
         ref = labeled.get(key(r))
         delta = 100 * (r["pruned_top1"] - ref["pruned_top1"]) if ref else float("nan")
         err = next(iter(r["output_rel_error"].values()))
-        lines.append(
-            f"| {r['name']} | {key(r)[0]} ({100 * r['dense_top1']:.2f}%) | {signal} | {r['epochs']} "
-            f"| {100 * r['pruned_top1']:.2f}% | {delta:+.2f} pp | {100 * r['agreement']:.2f}% | {err:.3f} "
-            f"| {r['conv_mac_reduction']:.2f}x fewer | {r['train_s']:.0f} s |"
+        body.append(
+            [
+                r["name"],
+                f"{key(r)[0]} ({100 * r['dense_top1']:.2f}%)",
+                signal,
+                r["epochs"],
+                f"{100 * r['pruned_top1']:.2f}%",
+                f"{delta:+.2f} pp",
+                f"{100 * r['agreement']:.2f}%",
+                f"{err:.3f}",
+                f"{r['conv_mac_reduction']:.2f}x fewer",
+                f"{r['train_s']:.0f} s",
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(header, body)
 
 
 def render() -> None:
-    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    rows = [read_json(p) for p in sorted(RESULTS.glob("*.json"))]
     order = list(RUNS)
     rows.sort(
         key=lambda r: (
@@ -143,17 +160,12 @@ def render() -> None:
             for r in rows
         }
     )
-    block = (
-        f"{BEGIN}\nMeasured {'; '.join(machines)}. VGG-style reference at `filter:0.5`, seed 0, torch "
-        "threads 1, 10 000 Fashion-MNIST test images.\n\n"
-        f"{table(rows)}\n{END}"
+    splice(
+        "distill-results",
+        f"Measured {'; '.join(machines)}. VGG-style reference at `filter:0.5`, seed 0, torch "
+        f"threads 1, 10 000 Fashion-MNIST test images.\n\n{table(rows)}",
+        heading="Label-free compression (self-distillation)",
     )
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if BEGIN not in text:
-        text += f"\n## Label-free compression (self-distillation)\n\n{BEGIN}\n{END}\n"
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + block + text[end:])
 
 
 def main() -> None:
@@ -173,7 +185,7 @@ def main() -> None:
         RESULTS.mkdir(parents=True, exist_ok=True)
         for name in args.runs:
             row = run_one(name, args)
-            (RESULTS / f"{row['name']}.json").write_text(json.dumps(row, indent=2) + "\n")
+            write_json(row, RESULTS / f"{row['name']}.json")
     render()
 
 

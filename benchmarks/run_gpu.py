@@ -3,11 +3,11 @@
 
 On the GPU machine (see benchmarks/README.md, "GPU run", for the carry steps), from the repository root:
 
-    python3 benchmarks/run_gpu.py --out "$OUT"
+    python3 -m benchmarks.run_gpu --out "$OUT"
 
 Here, to check the script on the CPU (tiny training, CPU provider only, same code paths otherwise):
 
-    .venv/bin/python benchmarks/run_gpu.py --device cpu --quick --out /tmp/gpu-check
+    .venv/bin/python -m benchmarks.run_gpu --device cpu --quick --out /tmp/gpu-check
 
 Writes ``gpu.json`` (everything) and ``gpu.md`` (the tables) to ``--out``. Models: the VGG-style reference,
 its ``filter:R`` shapes for R in --ratios and, aligned to 8 channels, for R in --aligned (one-shot magnitude,
@@ -19,24 +19,21 @@ side at the large batch, with the default and the NHWC CUDA settings.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
-import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from onnxprune.pipeline import TrainOptions, compress
+from onnxprune.runtime.benchmark import bench
+from onnxprune.runtime.machine import environment
+from onnxprune.runtime.profiling import profile
 
-from onnxprune.bench import bench  # noqa: E402
-from onnxprune.pipeline import TrainOptions, compress  # noqa: E402
-from onnxprune.profiling import profile  # noqa: E402
-from onnxprune.report import environment  # noqa: E402
+from . import common
 
-DENSE = ROOT / "models" / "fmnist_vgg.onnx"
+DENSE = common.MODELS / "fmnist_vgg.onnx"
 CUDA_CONFIGS: dict[str, dict[str, str]] = {
     "default": {},
     "nhwc": {"prefer_nhwc": "1"},
@@ -86,7 +83,7 @@ def time_compress(device: str, out: Path, quick: bool) -> dict[str, Any]:
         "top1_dense": r.accuracy["dense_top1"] if r.accuracy else None,
         "top1_pruned": r.accuracy["pruned_top1"] if r.accuracy else None,
         "mac_reduction": r.totals["mac_reduction"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "torch_threads": os.cpu_count(),
     }
 
@@ -244,7 +241,7 @@ def main() -> None:
     result["profiles"] = profiles(
         [models[i] for i in chosen], [names[i] for i in chosen], args.device, batch, args.quick
     )
-    (out / "gpu.json").write_text(json.dumps(result, indent=2) + "\n")
+    common.write_json(result, out / "gpu.json")
     text = markdown(result)
     (out / "gpu.md").write_text(text + "\n")
     print(text)

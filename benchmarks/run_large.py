@@ -13,7 +13,7 @@ downloaded. Then, each in a fresh child process whose peak RSS (``ru_maxrss``) i
 
 Writes ``benchmarks/results/large.json`` (``large_over2gb.json`` with ``--over-2gb``) and prints a table.
 
-    .venv/bin/python benchmarks/run_large.py [--over-2gb] [--no-cli] [--keep DIR]
+    .venv/bin/python -m benchmarks.run_large [--over-2gb] [--no-cli] [--keep DIR]
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -35,8 +34,10 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-ROOT = Path(__file__).resolve().parent.parent
-RESULTS = ROOT / "benchmarks" / "results"
+from onnxprune.runtime.machine import cpu_model, environment
+
+from .common import RESULTS, ROOT
+
 INPUT = (1, 3, 32, 32)
 WIDTH = 8192  # Gemm width: one hidden Gemm is 256 MiB of float32
 
@@ -156,13 +157,13 @@ class _Phases:
 
 
 def child_surgery(model_path: Path, out: Path, sparsity: str, report: Path) -> None:
+    from onnxprune.config.sparsity import keep_counts, parse_sparsity
     from onnxprune.graph.analysis import analyze
     from onnxprune.graph.edit import prune_model, write_masked
     from onnxprune.graph.load import load_model, normalize, reshare
-    from onnxprune.graph.probe import channel_norms, magnitude_mask
     from onnxprune.graph.verify import verification_inputs, verify_pruned
     from onnxprune.io import save_model
-    from onnxprune.sparsity import keep_counts, parse_sparsity
+    from onnxprune.pipeline.prune import magnitude_masks
 
     assert "torch" not in sys.modules
     p = _Phases()
@@ -175,15 +176,10 @@ def child_surgery(model_path: Path, out: Path, sparsity: str, report: Path) -> N
     p.run("load", load)
     plan = p.run("analyze", lambda: analyze(state["norm"].model, INPUT))
 
-    def masks() -> dict[str, np.ndarray]:
-        keep = keep_counts(plan, parse_sparsity(sparsity))
-        base = state["norm"].model
-        return {
-            name: magnitude_mask(channel_norms(base, plan.group(name)), k, plan.group(name).cover_sets)
-            for name, k in keep.items()
-        }
-
-    m = p.run("masks", masks)
+    m = p.run(
+        "masks",
+        lambda: magnitude_masks(state["norm"].model, plan, keep_counts(plan, parse_sparsity(sparsity))),
+    )
     work = Path(tempfile.mkdtemp(prefix="large-masked-", dir=out.parent))
     try:
         masked = work / "masked.onnx"
@@ -236,7 +232,17 @@ def child_roundtrip(model_path: Path, out: Path, report: Path) -> None:
 # -- parent --------------------------------------------------------------------------------------------------
 def run_own_child(kind: str, model: Path, out: Path, report: Path, *extra: str) -> dict[str, Any]:
     """This script as a ``--child kind`` in a fresh process: its wall time, peak RSS and JSON report."""
-    argv = [sys.executable, __file__, "--child", kind, "--model", str(model), "--out", str(out)]
+    argv = [
+        sys.executable,
+        "-m",
+        "benchmarks.run_large",
+        "--child",
+        kind,
+        "--model",
+        str(model),
+        "--out",
+        str(out),
+    ]
     wall, peak, rc = run_child([*argv, *extra, "--report", str(report)])
     assert rc == 0, f"{kind} child failed ({rc})"
     return {"wall_s": wall, "peak_rss": peak, **json.loads(report.read_text())}
@@ -249,34 +255,6 @@ def run_child(argv: list[str]) -> tuple[float, float, int]:
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
     return time.perf_counter() - start, usage.ru_maxrss * 1024.0, proc.returncode
-
-
-def _versions() -> dict[str, str]:
-    import onnxruntime
-
-    out = {
-        "python": platform.python_version(),
-        "onnx": onnx.__version__,
-        "onnxruntime": onnxruntime.__version__,
-    }
-    out["numpy"] = np.__version__
-    try:
-        import importlib.metadata
-
-        out["torch"] = importlib.metadata.version("torch")
-    except Exception:
-        pass
-    return out
-
-
-def _cpu() -> str:
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout
-        return next(
-            line.split(":", 1)[1].strip() for line in text.splitlines() if line.startswith("Model name")
-        )
-    except Exception:
-        return platform.processor()
 
 
 def main() -> None:
@@ -365,10 +343,10 @@ def main() -> None:
 
     result = {
         "date": date.today().isoformat(),
-        "cpu": _cpu(),
+        "cpu": cpu_model(),
         "cores": os.cpu_count(),
-        "versions": _versions(),
-        "command": " ".join(["benchmarks/run_large.py", *sys.argv[1:]]),
+        "versions": environment(),
+        "command": " ".join(["python -m benchmarks.run_large", *sys.argv[1:]]),
         "model": {
             "hidden_gemms": hidden,
             "width": WIDTH,

@@ -1,7 +1,7 @@
 """ORT latency of the dense reference models and their pruned versions from run_core.py, on an idle machine.
 
-    python benchmarks/run_latency.py --arch vgg   # after run_core.py: results/latency_vgg_cpu.{json,png}
-    python benchmarks/run_latency.py --arch resnet
+    python -m benchmarks.run_latency --arch vgg   # after run_core.py: results/latency_vgg_cpu.{json,png}
+    python -m benchmarks.run_latency --arch resnet
 
 ``--ratios 0.5 0.7 0.9`` times one model per ratio with the architecture compress gives at that ratio
 (one-shot magnitude pruning, no training; built into benchmarks/out/ when missing): latency depends on the
@@ -14,24 +14,22 @@ of the file the first time).
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
-from onnxprune.bench import bench
 from onnxprune.pipeline import TrainOptions, compress
+from onnxprune.runtime.benchmark import bench
 
-ROOT = Path(__file__).resolve().parent
+from . import common
 
 
-def markers(arch: str) -> tuple[str, str]:
+def block_name(arch: str) -> str:
     """The VGG block keeps its original markers; other architectures get their own."""
-    tag = "latency-results" if arch == "vgg" else f"latency-results-{arch}"
-    return f"<!-- {tag}:begin -->", f"<!-- {tag}:end -->"
+    return "latency-results" if arch == "vgg" else f"latency-results-{arch}"
 
 
 def shape_model(dense: Path, arch: str, ratio: float) -> Path:
     """The model ``compress`` makes at ``filter:ratio`` with one-shot magnitude pruning and no training."""
-    path = ROOT / "out" / f"{arch}_filter{ratio:g}_shape.onnx"
+    path = common.OUT / f"{arch}_filter{ratio:g}_shape.onnx"
     if not path.exists():
         path.parent.mkdir(parents=True, exist_ok=True)
         opts = TrainOptions(finetune_epochs=0)
@@ -55,13 +53,15 @@ def main() -> None:
     ap.add_argument("--threads", type=int, help="ORT intra-op threads (default: ORT's)")
     ap.add_argument("--ratios", type=float, nargs="+", help="time untrained models of these filter ratios")
     args = ap.parse_args()
-    dense = ROOT.parent / "models" / f"fmnist_{args.arch}.onnx"
+    dense = common.MODELS / f"fmnist_{args.arch}.onnx"
     if args.ratios:
         pruned = [shape_model(dense, args.arch, r) for r in args.ratios]
     else:
-        pruned = sorted((ROOT / "out").glob(f"{args.arch}_filter*_admm.onnx"))
+        pruned = sorted(common.OUT.glob(f"{args.arch}_filter*_admm.onnx"))
     if not pruned:
-        raise SystemExit(f"no pruned {args.arch} models in benchmarks/out: run benchmarks/run_core.py first")
+        raise SystemExit(
+            f"no pruned {args.arch} models in benchmarks/out: run python -m benchmarks.run_core first"
+        )
     names = ["dense"] + [p.stem.replace(f"{args.arch}_", "") for p in pruned]
     report = bench(
         [dense, *pruned],
@@ -71,20 +71,11 @@ def main() -> None:
         threads=args.threads,
         names=names,
     )
-    results = ROOT / "results"
-    results.mkdir(exist_ok=True)
-    (results / f"latency_{args.arch}_cpu.json").write_text(json.dumps(report.to_dict(), indent=2) + "\n")
-    report.plot(results / f"latency_{args.arch}_cpu.png")
+    common.write_json(report.to_dict(), common.RESULTS / f"latency_{args.arch}_cpu.json")
+    report.plot(common.RESULTS / f"latency_{args.arch}_cpu.png")
     text = report.format_table(machine=True)
     print(text)
-    readme = ROOT / "README.md"
-    body = readme.read_text()
-    begin, end_marker = markers(args.arch)
-    block = f"{begin}\n```\n{text}\n```\n![latency](results/latency_{args.arch}_cpu.png)\n{end_marker}"
-    if begin not in body:
-        body = body.rstrip("\n") + f"\n\n{begin}\n{end_marker}\n"
-    start, end = body.index(begin), body.index(end_marker) + len(end_marker)
-    readme.write_text(body[:start] + block + body[end:])
+    common.splice(block_name(args.arch), f"```\n{text}\n```\n![latency](results/latency_{args.arch}_cpu.png)")
 
 
 if __name__ == "__main__":

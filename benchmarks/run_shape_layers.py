@@ -1,33 +1,31 @@
 """One shape-pruned Conv, dense with zeros vs its lowered im2col form, on ORT CPU.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/run_shape_layers.py            # ~2 min, 1 ORT thread
+    python -m benchmarks.run_shape_layers            # ~2 min, 1 ORT thread
 
 The VGG-style reference's conv shapes (3x3, pad 1: 24 ch at 28x28, 48 ch at 14x14, 96 ch at 7x7) with
 random weights, the columns of smallest norm zeroed to keep 50 %, 30 % or 10 % of them, timed at batch 1
-and 32 (interleaved blocks, median; :func:`onnxprune.bench.bench`). Writes
+and 32 (interleaved blocks, median; :func:`onnxprune.runtime.benchmark.bench`). Writes
 benchmarks/results/structures/shape_layers.json and the table between the shape-layers markers of
 benchmarks/README.md. Where the lowered form wins, and by how much, is what the per-model choice of
-``compress`` (:mod:`onnxprune.forms`) rests on.
+``compress`` (:mod:`onnxprune.runtime.forms`) rests on.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxprune.bench import bench
 from onnxprune.graph.lowered import lower_model
 from onnxprune.graph.verify import compare_models
+from onnxprune.runtime.benchmark import bench
 
-ROOT = Path(__file__).resolve().parent
-BEGIN, END = "<!-- shape-layers:begin -->", "<!-- shape-layers:end -->"
+from . import common
+
 LAYERS = [(24, 28), (48, 14), (96, 7)]  # channels (in = out), spatial size
 KEEPS = (0.5, 0.3, 0.1)
 
@@ -92,22 +90,26 @@ def table(rows: list[dict[str, Any]], meta: dict[str, Any]) -> str:
     head = (
         f"Measured {meta['date']} ({meta['cpu']}, {meta['threads']} ORT thread, machine shared with other "
         f"jobs; onnxruntime {meta['onnxruntime']}). Median ms, dense with zeros → lowered (speedup).\n\n"
-        "| layer | columns kept | nodes (lowered) | MACs dense → lowered | b1 ms | b32 ms | "
-        "lowered ≡ dense |\n"
-        "|---|---|---|---|---|---|---|\n"
     )
+    header = ("layer", "columns kept", "nodes (lowered)", "MACs dense → lowered", "b1 ms", "b32 ms")
 
     def cell(r: dict[str, Any], b: str) -> str:
         d, lo = r["ms"][b]["dense"], r["ms"][b]["lowered"]
         return f"{d:.3f} → {lo:.3f} ({d / lo:.2f}x)"
 
-    lines = [
-        f"| {r['layer']} | {r['columns']}/{r['of']} ({100 * r['keep']:.0f} %) | {r['nodes']} | "
-        f"{r['macs_dense'] / 1e6:.2f} M → {r['macs_lowered'] / 1e6:.2f} M | {cell(r, 'b1')} | "
-        f"{cell(r, 'b32')} | {r['rel_error']:.1e} |"
+    body = [
+        [
+            r["layer"],
+            f"{r['columns']}/{r['of']} ({100 * r['keep']:.0f} %)",
+            r["nodes"],
+            f"{r['macs_dense'] / 1e6:.2f} M → {r['macs_lowered'] / 1e6:.2f} M",
+            cell(r, "b1"),
+            cell(r, "b32"),
+            f"{r['rel_error']:.1e}",
+        ]
         for r in rows
     ]
-    return head + "\n".join(lines)
+    return head + common.markdown_table((*header, "lowered ≡ dense"), body)
 
 
 def main() -> None:
@@ -116,14 +118,14 @@ def main() -> None:
     p.add_argument("--repeats", type=int, default=60)
     p.add_argument("--render-only", action="store_true")
     args = p.parse_args()
-    out = ROOT / "results" / "structures" / "shape_layers.json"
+    out = common.RESULTS / "structures" / "shape_layers.json"
     if args.render_only:
-        saved = json.loads(out.read_text())
+        saved = common.read_json(out)
         rows, meta = saved["rows"], saved["meta"]
     else:
         import onnxruntime
 
-        from onnxprune.bench import cpu_model
+        from onnxprune.runtime.machine import cpu_model
 
         rows = measure(args.threads, args.repeats)
         meta = {
@@ -132,12 +134,8 @@ def main() -> None:
             "threads": args.threads,
             "onnxruntime": onnxruntime.__version__,
         }
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    readme.write_text(text[:start] + "\n" + table(rows, meta) + "\n" + text[end:])
+        common.write_json({"meta": meta, "rows": rows}, out)
+    common.splice("shape-layers", table(rows, meta))
 
 
 if __name__ == "__main__":

@@ -4,7 +4,7 @@
 # machine); full reports and models to benchmarks/out/structures/; the summarizer writes
 # benchmarks/results/structures/ and the table:
 #   bash benchmarks/run_structures.sh [all|element|channel]
-#   python benchmarks/summarize_structures.py
+#   python -m benchmarks.summarize_structures
 # Usage: run_structures.sh [all|element|shape]   (shape: shape:0.5, 0.7 and 0.9, one at a time, so the
 # dense-vs-lowered timing of each run is not disturbed by the other run's training)
 set -euo pipefail

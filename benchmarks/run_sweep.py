@@ -1,9 +1,9 @@
 """Accuracy vs filter sparsity on the VGG-style reference: ADAM-ADMM vs one-shot magnitude, same epoch budget.
 
-    python benchmarks/run_sweep.py --threads 1                   # all levels, both methods (~70 min)
-    python benchmarks/run_sweep.py --ratios 0.7 --methods magnitude   # one cell
-    python benchmarks/run_sweep.py --seeds 1 2 --threads 1       # the same cells with two more seeds
-    python benchmarks/run_sweep.py --render-only                 # table and plots from results/sweep.json
+    python -m benchmarks.run_sweep --threads 1                   # all levels, both methods (~70 min)
+    python -m benchmarks.run_sweep --ratios 0.7 --methods magnitude   # one cell
+    python -m benchmarks.run_sweep --seeds 1 2 --threads 1       # the same cells with two more seeds
+    python -m benchmarks.run_sweep --render-only                 # table and plots from results/sweep.json
 
 Every cell is one ``onnxprune.compress`` of models/fmnist_vgg.onnx on Fashion-MNIST with the same total
 training budget: ADMM runs ``--admm-epochs`` + ``--finetune-epochs`` (default 1 + 1), magnitude pruning runs
@@ -32,16 +32,16 @@ import statistics
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 from onnxprune.pipeline import TrainOptions, compress
-from onnxprune.report import environment
+from onnxprune.runtime.machine import environment
 
-ROOT = Path(__file__).resolve().parent
-MODEL = ROOT.parent / "models" / "fmnist_vgg.onnx"
-RESULTS = ROOT / "results" / "sweep.json"
-BEGIN, END = "<!-- sweep-results:begin -->", "<!-- sweep-results:end -->"
+from .common import MODELS, OUT, markdown_table, read_json, splice, write_json
+from .common import RESULTS as RESULTS_DIR
+
+MODEL = MODELS / "fmnist_vgg.onnx"
+RESULTS = RESULTS_DIR / "sweep.json"
 DEFAULT_RATIOS = (0.7, 0.9, 0.3, 0.5, 0.8)
 
 
@@ -58,7 +58,7 @@ def run_cell(
         opts = TrainOptions(admm_epochs=admm_epochs, finetune_epochs=finetune_epochs, threads=threads)
     else:  # same total budget, all of it masked fine-tuning after the one-shot projection
         opts = TrainOptions(admm_epochs=0, finetune_epochs=admm_epochs + finetune_epochs, threads=threads)
-    out = ROOT / "out" / "sweep"
+    out = OUT / "sweep"
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     r = compress(
@@ -85,7 +85,7 @@ def run_cell(
         "param_reduction": r.totals["param_reduction"],
         "bytes": r.totals["bytes_after"],
         "bytes_original": r.totals["bytes_before"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "speedup_under_load": speed,
         "wall_s": round(time.perf_counter() - start, 1),
         "date": time.strftime("%Y-%m-%d"),
@@ -94,7 +94,7 @@ def run_cell(
 
 
 def load() -> dict[str, Any]:
-    return json.loads(RESULTS.read_text()) if RESULTS.exists() else {"runs": []}
+    return read_json(RESULTS, {"runs": []})  # type: ignore[no-any-return]
 
 
 @contextmanager
@@ -113,14 +113,12 @@ def save(row: dict[str, Any]) -> None:
     saved = load()
     rows = {r["name"]: r for r in saved["runs"]} | {row["name"]: row}
     ordered = sorted(rows.values(), key=lambda r: (r["ratio"], r["method"], r.get("seed", 0)))
-    tmp = RESULTS.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps({"environment": environment(), "runs": ordered}, indent=2) + "\n")
-    tmp.replace(RESULTS)
+    write_json({"environment": environment(), "runs": ordered}, RESULTS)
 
 
 def idle_speedups() -> dict[float, dict[str, float]]:
     """Speedups by filter ratio from run_latency.py's idle-machine timing (model names ``filterR_shape``)."""
-    path = ROOT / "results" / "latency_vgg_cpu.json"
+    path = RESULTS_DIR / "latency_vgg_cpu.json"
     if not path.exists():
         return {}
     out: dict[float, dict[str, float]] = {}
@@ -151,12 +149,22 @@ def mean_sd(values: list[float]) -> str:
 
 
 def table(rows: list[dict[str, Any]], idle: dict[float, dict[str, float]]) -> str:
-    lines = [
-        "| filter ratio | method | epochs | top-1 (mean ± sd) | seeds: top-1 | vs dense original "
-        "| vs dense, same epochs | MACs | params | file "
-        "| verify err (max) | ORT CPU b1 / b32 | b1 / b32 speedup ÷ MAC red. |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = (
+        "filter ratio",
+        "method",
+        "epochs",
+        "top-1 (mean ± sd)",
+        "seeds: top-1",
+        "vs dense original",
+        "vs dense, same epochs",
+        "MACs",
+        "params",
+        "file",
+        "verify err (max)",
+        "ORT CPU b1 / b32",
+        "b1 / b32 speedup ÷ MAC red.",
+    )
+    body = []
     groups = cells(rows)
     dense = groups.get((0.0, "magnitude"))
     dense_same = statistics.fmean(top1s(dense)) if dense else None
@@ -170,24 +178,37 @@ def table(rows: list[dict[str, Any]], idle: dict[float, dict[str, float]]) -> st
         mean = statistics.fmean(acc)
         same = f"{mean - dense_same:+.2f} pp" if dense_same is not None else "—"
         seeds = ", ".join(f"{r.get('seed', 0)}: {a:.2f}" for r, a in zip(group, acc, strict=True))
-        lines.append(
-            f"| {ratio:g} | {method if ratio > 0 else 'dense'} | {first['epochs']} "
-            f"| {mean_sd(acc)} | {seeds} "
-            f"| {mean - 100 * first['dense_top1']:+.2f} pp | {same} "
-            f"| {red:.2f}x fewer | {first['param_reduction']:.2f}x fewer "
-            f"| {first['bytes'] / 1e6:.3f} MB "
-            f"| {max(r['verify_max_rel_error'] for r in group):.1e} | {lat} | {eff} |"
+        body.append(
+            [
+                f"{ratio:g}",
+                method if ratio > 0 else "dense",
+                first["epochs"],
+                mean_sd(acc),
+                seeds,
+                f"{mean - 100 * first['dense_top1']:+.2f} pp",
+                same,
+                f"{red:.2f}x fewer",
+                f"{first['param_reduction']:.2f}x fewer",
+                f"{first['bytes'] / 1e6:.3f} MB",
+                f"{max(r['verify_max_rel_error'] for r in group):.1e}",
+                lat,
+                eff,
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(header, body)
 
 
 def paired_table(rows: list[dict[str, Any]]) -> str:
     """ADMM − magnitude top-1 per ratio, paired by seed (same seed = same split and batch order)."""
     groups = cells(rows)
-    lines = [
-        "| filter ratio | MAC red. | ADMM − magnitude, mean ± sd (pp) | per seed (pp) | ADMM ahead in |",
-        "|---|---|---|---|---|",
-    ]
+    header = (
+        "filter ratio",
+        "MAC red.",
+        "ADMM − magnitude, mean ± sd (pp)",
+        "per seed (pp)",
+        "ADMM ahead in",
+    )
+    body = []
     for ratio in sorted({r for r, _ in groups if r > 0}):
         admm = {r.get("seed", 0): 100 * r["pruned_top1"] for r in groups.get((ratio, "admm"), [])}
         mag = {r.get("seed", 0): 100 * r["pruned_top1"] for r in groups.get((ratio, "magnitude"), [])}
@@ -199,11 +220,16 @@ def paired_table(rows: list[dict[str, Any]]) -> str:
         red = groups[(ratio, "admm")][0]["mac_reduction"]
         per_seed = ", ".join(f"{s}: {d:+.2f}" for s, d in zip(seeds, diffs, strict=True))
         ahead = sum(d > 0 for d in diffs)
-        lines.append(
-            f"| {ratio:g} | {red:.1f}x | {statistics.fmean(diffs):+.2f}{spread} | {per_seed} "
-            f"| {ahead} of {len(diffs)} seeds |"
+        body.append(
+            [
+                f"{ratio:g}",
+                f"{red:.1f}x",
+                f"{statistics.fmean(diffs):+.2f}{spread}",
+                per_seed,
+                f"{ahead} of {len(diffs)} seeds",
+            ]
         )
-    return "\n".join(lines)
+    return markdown_table(header, body)
 
 
 def plots(rows: list[dict[str, Any]]) -> None:
@@ -237,7 +263,7 @@ def plots(rows: list[dict[str, Any]]) -> None:
     ax.set_title(f"VGG-style, Fashion-MNIST (mean ± sd over up to {n_seeds} seeds)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(ROOT / "results" / "sweep_accuracy.png", dpi=110)
+    fig.savefig(RESULTS_DIR / "sweep_accuracy.png", dpi=110)
     plt.close(fig)
 
 
@@ -262,7 +288,7 @@ def speedup_plot(rows: list[dict[str, Any]], idle: dict[float, dict[str, float]]
     ax.set_ylabel("speedup (x)")
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(ROOT / "results" / "sweep_speedup.png", dpi=110)
+    fig.savefig(RESULTS_DIR / "sweep_speedup.png", dpi=110)
     plt.close(fig)
 
 
@@ -271,21 +297,16 @@ def render() -> None:
     rows, idle = saved["runs"], idle_speedups()
     env = saved.get("environment", environment())
     measured = "; ".join(sorted({f"{r['date']} on {r['cpu']}" for r in rows}))
-    block = (
-        f"{BEGIN}\nMeasured {measured}, Python {env['python']}, torch {env.get('torch', '-')}, onnx "
+    splice(
+        "sweep-results",
+        f"Measured {measured}, Python {env['python']}, torch {env.get('torch', '-')}, onnx "
         f"{env['onnx']}, onnxruntime {env['onnxruntime']}; training with 1 torch thread, top-1 by ORT on the "
         "10k test images. Speedups: `run_latency.py --ratios` (settings in results/latency_vgg_cpu.json).\n\n"
         f"{table(rows, idle)}\n\n"
         f"ADMM − magnitude at the same budget, paired by seed:\n\n{paired_table(rows)}\n\n"
         "![accuracy](results/sweep_accuracy.png) "
-        f"![speedup](results/sweep_speedup.png)\n{END}"
+        "![speedup](results/sweep_speedup.png)",
     )
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if BEGIN not in text:
-        text += f"\n{BEGIN}\n{END}\n"
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + block + text[end:])
     if rows:
         plots(rows)
         speedup_plot(rows, idle)

@@ -1,7 +1,7 @@
 """MAC budget: ``--target-macs F`` vs a uniform ``filter:R`` with the same MACs, on the two references.
 
-    python benchmarks/run_target_macs.py --target 0.3 --jobs 2      # 4 compress runs, 1 + 1 epochs each
-    python benchmarks/run_target_macs.py --render-only
+    python -m benchmarks.run_target_macs --target 0.3 --jobs 2      # 4 compress runs, 1 + 1 epochs each
+    python -m benchmarks.run_target_macs --render-only
 
 For each of models/fmnist_vgg.onnx and models/fmnist_resnet.onnx: one ``onnxprune compress
 --target-macs F`` run, and one ``--sparsity filter:R`` run where R is the uniform ratio whose MAC fraction
@@ -14,26 +14,24 @@ benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
-import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from onnxprune.config.sparsity import keep_counts, parse_sparsity
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import load_model, normalize
 from onnxprune.graph.macmodel import mac_model
 from onnxprune.graph.macs import count_costs
-from onnxprune.sparsity import keep_counts, parse_sparsity
 
-ROOT = Path(__file__).resolve().parent
-MODELS = {name: ROOT.parent / "models" / f"fmnist_{name}.onnx" for name in ("vgg", "resnet")}
-RESULTS = ROOT / "results" / "target_macs"
-OUT = ROOT / "out" / "target_macs"
+from . import common
+
+MODELS = {name: common.MODELS / f"fmnist_{name}.onnx" for name in ("vgg", "resnet")}
+RESULTS = common.RESULTS / "target_macs"
+OUT = common.OUT / "target_macs"
 SHAPE = (1, 1, 28, 28)
-BEGIN, END = "<!-- target-macs-results:begin -->", "<!-- target-macs-results:end -->"
 
 
 def uniform_ratio(model: Path, target: float) -> tuple[float, float]:
@@ -51,36 +49,19 @@ def run_one(name: str, kind: str, target: float, ratio: float, args: argparse.Na
     stem = f"{name}_{kind}"
     report = OUT / f"{stem}.report.json"
     spec = ["--target-macs", f"{target:g}"] if kind == "budget" else ["--sparsity", f"filter:{ratio:g}"]
-    cmd = [
-        sys.executable,
-        "-m",
-        "onnxprune",
-        "compress",
-        str(MODELS[name]),
-        *spec,
-        "-o",
-        str(OUT / f"{stem}.onnx"),
-        "--threads",
-        "1",
-        "--admm-epochs",
-        str(args.admm_epochs),
-        "--finetune-epochs",
-        str(args.finetune_epochs),
-        "-q",
-        "--no-bench",
-        "--report",
-        str(report),
-    ]
+    cmd = common.compress_argv(MODELS[name], *spec, "-o", str(OUT / f"{stem}.onnx"), "--threads", "1")
+    cmd += ["--admm-epochs", str(args.admm_epochs), "--finetune-epochs", str(args.finetune_epochs)]
+    cmd += ["-q", "--no-bench", "--report", str(report)]
     if args.max_samples:
         cmd += ["--max-samples", str(args.max_samples)]
     if not args.collect:
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+        common.run_child(cmd, check=True, stdout=subprocess.DEVNULL)
     return row(name, kind, target, report, args)
 
 
 def row(name: str, kind: str, target: float, report: Path, args: argparse.Namespace) -> dict[str, Any]:
     """The results line of one run, from its compress report."""
-    r = json.loads(report.read_text())
+    r = common.read_json(report)
     t, acc, budget = r["totals"], r["accuracy"] or {}, r.get("budget") or {}
     return {
         "model": name,
@@ -107,11 +88,18 @@ def row(name: str, kind: str, target: float, report: Path, args: argparse.Namesp
 
 
 def table(rows: list[dict[str, Any]]) -> str:
-    lines = [
-        "| model | run | MACs kept (target) | params kept | top-1 pruned (dense) | vs uniform "
-        "| kept channels per group | probe | wall |",
-        "|---|---|---|---|---|---|---|---|---|",
-    ]
+    header = (
+        "model",
+        "run",
+        "MACs kept (target)",
+        "params kept",
+        "top-1 pruned (dense)",
+        "vs uniform",
+        "kept channels per group",
+        "probe",
+        "wall",
+    )
+    body = []
     uniform = {r["model"]: r for r in rows if r["kind"] == "uniform"}
     for r in rows:
         ref = uniform.get(r["model"])
@@ -120,21 +108,28 @@ def table(rows: list[dict[str, Any]]) -> str:
         run = "`--target-macs " + f"{r['target_macs']:g}`" if r["kind"] == "budget" else f"`{r['spec']}`"
         if r.get("max_samples"):
             run += f" (`--max-samples {r['max_samples']}`: {r['test_samples']} test images)"
-        lines.append(
-            f"| {r['model']} | {run} | {r['mac_fraction']:.3f} ({r['target_macs']:g}) "
-            f"| {r['params_fraction']:.3f} | {100 * r['pruned_top1']:.2f}% ({100 * r['dense_top1']:.2f}%) "
-            f"| {delta} | {', '.join(v.split('/')[0] for v in r['kept'].values())} | {probe} "
-            f"| {r['wall_s'] / 60:.1f} min |"
+        body.append(
+            [
+                r["model"],
+                run,
+                f"{r['mac_fraction']:.3f} ({r['target_macs']:g})",
+                f"{r['params_fraction']:.3f}",
+                f"{100 * r['pruned_top1']:.2f}% ({100 * r['dense_top1']:.2f}%)",
+                delta,
+                ", ".join(v.split("/")[0] for v in r["kept"].values()),
+                probe,
+                f"{r['wall_s'] / 60:.1f} min",
+            ]
         )
-    return "\n".join(lines)
+    return common.markdown_table(header, body)
 
 
 def render() -> None:
-    rows = [json.loads(p.read_text()) for p in sorted(RESULTS.glob("*.json"))]
+    rows = [common.read_json(p) for p in sorted(RESULTS.glob("*.json"))]
     rows.sort(key=lambda r: (list(MODELS).index(r["model"]), r["kind"] != "budget"))
     env = rows[0]["environment"]
     block = (
-        f"{BEGIN}\nMeasured {rows[0]['date']} on a 2-core VM shared with other jobs (CPU: {env['cpu']}), "
+        f"Measured {rows[0]['date']} on a 2-core VM shared with other jobs (CPU: {env['cpu']}), "
         f"python {env['python']}, torch {env.get('torch')}, onnxruntime {env['onnxruntime']}, onnx "
         f"{env['onnx']}; `--threads 1 --admm-epochs 1 --finetune-epochs 1 --no-bench`, seed 0, Fashion-MNIST "
         "(top-1 on the 10 000 test images unless the row says otherwise: `--max-samples` caps the test "
@@ -146,14 +141,9 @@ def render() -> None:
         "and wall times were taken with 2-4 other training jobs on the same 2 cores (load average ~8), so "
         "they are upper bounds. One seed per run: differences of a few tenths of a point are within "
         "run-to-run noise.\n\n"
-        f"{table(rows)}\n{END}"
+        f"{table(rows)}"
     )
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    if BEGIN not in text:
-        text += f"\n## MAC budget (`--target-macs`)\n\n{BEGIN}\n{END}\n"
-    start, end = text.index(BEGIN), text.index(END) + len(END)
-    readme.write_text(text[:start] + block + text[end:])
+    common.splice("target-macs-results", block, heading="MAC budget (`--target-macs`)")
 
 
 def main() -> None:
@@ -178,7 +168,7 @@ def main() -> None:
         def go(run: tuple[str, str]) -> None:
             name, kind = run
             row = run_one(name, kind, args.target, ratios[name][0], args)
-            (RESULTS / f"{name}_{kind}.json").write_text(json.dumps(row, indent=2) + "\n")
+            common.write_json(row, RESULTS / f"{name}_{kind}.json")
             print(f"{name} {kind}: MACs {row['mac_fraction']:.4f}, top-1 {row['pruned_top1']}", flush=True)
 
         with ThreadPoolExecutor(max_workers=args.jobs) as pool:

@@ -1,6 +1,6 @@
 """Summaries of the sparsity-structure runs of benchmarks/run_structures.sh (element and channel).
 
-    python benchmarks/summarize_structures.py     # reads benchmarks/out/structures/*.report.json
+    python -m benchmarks.summarize_structures     # reads benchmarks/out/structures/*.report.json
 
 Writes one compact JSON per run to benchmarks/results/structures/ and the tables between the markers of
 benchmarks/README.md ("Sparsity structures" for irregular, N:M and channel-wise, "Shape-wise sparsity" for
@@ -11,14 +11,11 @@ stay in the tables with their own date.
 from __future__ import annotations
 
 import argparse
-import json
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent
-BEGIN, END = "<!-- structures-results:begin -->", "<!-- structures-results:end -->"
-SHAPE_BEGIN, SHAPE_END = "<!-- shape-results:begin -->", "<!-- shape-results:end -->"
+from . import common
 
 
 def summarize(report: dict[str, Any], name: str) -> dict[str, Any]:
@@ -113,10 +110,11 @@ def table(rows: list[dict[str, Any]]) -> str:
         + "; ".join(f"{', '.join(sorted(dates))} on {text}" for text, dates in envs.items())
         + " (CPU provider, default threads). Latency: ORT CPU median ms, dense original → exported model "
         "(element rows: the same dense kernels; channel rows: a physically smaller model).\n\n"
-        "| run | date | epochs | top-1 dense | top-1 pruned | drop (pp) | zeros in pruned weights | "
-        "MACs of the exported model | effective non-zero MACs | params (non-zero) | file dense | "
-        "file sparse-stored | ORT CPU b1 ms | ORT CPU b32 ms | verify err | training | wall |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    header = (
+        *("run", "date", "epochs", "top-1 dense", "top-1 pruned", "drop (pp)", "zeros in pruned weights"),
+        *("MACs of the exported model", "effective non-zero MACs", "params (non-zero)", "file dense"),
+        *("file sparse-stored", "ORT CPU b1 ms", "ORT CPU b32 ms", "verify err", "training", "wall"),
     )
 
     def zeros(r: dict[str, Any]) -> str:
@@ -131,17 +129,18 @@ def table(rows: list[dict[str, Any]]) -> str:
         return f"{v / 1e6:.3f} MB" if v else "–"
 
     rows = [r for r in rows if "shape" not in r]
-    lines = [
-        f"| {r['name']} | {r['date']} | {r['epochs']} | {100 * r['dense_top1']:.2f}% | "
-        f"{100 * r['pruned_top1']:.2f}% | {r['drop_pp']:+.2f} | {zeros(r)} | "
-        f"{r['macs_dense'] / 1e6:.2f} M | {r['effective_macs'] / 1e6:.2f} M | "
-        f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k | "
-        f"{mb(r['bytes_dense'])} | {mb(r['bytes_sparse_stored'])} | "
-        f"{_latency(r, 'b1')} | {_latency(r, 'b32')} | "
-        f"{r['verify_max_rel_error']:.1e} | {training(r)} | {r['wall_s']:.0f} s |"
+    body = [
+        [
+            *(r["name"], r["date"], r["epochs"], f"{100 * r['dense_top1']:.2f}%"),
+            *(f"{100 * r['pruned_top1']:.2f}%", f"{r['drop_pp']:+.2f}", zeros(r)),
+            *(f"{r['macs_dense'] / 1e6:.2f} M", f"{r['effective_macs'] / 1e6:.2f} M"),
+            f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k",
+            *(mb(r["bytes_dense"]), mb(r["bytes_sparse_stored"]), _latency(r, "b1"), _latency(r, "b32")),
+            *(f"{r['verify_max_rel_error']:.1e}", training(r), f"{r['wall_s']:.0f} s"),
+        ]
         for r in rows
     ]
-    return head + "\n".join(lines)
+    return head + common.markdown_table(header, body)
 
 
 def shape_table(rows: list[dict[str, Any]]) -> str:
@@ -157,60 +156,59 @@ def shape_table(rows: list[dict[str, Any]]) -> str:
         "form's MACs). Latency: ORT CPU median ms; 'dense form' / 'lowered form' are the two exported forms "
         "timed against each other by `compress` (the choice), 'original → written' the report's comparison "
         "of the unpruned model with the written one (a separate run of the benchmark).\n\n"
-        "| run | top-1 dense → pruned | MACs original → written | effective MACs | params (non-zero) | "
-        "file (written) | dead channels / removed | b1 ms: dense form / lowered form | "
-        "b32 ms: dense form / lowered form | chosen | b1 ms original → written | b32 ms original → written | "
-        "verify err (pruned ≡ masked / lowered ≡ dense) |\n"
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n"
+    )
+    header = (
+        *("run", "top-1 dense → pruned", "MACs original → written", "effective MACs", "params (non-zero)"),
+        *("file (written)", "dead channels / removed", "b1 ms: dense form / lowered form"),
+        *("b32 ms: dense form / lowered form", "chosen", "b1 ms original → written"),
+        *("b32 ms original → written", "verify err (pruned ≡ masked / lowered ≡ dense)"),
     )
 
     def forms(r: dict[str, Any], b: int) -> str:
         t = r["shape"]["timings_ms"]
         return f"{t['dense'][str(b)]:.3f} / {t['lowered'][str(b)]:.3f}" if t else "–"
 
-    lines = []
+    body = []
     for r in rows:
         sh = r["shape"]
         low_err = sh["lowered_rel_error"]
-        lines.append(
-            f"| {r['name']} ({r['epochs']}) | {100 * r['dense_top1']:.2f}% → {100 * r['pruned_top1']:.2f}% | "
-            f"{r['macs_original'] / 1e6:.2f} M → {sh['macs_written'] / 1e6:.2f} M | "
-            f"{r['effective_macs'] / 1e6:.2f} M | "
-            f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k | "
-            f"{sh['bytes'][sh['chosen']] / 1e6:.3f} MB | "
-            f"{sh['dead_channels']} / {sh['dead_channels_removed']} | "
-            f"{forms(r, 1)} | {forms(r, 32)} | "
-            f"**{sh['chosen']}** | {_latency(r, 'b1')} | {_latency(r, 'b32')} | "
-            f"{r['verify_max_rel_error']:.1e} / " + (f"{low_err:.1e} |" if low_err is not None else "– |")
+        body.append(
+            [
+                f"{r['name']} ({r['epochs']})",
+                f"{100 * r['dense_top1']:.2f}% → {100 * r['pruned_top1']:.2f}%",
+                f"{r['macs_original'] / 1e6:.2f} M → {sh['macs_written'] / 1e6:.2f} M",
+                f"{r['effective_macs'] / 1e6:.2f} M",
+                f"{r['params_nonzero'] / 1e3:.1f} k of {r['params'] / 1e3:.1f} k",
+                f"{sh['bytes'][sh['chosen']] / 1e6:.3f} MB",
+                f"{sh['dead_channels']} / {sh['dead_channels_removed']}",
+                *(forms(r, 1), forms(r, 32), f"**{sh['chosen']}**", _latency(r, "b1"), _latency(r, "b32")),
+                f"{r['verify_max_rel_error']:.1e} / " + (f"{low_err:.1e}" if low_err is not None else "–"),
+            ]
         )
-    return head + "\n".join(lines)
+    return head + common.markdown_table(header, body)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__)
-    p.add_argument("--reports", type=Path, default=ROOT / "out" / "structures")
-    p.add_argument("--results", type=Path, default=ROOT / "results" / "structures")
+    p.add_argument("--reports", type=Path, default=common.OUT / "structures")
+    p.add_argument("--results", type=Path, default=common.RESULTS / "structures")
     args = p.parse_args()
     args.results.mkdir(parents=True, exist_ok=True)
     # saved rows first (runs whose full reports are not here any more), then the fresh reports
     by_name: dict[str, dict[str, Any]] = {}
     for path in sorted(args.results.glob("*.json")):
-        saved = json.loads(path.read_text())
+        saved = common.read_json(path)
         if "name" in saved and "ort_cpu_ms" in saved:
             by_name[saved["name"]] = saved
     for path in sorted(args.reports.glob("*.report.json")):
         name = path.name.removesuffix(".report.json")
-        row = summarize(json.loads(path.read_text()), name)
+        row = summarize(common.read_json(path), name)
         row["date"] = datetime.fromtimestamp(path.stat().st_mtime, UTC).strftime("%Y-%m-%d")
-        (args.results / f"{name}.json").write_text(json.dumps(row, indent=2) + "\n")
+        common.write_json(row, args.results / f"{name}.json")
         by_name[name] = row
     rows = [by_name[name] for name in sorted(by_name)]
-    readme = ROOT / "README.md"
-    text = readme.read_text()
-    start, end = text.index(BEGIN) + len(BEGIN), text.index(END)
-    text = text[:start] + "\n" + table(rows) + "\n" + text[end:]
-    start, end = text.index(SHAPE_BEGIN) + len(SHAPE_BEGIN), text.index(SHAPE_END)
-    readme.write_text(text[:start] + "\n" + shape_table(rows) + "\n" + text[end:])
+    common.splice("structures-results", table(rows))
+    common.splice("shape-results", shape_table(rows))
 
 
 if __name__ == "__main__":

@@ -16,8 +16,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from .config.gates import GateError, Gates
+from .config.settings import TrainOptions
 from .errors import (
     DataError,
+    DependencyError,
     InvalidModelError,
     OnnxPruneError,
     OutputError,
@@ -25,23 +28,14 @@ from .errors import (
     UnsupportedModelError,
     VerificationError,
 )
-from .gates import GateError, Gates
 
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
-    from .bench import BenchReport
-    from .inspect import Inspection
-    from .pipeline import CompressResult, TrainOptions
-    from .profiling import ProfileReport
-
-
-def __getattr__(name: str) -> Any:
-    if name == "TrainOptions":  # lazily: the pipeline module imports the training stack on use only
-        from .pipeline import TrainOptions
-
-        return TrainOptions
-    raise AttributeError(f"module 'onnxprune' has no attribute {name!r}")
+    from .inspection import Inspection
+    from .pipeline import CompressResult
+    from .runtime.benchmark import BenchReport
+    from .runtime.profiling import ProfileReport
 
 
 def compress(*args: Any, **kwargs: Any) -> CompressResult:
@@ -52,28 +46,29 @@ def compress(*args: Any, **kwargs: Any) -> CompressResult:
 
 
 def inspect(*args: Any, **kwargs: Any) -> Inspection:
-    """See :func:`onnxprune.inspect.inspect_model`."""
-    from .inspect import inspect_model
+    """See :func:`onnxprune.inspection.inspect_model`."""
+    from .inspection import inspect_model
 
     return inspect_model(*args, **kwargs)
 
 
 def bench(*args: Any, **kwargs: Any) -> BenchReport:
-    """See :func:`onnxprune.bench.bench`."""
-    from .bench import bench as _bench
+    """See :func:`onnxprune.runtime.benchmark.bench`."""
+    from .runtime.benchmark import bench as _bench
 
     return _bench(*args, **kwargs)
 
 
 def profile(*args: Any, **kwargs: Any) -> ProfileReport:
-    """See :func:`onnxprune.profiling.profile`."""
-    from .profiling import profile as _profile
+    """See :func:`onnxprune.runtime.profiling.profile`."""
+    from .runtime.profiling import profile as _profile
 
     return _profile(*args, **kwargs)
 
 
 __all__ = [
     "DataError",
+    "DependencyError",
     "GateError",
     "Gates",
     "InvalidModelError",

@@ -34,6 +34,10 @@ class UnsupportedModelError(OnnxPruneError):
     """The model uses something the importer cannot train."""
 
 
+class DependencyError(OnnxPruneError):
+    """An optional dependency is missing: training needs torch (``pip install 'onnxprune[train]'``)."""
+
+
 class VerificationError(OnnxPruneError):
     """The pruned model does not reproduce the masked dense model. Never emitted silently."""
 

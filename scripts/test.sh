@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The project's checks: install (idempotent), lint, type-check, tests.
+# The project's checks: install (idempotent), lint, type-check, tests; then the ONNX side alone, in a
+# virtualenv without torch (.venv-onnx: the project without its train extra), where the torch tests skip.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
@@ -7,3 +8,15 @@ bash scripts/install.sh
 .venv/bin/ruff format --check onnxprune tests models benchmarks
 .venv/bin/mypy onnxprune
 .venv/bin/python -m pytest -q "$@"
+
+PYTHON=${PYTHON:-python3}
+if [ ! -x .venv-onnx/bin/python ]; then
+  "$PYTHON" -m venv .venv-onnx
+  .venv-onnx/bin/python -m pip install -q --upgrade pip
+fi
+.venv-onnx/bin/python -m pip install -q -e ".[dev,plot]"
+if .venv-onnx/bin/python -c "import torch" 2>/dev/null; then
+  echo "error: .venv-onnx has torch: the torch-free check would check nothing" >&2
+  exit 1
+fi
+.venv-onnx/bin/python -m pytest -q -p no:cacheprovider "$@"

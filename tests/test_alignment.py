@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxprune.alignment import DEFAULT_ALIGN, aligned_keep, default_alignment, resolve_alignment
+from onnxprune.config.alignment import DEFAULT_ALIGN, aligned_keep, default_alignment, resolve_alignment
 
 CASES = st.tuples(
     st.integers(-5, 300),  # keep
@@ -157,7 +157,7 @@ def test_defaults() -> None:
 
 
 def test_module_does_not_import_torch() -> None:
-    code = "import sys, onnxprune.alignment; assert 'torch' not in sys.modules, 'torch imported'"
+    code = "import sys, onnxprune.config.alignment; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
 
 

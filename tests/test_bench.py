@@ -14,20 +14,23 @@ import onnx
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxprune.bench import BLOCK, BenchReport, InputSpec, bench, random_feeds, time_interleaved
 from onnxprune.errors import DataError, InvalidModelError, SpecError
-from onnxprune.graph.runtime import (
+from onnxprune.graph.inputs import ModelInput
+from onnxprune.runtime.benchmark import BenchReport, bench
+from onnxprune.runtime.sessions import (
     CUDA_PROVIDER_OPTIONS,
     ProviderUnavailableError,
     available_providers,
     cuda_graph_enabled,
     parse_provider_options,
     provider_chain,
+    random_feeds,
 )
+from onnxprune.runtime.timing import BLOCK, time_interleaved
 
 FLOAT = TensorProto.FLOAT
-# the module, not the ``onnxprune.bench`` function the package exports under the same name
-bench_module = importlib.import_module("onnxprune.bench")
+# the module, not the ``onnxprune.runtime.benchmark`` function the package exports under the same name
+bench_module = importlib.import_module("onnxprune.runtime.benchmark")
 
 
 def _model(
@@ -161,9 +164,9 @@ def test_inputs_that_cannot_be_built_raise(
 
 def test_several_inputs_get_data_of_their_declared_type_and_shape() -> None:
     specs = [
-        InputSpec("x", "tensor(float)", ("batch", 8)),
-        InputSpec("ids", "tensor(int64)", ("batch", 5)),
-        InputSpec("mask", "tensor(bool)", (None, 5)),
+        ModelInput("x", np.dtype(np.float32), ("batch", 8)),
+        ModelInput("ids", np.dtype(np.int64), ("batch", 5)),
+        ModelInput("mask", np.dtype(np.bool_), (None, 5)),
     ]
 
     feeds = random_feeds(specs, 3, None, "m")
@@ -226,7 +229,7 @@ def test_missing_file_raises(tmp_path: Path) -> None:
 
 def test_bench_and_costs_import_neither_torch_nor_matplotlib() -> None:
     code = (
-        "import sys, onnxprune.bench, onnxprune.graph.macs, onnxprune.graph.runtime; "
+        "import sys, onnxprune.runtime.benchmark, onnxprune.graph.macs, onnxprune.runtime.sessions; "
         "print(sorted(m for m in ('torch', 'matplotlib') if m in sys.modules))"
     )
     root = Path(__file__).resolve().parents[1]
@@ -267,7 +270,7 @@ def test_cuda_graphs_get_outputs_preallocated_from_a_cpu_run(
     The CUDA session and runner are stood in for by CPU ones: what is checked is the plumbing.
     """
     seen: list[dict[str, np.ndarray] | None] = []
-    real_session, real_runner = bench_module._session, bench_module.make_runner
+    real_session, real_runner = bench_module.load_session, bench_module.make_runner
 
     def cpu_session(model: Any, name: str, provider: str, threads: Any, cuda_options: Any = None) -> Any:
         return real_session(model, name, "cpu", threads)
@@ -276,9 +279,9 @@ def test_cuda_graphs_get_outputs_preallocated_from_a_cpu_run(
         seen.append(fixed)
         return real_runner(sess, feeds, "cpu")
 
-    monkeypatch.setattr(bench_module, "_session", cpu_session)
+    monkeypatch.setattr(bench_module, "load_session", cpu_session)
     monkeypatch.setattr(bench_module, "make_runner", recording_runner)
-    monkeypatch.setattr(bench_module, "_providers", lambda providers: ["cuda"])
+    monkeypatch.setattr(bench_module, "choose_providers", lambda providers: ["cuda"])
     options = {"enable_cuda_graph": "1"} if graphs else {}
     report = bench([_mlp(8), _mlp(4)], batch_sizes=(3,), warmup=0, repeats=1, cuda_options=options)
 

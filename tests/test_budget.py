@@ -10,8 +10,9 @@ import onnx
 import pytest
 from click.testing import CliRunner
 
-from onnxprune.budget import allocate, candidates, curve, min_width
 from onnxprune.cli import main
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.sparsity import group_width
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.edit import prune_model
@@ -20,9 +21,8 @@ from onnxprune.graph.macmodel import MacModel, mac_model
 from onnxprune.graph.macs import count_costs
 from onnxprune.graph.probe import channel_norms, magnitude_mask, probe
 from onnxprune.pipeline import TrainOptions, compress
+from onnxprune.pipeline.budget import allocate, candidates, curve, min_width
 from onnxprune.plan import PruningPlan
-from onnxprune.recipe import parse_recipe
-from onnxprune.sparsity import group_width
 from tests.builders import GraphBuilder, vgg_like
 
 
@@ -199,6 +199,7 @@ def _run(model: onnx.ModelProto, **kwargs):
     )
 
 
+@pytest.mark.torch
 def test_compress_with_a_mac_budget_reports_target_achieved_and_probe(tmp_path) -> None:
     result = _run(wide(32), target_macs=0.4, report_path=tmp_path / "r.json")
     budget = result.report.budget
@@ -215,6 +216,7 @@ def test_compress_with_a_mac_budget_reports_target_achieved_and_probe(tmp_path) 
     assert "MAC budget: target 0.400" in result.report.format()
 
 
+@pytest.mark.torch
 def test_budget_respects_exclude_and_align_from_a_recipe() -> None:
     model = wide(32)
     first = normalize(model).model.graph.node[0].name
@@ -236,6 +238,7 @@ def test_sparsity_and_target_conflict() -> None:
     assert rec.target_macs == 0.3 and rec.sparsity is not None and rec.sparsity.exclude == ("Conv1",)
 
 
+@pytest.mark.torch
 def test_cli_errors_are_one_line(tmp_path) -> None:
     path = tmp_path / "m.onnx"
     onnx.save(wide(32), path)
@@ -255,7 +258,8 @@ def test_cli_errors_are_one_line(tmp_path) -> None:
 
 
 def test_command_line_choice_replaces_the_recipes() -> None:
-    from onnxprune.pipeline import _sparsity, _target
+    from onnxprune.pipeline.resolve import sparsity_spec as _sparsity
+    from onnxprune.pipeline.resolve import target_macs as _target
 
     budget = parse_recipe({"target_macs": 0.3, "exclude": ["Conv1"], "align": 4}, "r.yaml")
     assert _target(None, None, budget) == 0.3

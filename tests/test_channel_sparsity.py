@@ -9,11 +9,18 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from onnxprune import compress
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.sparsity import (
+    element_constraints,
+    keep_counts,
+    parse_sparsity,
+    training_plan,
+    unmatched_rules,
+)
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.edit import initializer_arrays, mask_model, prune_model
@@ -21,15 +28,6 @@ from onnxprune.graph.load import normalize
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import weight_targets
 from onnxprune.plan import Group, IndexMap, Member, PruningPlan, Role
-from onnxprune.recipe import parse_recipe
-from onnxprune.sparsity import (
-    element_constraints,
-    keep_counts,
-    parse_sparsity,
-    training_plan,
-    unmatched_rules,
-)
-from onnxprune.train.projection import project_groups
 from tests.builders import GraphBuilder
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 from tests.test_element_sparsity import QUICK, four_channel_cnn
@@ -186,6 +184,9 @@ def test_refused_with_reason(case: str) -> None:
 )
 def test_projection_matches_brute_force(out: int, channels: int, inner: int, data: st.DataObject) -> None:
     """Π keeps the k input-channel slices W[:, c·inner:(c+1)·inner] of largest norm: no subset is closer."""
+    torch = pytest.importorskip("torch")
+    from onnxprune.train.projection import project_groups
+
     k = data.draw(st.integers(1, channels))
     values = data.draw(
         st.lists(
@@ -243,13 +244,14 @@ def test_channel_and_filter_on_one_weight_refused() -> None:
 
 
 # -- training and export -----------------------------------------------------------------------------------
+@pytest.mark.torch
 def test_admm_channel_export(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     result = compress(
         four_channel_cnn(), "channel:0.5", str(npz), out, train=QUICK, bench_batches=(), quiet=True
     )
     r = result.report
-    assert r.verification["passed"] and r.verification["max_rel_error"] <= 1e-4 and r.history["admm"]
+    assert r.verification.passed and r.verification.max_rel_error <= 1e-4 and r.history["admm"]
     pruned_groups = [g for g in r.groups if g["kind"] == "channel"]
     assert len(pruned_groups) == 3 and all(g["kept"] == g["channels"] // 2 for g in pruned_groups)
     # masked: the consumers' removed input slices are zero; the pruned model lost them and the filters
@@ -281,6 +283,7 @@ def test_cli_spec_errors(tmp_path: Path, spec: str, needle: str) -> None:
     assert_one_line_error(code, out, needle)
 
 
+@pytest.mark.torch
 def test_cli_conflict_inspect_and_recipe(tmp_path: Path) -> None:
     path, recipe = tmp_path / "m.onnx", tmp_path / "r.yaml"
     onnx.save(four_channel_cnn(), str(path))

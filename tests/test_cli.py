@@ -46,6 +46,7 @@ def only_inputs_left(directory: Path, inputs: set[str]) -> None:
     assert {p.name for p in directory.iterdir()} == inputs
 
 
+@pytest.mark.torch
 def test_preview_run_writes_pruned_and_masked(model_path: Path, tmp_path: Path) -> None:
     out, masked, report = tmp_path / "p.onnx", tmp_path / "q.onnx", tmp_path / "r.json"
     code, text = run(
@@ -192,6 +193,7 @@ def test_bench_cli_writes_json(model_path: Path, tmp_path: Path) -> None:
     assert len(json.loads(js.read_text())["results"]) == 2
 
 
+@pytest.mark.torch
 def test_checkpoint_resume_and_mismatch(model_path: Path, tmp_path: Path) -> None:
     ckpt, out = tmp_path / "ckpt", tmp_path / "p.onnx"
     train = ["--data", "random", "--max-samples", "48", "--admm-epochs", "1", "--finetune-epochs", "1"]
@@ -214,6 +216,7 @@ def test_checkpoint_resume_and_mismatch(model_path: Path, tmp_path: Path) -> Non
     assert_one_line_error(code, text, "resume needs a checkpoint directory")
 
 
+@pytest.mark.torch
 @pytest.mark.slow
 def test_torchrun_two_processes(model_path: Path, tmp_path: Path) -> None:
     """The documented command: rank 0 alone writes the model and report; a bad option fails on each rank."""

@@ -1,10 +1,10 @@
 """The torchvision corpus in CI: a small member of most families, exported to ONNX and compressed with
-``filter:0.5`` on random data with a handful of steps (see benchmarks/corpus.py).
+``filter:0.5`` on random data with a handful of steps (see onnxprune/testing/corpus.py).
 
 For each model: the pruned model passes the ONNX checker (full check) and runs in ONNX Runtime with the
 original's output shape, pruned == masked within 1e-4, fewer MACs than the original, and the batch dim is
 still dynamic. Models the library cannot prune yet are in ``corpus.XFAIL`` with their reason (strict).
-Every model that fits, at 64x64 with ORT latency, is in ``benchmarks/run_corpus.py``.
+Every model that fits, at 64x64 with ORT latency, is in ``python -m benchmarks.run_corpus``.
 
 To keep the module within its CI budget (6 minutes on 2 CPU cores) the inputs are 32x32 here and training
 is one ADMM epoch without retraining (``corpus.CI_TRAIN``); the benchmark runs 64x64 with retraining.
@@ -24,12 +24,12 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("torchvision")
 pytest.importorskip("onnx2torch")
 
-from benchmarks import corpus  # noqa: E402  (needs torchvision)
+from onnxprune.testing import corpus  # noqa: E402  (needs torchvision)
 
 pytestmark = pytest.mark.slow
 
 SIZE = 32
-# One small member of most families. The rest runs in benchmarks/run_corpus.py, among them AlexNet and VGG
+# One small member of most families. The rest runs in benchmarks.run_corpus, among them AlexNet and VGG
 # (224x224 only: 75 s and more each), Wide ResNet (60 s), ViT (its 88M parameters make export, import and
 # verification take minutes) and MaxViT (xfail for the same reason as Swin; 224x224 only).
 CI_MODELS = [
@@ -85,8 +85,8 @@ def test_filter_half_prunes_torchvision_model(name: str, tmp_path: Path) -> None
     ref, got = _run(original, x), _run(pruned, x)
     assert got.shape == ref.shape == (3, corpus.NUM_CLASSES)
     assert np.isfinite(got).all()
-    assert report.verification["passed"]
-    assert report.verification["max_rel_error"] <= 1e-4
+    assert report.verification.passed
+    assert report.verification.max_rel_error <= 1e-4
     assert report.totals["macs_after"] < report.totals["macs_before"]
     assert _batch_dim_is_dynamic(pruned.graph.input[0])
     assert _batch_dim_is_dynamic(pruned.graph.output[0])

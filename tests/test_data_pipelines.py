@@ -37,6 +37,7 @@ def _same_result(a, b) -> None:  # two CompressResults
     assert a.report.fidelity == b.report.fidelity
 
 
+@pytest.mark.torch
 def test_labels_withheld_train_by_distillation_and_still_score(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     x = rng.random((96, 3, 8, 8)).astype(np.float32)
@@ -56,6 +57,7 @@ def _write_idx(path: Path, array: np.ndarray) -> None:
         f.write(header + array.astype(np.uint8).tobytes())
 
 
+@pytest.mark.torch
 @pytest.mark.slow
 def test_image_folder_gives_the_idx_result(tmp_path: Path) -> None:
     """300 Fashion-MNIST test images as PNG class folders vs the same images, same order, as IDX files."""
@@ -79,6 +81,7 @@ def test_image_folder_gives_the_idx_result(tmp_path: Path) -> None:
     assert runs[0].report.accuracy is not None and runs[0].report.accuracy["samples"] == 30
 
 
+@pytest.mark.torch
 def test_entry_point_data_through_the_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = tmp_path / "m.onnx"
     onnx.save(vgg_like(), str(model))
@@ -100,6 +103,7 @@ def test_entry_point_data_through_the_cli(tmp_path: Path, monkeypatch: pytest.Mo
     assert out.exists() and "16 test samples" in text
 
 
+@pytest.mark.torch
 def test_two_image_inputs_end_to_end(tmp_path: Path) -> None:
     model, _, _ = two_images_add()
     rng = np.random.default_rng(1)
@@ -107,23 +111,25 @@ def test_two_image_inputs_end_to_end(tmp_path: Path) -> None:
     np.savez(tmp_path / "d.npz", input=a, b=b, y=rng.integers(0, 3, 80))
     result = compress(model, "filter:0.5", str(tmp_path / "d.npz"), **_quiet())
     r = result.report
-    assert r.verification["passed"] and r.config["input_shape"] == {"input": [1, 3, 8, 8], "b": [1, 2, 8, 8]}
+    assert r.verification.passed and r.config["input_shape"] == {"input": [1, 3, 8, 8], "b": [1, 2, 8, 8]}
     tied = [g for g in result.plan.prunable if len(g.source_nodes) == 2]
     assert tied and result.masks[tied[0].name].sum() == 2  # the Add-tied convs lose the same 2 of 4
     assert r.totals["conv_macs_after"] < r.totals["conv_macs_before"]
 
 
+@pytest.mark.torch
 def test_image_and_int_input_from_python_arrays() -> None:
     model, _, _ = image_and_gate()
     rng = np.random.default_rng(2)
     data = {"input": rng.random((48, 3, 8, 8)).astype(np.float32), "t": rng.integers(0, 3, 48)}
     result = compress(model, "filter:0.5", data, **_quiet())
-    assert result.report.verification["passed"]
+    assert result.report.verification.passed
     assert not result.report.config["labels"] and result.report.accuracy is None
     with pytest.raises(DataError, match=r"model inputs are \['input', 't'\] \(missing 't'\)"):
         compress(model, "filter:0.5", {"input": data["input"]}, **_quiet())
 
 
+@pytest.mark.torch
 def test_fidelity_of_a_non_classifier_is_the_relative_output_error() -> None:
     b = GraphBuilder((1, 3, 8, 8))
     model = b.build([b.conv(b.unary("Relu", b.conv("input", 6)), 4)])

@@ -9,14 +9,15 @@ import onnx
 import pytest
 
 from onnxprune import compress
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.sparsity import element_constraints, keep_counts, parse_sparsity
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import initializer_values, nm_violations, to_sparse_initializers, weight_targets
-from onnxprune.pipeline import TrainOptions, _storage
-from onnxprune.recipe import parse_recipe
-from onnxprune.sparsity import element_constraints, keep_counts, parse_sparsity
+from onnxprune.pipeline import TrainOptions
+from onnxprune.pipeline.writing import storage as _storage
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 
@@ -69,6 +70,7 @@ def test_parse_errors(text: str, message: str) -> None:
     assert message in str(e.value)
 
 
+@pytest.mark.torch
 def test_recipe_rules() -> None:
     rec = parse_recipe(
         {
@@ -158,6 +160,7 @@ def test_sparse_initializer_round_trip() -> None:
 
 
 # -- end to end ------------------------------------------------------------------------------------------
+@pytest.mark.torch
 def test_admm_irregular_exact_zero_counts_and_sparse_export(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     result = compress(
@@ -171,7 +174,7 @@ def test_admm_irregular_exact_zero_counts_and_sparse_export(npz: Path, tmp_path:
         quiet=True,
     )
     r = result.report
-    assert r.verification["passed"] and r.history["admm"]
+    assert r.verification.passed and r.history["admm"]
     saved = onnx.load(str(out))
     assert len(saved.graph.sparse_initializer) == 4 and r.totals["sparse_initializers"]
     arrays = initializer_values(saved, [e["initializer"] for e in r.elements])
@@ -187,6 +190,7 @@ def test_admm_irregular_exact_zero_counts_and_sparse_export(npz: Path, tmp_path:
     assert "no speedup" in r.totals["element_note"] and "effective non-zero" in r.format()
 
 
+@pytest.mark.torch
 def test_magnitude_nm_pattern_and_mixed_recipe(npz: Path, tmp_path: Path) -> None:
     result = compress(
         four_channel_cnn(),
@@ -219,6 +223,7 @@ def test_magnitude_nm_pattern_and_mixed_recipe(npz: Path, tmp_path: Path) -> Non
     assert compare_models(result.masked, saved, [x]).max_rel_error <= 1e-4
 
 
+@pytest.mark.torch
 def test_cli_indivisible_is_a_one_line_error(tmp_path: Path) -> None:
     path = tmp_path / "m.onnx"
     onnx.save(vgg_like(), str(path))
@@ -236,6 +241,7 @@ def test_sparse_storage_kept_dense_when_not_smaller() -> None:
     assert "not be smaller" in info["sparse_note"] and set(c) == set(names)
 
 
+@pytest.mark.torch
 def test_cli_sparse_initializers(tmp_path: Path) -> None:
     path, out, report = tmp_path / "m.onnx", tmp_path / "o.onnx", tmp_path / "r.json"
     onnx.save(vgg_like(), str(path))
@@ -251,6 +257,7 @@ def test_cli_sparse_initializers(tmp_path: Path) -> None:
     assert compare_models(masked, saved, [x]).max_rel_error == 0.0
 
 
+@pytest.mark.torch
 def test_irregular_after_filter_pruned_producer_verifies() -> None:
     """Surgery slices the input columns of an irregular Gemm: still verified, never more non-zeros than k."""
     result = compress(
@@ -263,7 +270,7 @@ def test_irregular_after_filter_pruned_producer_verifies() -> None:
         quiet=True,
     )
     r = result.report
-    assert r.verification["passed"] and len(r.elements) == 2
+    assert r.verification.passed and len(r.elements) == 2
     assert any(g["kept"] < g["channels"] for g in r.groups)
     assert sorted((e["size"], e["max_nonzeros"]) for e in r.elements) == [(32, 13), (128, 102)]  # 8x32 sliced
     assert all(0 < e["nonzeros"] <= e["max_nonzeros"] for e in r.elements)

@@ -9,8 +9,8 @@ import numpy as np
 import onnx
 import pytest
 
+from onnxprune.config.gates import GateError, Gates, parse_speedup_on, raise_if_missed
 from onnxprune.errors import SpecError
-from onnxprune.gates import GateError, Gates, parse_speedup_on, raise_if_missed
 from tests.builders import vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 
@@ -79,6 +79,7 @@ def model_path(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.torch
 def test_missed_speed_gate_writes_no_model_but_the_report(model_path: Path, tmp_path: Path) -> None:
     out, report = tmp_path / "p.onnx", tmp_path / "r.json"
     args = ["compress", model_path, "-s", "filter:0.5", "-o", out, "--report", report, *PREVIEW]
@@ -93,6 +94,7 @@ def test_missed_speed_gate_writes_no_model_but_the_report(model_path: Path, tmp_
     assert "model" not in saved["outputs"]
 
 
+@pytest.mark.torch
 def test_fidelity_gate_pass_and_fail(model_path: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     base = ["compress", model_path, "-s", "filter:0.9", "-o", out, *PREVIEW]
@@ -108,6 +110,7 @@ def test_accuracy_gate_needs_labels(model_path: Path, tmp_path: Path) -> None:
     assert_one_line_error(code, text, "needs labeled test data")
 
 
+@pytest.mark.torch
 def test_accuracy_gate_on_labeled_data(model_path: Path, tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     data = tmp_path / "d.npz"

@@ -22,6 +22,7 @@ def labeled_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_labeled_npz(tmp_path_factory.mktemp("d") / "d.npz", samples=192, channels=3)
 
 
+@pytest.mark.torch
 def test_admm_on_labeled_data(labeled_npz: Path, tmp_path: Path) -> None:
     result = compress(
         vgg_like(),
@@ -36,7 +37,7 @@ def test_admm_on_labeled_data(labeled_npz: Path, tmp_path: Path) -> None:
         quiet=True,
     )
     r = result.report
-    assert r.verification["passed"]
+    assert r.verification.passed
     assert r.accuracy is not None and r.accuracy["dense_top1"] is not None
     assert r.totals["conv_macs_after"] < r.totals["conv_macs_before"]
     assert r.history["admm"], "ADMM rounds are logged"
@@ -51,6 +52,7 @@ def test_admm_on_labeled_data(labeled_npz: Path, tmp_path: Path) -> None:
     assert r.latency is not None and r.latency["speedups"][0]["batch"] == 1
 
 
+@pytest.mark.torch
 def test_same_seed_same_masks(labeled_npz: Path) -> None:
     runs = [
         compress(
@@ -65,13 +67,15 @@ def test_same_seed_same_masks(labeled_npz: Path) -> None:
         np.testing.assert_array_equal(onnx.numpy_helper.to_array(ta), onnx.numpy_helper.to_array(tb))
 
 
+@pytest.mark.torch
 def test_magnitude_preview_needs_no_training() -> None:
     result = preview(vgg_like(), "filter:0.7")
-    assert result.report.verification["passed"]
+    assert result.report.verification.passed
     kept = {g["node"]: g["kept"] for g in result.report.groups}
     assert kept["Conv4"] == 2  # round(8 * 0.3)
 
 
+@pytest.mark.torch
 def test_zero_sparsity_keeps_structure() -> None:
     model = vgg_like()
     result = preview(model, "filter:0")

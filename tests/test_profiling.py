@@ -1,4 +1,4 @@
-"""ORT's per-node profile side by side (onnxprune.profiling, ``onnxprune profile``), on tiny graphs."""
+"""ORT's per-node profile side by side (runtime.profiling, ``onnxprune profile``), on tiny graphs."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.errors import DataError, InvalidModelError, SpecError
-from onnxprune.profiling import ModelProfile, NodeTime, compare, executed_macs, parse_trace, profile
+from onnxprune.runtime.profiling import ModelProfile, NodeTime, compare, executed_macs, parse_trace, profile
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import assert_one_line_error, run
 
@@ -189,6 +189,6 @@ def test_cli_prints_the_table_and_writes_json(tmp_path: Path) -> None:
 
 
 def test_profiling_imports_no_torch() -> None:
-    code = "import sys, onnxprune.profiling; print('torch' in sys.modules)"
+    code = "import sys, onnxprune.runtime.profiling; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"

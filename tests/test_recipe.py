@@ -7,13 +7,13 @@ from pathlib import Path
 import onnx
 import pytest
 
-from onnxprune.alignment import DEFAULT_ALIGN
+from onnxprune.config.alignment import DEFAULT_ALIGN
+from onnxprune.config.recipe import load_recipe, parse_recipe
+from onnxprune.config.sparsity import Rule, SparsitySpec, keep_counts, parse_sparsity, unmatched_rules
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
-from onnxprune.inspect import inspect_model
-from onnxprune.recipe import load_recipe, parse_recipe
-from onnxprune.sparsity import Rule, SparsitySpec, keep_counts, parse_sparsity, unmatched_rules
+from onnxprune.inspection import inspect_model
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 
@@ -48,8 +48,14 @@ def test_full_recipe_parses(tmp_path: Path) -> None:
     assert r.sparsity.rules[1] == Rule("filter", 0.75, "*", "Gemm") and r.sparsity.align == 2
     assert r.sparsity.exclude == ("Gemm9*",)
     assert (r.method, r.seed) == ("magnitude", 3)
-    assert r.train == {"admm_epochs": 1, "lr": 0.01, "threads": 2, "distill": 0.5, "distill_loss": "mse"}
-    assert r.data == {"source": "random", "labels": False, "max_samples": 64}
+    assert r.train.given() == {
+        "admm_epochs": 1,
+        "lr": 0.01,
+        "threads": 2,
+        "distill": 0.5,
+        "distill_loss": "mse",
+    }
+    assert r.data.given() == {"data": "random", "labels": False, "max_samples": 64}
     assert r.gates is not None and r.gates.min_fidelity == 0.9 and r.gates.speedup_batch == 4
 
 
@@ -151,6 +157,7 @@ def test_glob_characters_in_node_names_are_matched_literally() -> None:
     assert '"conv[[]0][*]"' in info.recipe()
 
 
+@pytest.mark.torch
 def test_cli_config_and_overrides(tmp_path: Path) -> None:
     model = tmp_path / "m.onnx"
     onnx.save(vgg_like(), str(model))

@@ -9,22 +9,21 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune import compress
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.sparsity import parse_sparsity
 from onnxprune.errors import SpecError
-from onnxprune.forms import choose, shape_form
 from onnxprune.graph.dead import aligned_removal
+from onnxprune.graph.elements import Columns
 from onnxprune.graph.lowered import lower_model
 from onnxprune.graph.verify import compare_models
 from onnxprune.graph.weights import initializer_values
 from onnxprune.pipeline import TrainOptions
-from onnxprune.recipe import parse_recipe
-from onnxprune.sparsity import ElementSparsity, parse_sparsity
-from onnxprune.train.elements import element_mask, shape_mask
+from onnxprune.runtime.forms import choose, shape_form
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 from tests.test_element_sparsity import QUICK, constraints, four_channel_cnn
@@ -68,6 +67,7 @@ def test_grouped_conv_is_refused() -> None:
     assert "grouped/depthwise Conv (group=4)" in str(e.value) and "exclude the layer" in str(e.value)
 
 
+@pytest.mark.torch
 def test_cli_grouped_conv_is_a_one_line_error(tmp_path: Path) -> None:
     b = GraphBuilder((1, 4, 8, 8), seed=2)
     model = b.build([b.conv(b.conv("input", 8), 8, group=8)])
@@ -89,6 +89,9 @@ def _brute_force(t: np.ndarray, k: int) -> float:
     data=st.data(),
 )
 def test_projection_matches_brute_force(shape: tuple[int, ...], data: st.DataObject) -> None:
+    torch = pytest.importorskip("torch")
+    from onnxprune.train.elements import shape_mask
+
     n = int(np.prod(shape[1:]))
     k = data.draw(st.integers(1, n))
     values = data.draw(
@@ -103,11 +106,14 @@ def test_projection_matches_brute_force(shape: tuple[int, ...], data: st.DataObj
 
 
 def test_projection_ties_keep_lower_column_and_other_axes() -> None:
+    torch = pytest.importorskip("torch")
+    from onnxprune.train.elements import element_mask, shape_mask
+
     t = torch.ones(2, 2, 1, 2)  # four equal columns
     mask = shape_mask(t, 2, 0)
     assert mask[0, :, 0, :].tolist() == [[True, True], [False, False]]
     # a Gemm weight in torch layout (N, K) with a transposing binding: the output axis of B[K, N] is 1
-    c = ElementSparsity("B", "G", "Gemm", "shape", (3, 2), 0, 2, rule="shape:0.5", columns=1)
+    c = Columns("B", "G", "Gemm", (3, 2), 0, rule="shape:0.5", columns=1)
     b = torch.tensor([[0.1, 3.0, 0.2], [1.0, 0.0, 1.0]])  # torch (N=2, K=3)
     got = element_mask(b, c, "B", axis_of=lambda name, ax: 1 - ax)
     assert got.tolist() == [[False, True, False], [False, True, False]]
@@ -230,6 +236,7 @@ def test_shape_form_uses_the_timer() -> None:
 
 
 # -- end to end ------------------------------------------------------------------------------------------
+@pytest.mark.torch
 def test_admm_shape_lowered_export_equals_masked(npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "p.onnx"
     result = compress(
@@ -243,7 +250,7 @@ def test_admm_shape_lowered_export_equals_masked(npz: Path, tmp_path: Path) -> N
         quiet=True,
     )
     r = result.report
-    assert r.verification["passed"] and r.history["admm"] and r.shape_form is not None
+    assert r.verification.passed and r.history["admm"] and r.shape_form is not None
     assert r.shape_form["chosen"] == "lowered" and all(x["lowered"] for x in r.shape_form["layers"])
     for e in r.elements:  # whole columns, at most k of them (dead-channel surgery may slice the weight)
         assert e["columns_kept"] <= e["max_columns"] and e["nonzeros"] % (e["size"] // e["columns"]) == 0
@@ -255,6 +262,7 @@ def test_admm_shape_lowered_export_equals_masked(npz: Path, tmp_path: Path) -> N
     assert "shape form written: lowered (forced" in r.format()
 
 
+@pytest.mark.torch
 def test_masks_are_whole_columns_and_dense_form_is_default(npz: Path) -> None:
     result = compress(
         four_channel_cnn(),
@@ -284,6 +292,7 @@ def test_aligned_removal_rounds_kept_counts_up() -> None:
     assert aligned_removal(dead, {}, 1)["a"].sum() == 3
 
 
+@pytest.mark.torch
 def test_dead_channels_are_removed_exactly() -> None:
     result = compress(
         vgg_like(),
@@ -298,12 +307,13 @@ def test_dead_channels_are_removed_exactly() -> None:
     r = result.report
     assert r.shape_form is not None and r.shape_form["dead_channels"] and r.shape_form["dead_removed"]
     assert r.totals["macs_after"] < r.totals["macs_before"]  # the dense form lost whole channels
-    assert r.verification["passed"]
+    assert r.verification.passed
     x = np.random.default_rng(4).random((3, 3, 8, 8)).astype(np.float32)
     assert compare_models(result.masked, result.model, [x], rtol=1e-5).max_rel_error <= 1e-5
     assert "every consumer column is pruned" in r.format()
 
 
+@pytest.mark.torch
 def test_cli_shape_form_option(tmp_path: Path) -> None:
     path, out, report = tmp_path / "m.onnx", tmp_path / "o.onnx", tmp_path / "r.json"
     onnx.save(vgg_like(), str(path))

@@ -2,11 +2,11 @@ from __future__ import annotations
 
 import pytest
 
+from onnxprune.config.sparsity import keep_counts, parse_sparsity
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
 from onnxprune.plan import Group, PruningPlan, keep_count
-from onnxprune.sparsity import keep_counts, parse_sparsity
 from tests.builders import vgg_like
 
 

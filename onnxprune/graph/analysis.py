@@ -96,7 +96,10 @@ def _forward(ctx: GraphIndex, registry: HandlerRegistry, space: ChannelSpace) ->
     return trace
 
 
-def _groups(ctx: GraphIndex, space: ChannelSpace, trace: Effect) -> list[Group]:
+def _numbering(space: ChannelSpace, trace: Effect) -> tuple[np.ndarray, np.ndarray, dict[int, int]]:
+    """Element -> its group id, element -> its channel's index in the group, group id -> channels.
+
+    Tied elements are one channel (union-find over the ties); a source's channels belong to one group."""
     n = space.size
     channels_uf = _UnionFind(n)
     for a, b in trace.ties:
@@ -120,7 +123,11 @@ def _groups(ctx: GraphIndex, space: ChannelSpace, trace: Effect) -> list[Group]:
             index_in_group[e] = counts[int(group_of[e])]
             counts[int(group_of[e])] += 1
     chan = index_in_group[channel_of] if n else index_in_group  # element -> channel index in its group
+    return group_of, chan, counts
 
+
+def _groups(ctx: GraphIndex, space: ChannelSpace, trace: Effect) -> list[Group]:
+    group_of, chan, counts = _numbering(space, trace)
     groups: dict[int, Group] = {}
     for node_name, first, count in space.batches:
         if count == 0:

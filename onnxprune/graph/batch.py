@@ -1,10 +1,10 @@
 """Models with a fixed batch dim: the static batch, and a batch-relaxed copy for training.
 
 Exporters that were not asked for a dynamic batch (``yolo export``, model-zoo graphs, ``torch.onnx.export``
-without ``dynamic_axes``) fix dim 0 of every input to ``B`` (mostly 1). ONNX Runtime then refuses any other
-batch, so every batched step feeds such a model chunks of exactly ``B`` samples
-(:func:`onnxprune.graph.runtime.run_batched`). Training cannot: a batch of ``B = 1`` is no batch. It runs on a
-*relaxed* copy of the graph instead, used only for the torch import:
+without ``dynamic_axes``) fix dim 0 of every input to ``B`` (mostly 1). ONNX Runtime then refuses any
+other batch, so every batched step feeds such a model chunks of exactly ``B`` samples
+(:func:`onnxprune.runtime.sessions.run_batched`). Training cannot: a batch of ``B = 1`` is no batch. It runs
+on a *relaxed* copy of the graph instead, used only for the torch import:
 
 * dim 0 of the data inputs and of the outputs that have ``B`` there becomes the symbol ``batch``;
 * inferred ``value_info`` is dropped (it holds the old batch);
@@ -27,23 +27,16 @@ import numpy as np
 import onnx
 from onnx import numpy_helper
 
-from .inputs import data_inputs, input_dtypes, value_dims
+from .inputs import ModelInputs, data_inputs, input_dtypes, value_dims
 from .protos import copy_model
 
 BATCH_SYMBOL = "batch"
 
 
 def static_batch(model: onnx.ModelProto) -> int | None:
-    """The fixed dim 0 shared by every data input, or None when any input's batch is dynamic (or the
-    inputs disagree, or one is a scalar)."""
-    sizes: set[int | str | None] = set()
-    for vi in data_inputs(model):
-        dims = value_dims(vi)
-        sizes.add(dims[0] if dims else None)
-    if len(sizes) != 1:
-        return None
-    (size,) = sizes
-    return size if isinstance(size, int) else None
+    """The fixed dim 0 shared by every data input, or None when any input's batch is dynamic
+    (:attr:`onnxprune.graph.inputs.ModelInputs.fixed_batch`)."""
+    return ModelInputs.of(model).fixed_batch
 
 
 @dataclass(frozen=True)
@@ -121,8 +114,8 @@ def check_relaxed(
     """Largest relative error between the relaxed model at batch ``2B + 1`` and the original model run on
     the same samples in chunks of ``B`` (padded), and between both at batch ``B``; ``inf`` when ONNX
     Runtime cannot run the relaxed model. ``shapes``: every data input's shape (batch included)."""
-    from .runtime import make_session, run_batched
-    from .verify import relative_error
+    from ..runtime.sessions import make_session, run_batched
+    from .verify import max_relative_error
 
     b = relaxed.batch
     rng = np.random.default_rng(seed)
@@ -136,7 +129,7 @@ def check_relaxed(
         worst = 0.0
         for feed in feeds:
             for a, c in zip(run_batched(ref, feed), run_batched(cand, feed), strict=True):
-                worst = max(worst, relative_error(a, c))
+                worst = max(worst, max_relative_error(a, c))
     except Exception:  # ORT rejects the relaxed graph (a batch constant we did not find): not usable
         return float("inf")
     return worst

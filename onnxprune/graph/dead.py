@@ -22,17 +22,17 @@ import numpy as np
 import onnx
 
 from ..plan import PruningPlan, Role
+from .layerops import LAYER_OPS
 from .weights import initializer_values
 
 __all__ = ["aligned_removal", "dead_channels"]
 
-_WEIGHT_OPS = ("Conv", "Gemm", "MatMul")
-
 
 def _weight_readers(model: onnx.ModelProto) -> dict[tuple[str, str], str]:
-    """(node name, initializer) -> op type, for the weight input (index 1) of Conv/Gemm/MatMul nodes."""
+    """(node name, initializer) -> op type, for the weight input (index 1) of the layer ops
+    (:data:`~onnxprune.graph.layerops.LAYER_OPS`)."""
     nodes = model.graph.node
-    return {(n.name, n.input[1]): n.op_type for n in nodes if n.op_type in _WEIGHT_OPS and len(n.input) > 1}
+    return {(n.name, n.input[1]): n.op_type for n in nodes if n.op_type in LAYER_OPS and len(n.input) > 1}
 
 
 def dead_channels(

@@ -17,8 +17,8 @@ import numpy as np
 import onnx
 
 from ..plan import Group, Masks, PruningPlan, member_keep_indices, validate_masks
+from .layerops import LAYER_OPS
 from .protos import Transform, map_initializers, set_tensor, tensor_array, write_external
-from .weights import output_axis
 
 
 def initializer_arrays(model: onnx.ModelProto, names: set[str] | None = None) -> dict[str, np.ndarray]:
@@ -189,13 +189,10 @@ def _fold(
                 continue
             v = np.asarray(f.values, dtype=np.float64)[idx]
             taken = np.take(tensor_array(inits[f.weight]), idx, axis=f.axis).astype(np.float64)
-            if f.op == "Conv":  # W: (O, C, k...): Σ_c v_c Σ_k W[o, c, k]
-                delta = np.tensordot(
-                    taken.reshape(taken.shape[0], len(idx), -1).sum(axis=2), v, axes=([1], [0])
-                )
-            else:  # Gemm: row p of op(B) along f.axis
-                delta = f.scale * np.tensordot(v, np.moveaxis(taken, f.axis, 0), axes=([0], [0]))
-            out_axis = output_axis(f.op, f.axis)
+            op = LAYER_OPS[f.op]
+            assert op.fold is not None, f"{f.op} does not fold constants"
+            delta = op.fold(taken, v, f.axis, f.scale)
+            out_axis = op.output_of(f.axis)
             if f.bias is not None:
                 bias = updated[f.bias] if f.bias in updated else tensor_array(inits[f.bias])
                 updated[f.bias] = (bias.astype(np.float64) + delta).astype(bias.dtype)

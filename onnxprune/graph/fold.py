@@ -47,7 +47,7 @@ def _probe_batch(
     """Shapes inference left unknown (old-opset reshapes to targets with a dynamic batch), from two ONNX
     Runtime runs at batch 1 and 2 — only for a model whose one dynamic input dim is the batch: dims that
     agree in both runs are static, the others dynamic."""
-    from .shapes import _run_for_shapes
+    from .shapes import run_for_shapes
 
     inits = {t.name for t in model.graph.initializer}
     real = [vi for vi in model.graph.input if vi.name not in inits]
@@ -57,7 +57,7 @@ def _probe_batch(
     if not dims or dims[0] is not None or any(d is None for d in dims[1:]):
         return {}
     runs = [
-        _run_for_shapes(model, names, (b, *dims[1:]), typed=inferred)  # type: ignore[arg-type]
+        run_for_shapes(model, names, (b, *dims[1:]), typed=inferred)  # type: ignore[arg-type]
         for b in (1, 2)
     ]
     return {

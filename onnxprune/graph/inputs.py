@@ -1,5 +1,9 @@
 """The data inputs of an ONNX model: their dims, dtypes, and concrete shapes for shape inference.
 
+:class:`ModelInputs` is the one typed description every stage uses: per input its name, dtype, dims
+(static or dynamic) and, once resolved for a run, its concrete shape; its :attr:`ModelInputs.shape` is the
+shape argument the graph functions take.
+
 A *shape argument* is either a plain shape (``Sequence[int]``, batch included) that fixes the **first**
 data input, or a mapping ``input name -> shape`` that fixes every data input. For a plain shape, the
 other inputs are resolved from the model: fixed dims stay, a dynamic dim named like one of the first
@@ -9,14 +13,17 @@ input's batch. Everything here is numpy / onnx only (no torch, no onnxruntime).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from numbers import Integral
 from typing import Any
 
 import numpy as np
 import onnx
 
-from ..errors import DataError
+from ..data.arrays import Inputs
+from ..data.fit import resolve_input_shape
+from ..errors import DataError, InvalidModelError
 
 Shape = tuple[int, ...]
 InputShapes = dict[str, tuple[int, ...]]
@@ -30,6 +37,123 @@ Dims = list[int | str | None]
 
 class ShapeError(DataError, ValueError):
     """``input_shape`` does not fit the model, or a shape that is needed stays unknown."""
+
+
+@dataclass(frozen=True)
+class ModelInput:
+    """One data input of a model: its name, element type, dims (an int when static, the ``dim_param``
+    or None when dynamic; None for an unknown rank) and, once resolved, its concrete shape."""
+
+    name: str
+    dtype: np.dtype[Any] | None  # None: not a numeric tensor type
+    dims: tuple[int | str | None, ...] | None
+    shape: Shape | None = None
+    type: str = ""  # the runtime's name of the type (onnxruntime's 'tensor(float)'), where one is known
+
+    @property
+    def static(self) -> bool:
+        """Every dim is fixed in the model."""
+        return self.dims is not None and all(isinstance(d, int) for d in self.dims)
+
+
+@dataclass(frozen=True)
+class ModelInputs:
+    """The data inputs of a model in graph order (:class:`ModelInput`): what every stage asks about them.
+
+    :meth:`of` describes a model's inputs; :meth:`resolved` fixes their shapes for a run, and
+    :attr:`shape` is the shape argument the graph functions take (analysis, costs, verification inputs).
+    """
+
+    inputs: tuple[ModelInput, ...]
+
+    @classmethod
+    def of(cls, model: onnx.ModelProto) -> ModelInputs:
+        """The data inputs of ``model``; :class:`InvalidModelError` when it has none."""
+        found = data_inputs(model)
+        if not found:
+            raise InvalidModelError("the model has no graph input")
+        dtypes = input_dtypes(model)
+        return cls(tuple(_described(vi, dtypes[vi.name]) for vi in found))
+
+    def __iter__(self) -> Iterator[ModelInput]:
+        return iter(self.inputs)
+
+    def __len__(self) -> int:
+        return len(self.inputs)
+
+    @property
+    def first(self) -> ModelInput:
+        return self.inputs[0]
+
+    def dims(self) -> dict[str, Dims]:
+        """Input name -> dims (an input without a shape has [])."""
+        return {i.name: list(i.dims or ()) for i in self.inputs}
+
+    def dtypes(self) -> dict[str, np.dtype[Any]]:
+        return {i.name: i.dtype for i in self.inputs if i.dtype is not None}
+
+    @property
+    def fixed_batch(self) -> int | None:
+        """The fixed dim 0 every input shares, or None when any input's batch is dynamic (or the inputs
+        disagree, or one is a scalar or of unknown rank)."""
+        sizes = {(i.dims[0] if i.dims else None) for i in self.inputs}
+        size = sizes.pop() if len(sizes) == 1 else None
+        return size if isinstance(size, int) else None
+
+    def resolved(
+        self,
+        model: onnx.ModelProto,
+        given: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+        samples: Inputs | None = None,
+    ) -> ModelInputs:
+        """The inputs with concrete shapes at the model's fixed batch, else batch 1: with one array of
+        samples (or none) the first input's (a plain ``given``, checked against its fixed dims, else the
+        samples' or the model's own; the graph functions resolve any further input from it); with samples
+        keyed by input name every input's (:func:`input_shapes` checks them against the model). A ``given``
+        mapping has shaped the samples already; it only sets the batch of a dynamic-batch model."""
+        batch = self.fixed_batch or 1
+        if isinstance(given, Mapping):
+            batch = self.fixed_batch or next((int(s[0]) for s in given.values() if len(s)), 1)
+            given = None
+        if samples is None or isinstance(samples, np.ndarray):
+            default = None if samples is None else (batch, *samples.shape[1:])
+            first = resolve_input_shape(self.dims()[self.first.name], given or default)
+            return self._with({self.first.name: first})
+        shapes = {name: (batch, *(int(d) for d in a.shape[1:])) for name, a in samples.items()}
+        return self._with(input_shapes(model, shapes))
+
+    def _with(self, shapes: Mapping[str, Shape]) -> ModelInputs:
+        return ModelInputs(tuple(replace(i, shape=shapes.get(i.name, i.shape)) for i in self.inputs))
+
+    @property
+    def shape(self) -> ShapeArg:
+        """The resolved shape argument of the graph functions: the first input's shape when only it is
+        resolved, else every resolved input's shape by name."""
+        known = {i.name: i.shape for i in self.inputs if i.shape is not None}
+        if not known:
+            raise ShapeError("the input shapes are not resolved")
+        if len(known) == 1 and self.first.name in known:
+            return known[self.first.name]
+        return {name: shape for name, shape in known.items() if shape is not None}
+
+    @property
+    def first_shape(self) -> Shape:
+        """The resolved shape of the first input (what the latency benchmark feeds)."""
+        if self.first.shape is None:
+            raise ShapeError("the input shapes are not resolved")
+        return self.first.shape
+
+    def to_json(self) -> list[int] | dict[str, list[int]]:
+        """:attr:`shape` as JSON: a list (one input resolved), else a mapping input name -> list."""
+        shape = self.shape
+        if isinstance(shape, Mapping):
+            return {name: list(s) for name, s in shape.items()}
+        return list(shape)
+
+
+def _described(vi: onnx.ValueInfoProto, dtype: np.dtype[Any]) -> ModelInput:
+    dims = value_dims(vi)
+    return ModelInput(vi.name, dtype, None if dims is None else tuple(dims))
 
 
 def data_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
@@ -102,12 +226,12 @@ def resolve_input_dims(model: onnx.ModelProto, shape: ShapeArg) -> dict[str, tup
     first = inputs[0]
     given = _positive_shape(shape, "input_shape")
     _check_fits(first, given, f"input_shape {given}")
-    symbols = _symbols(first, given)
+    symbols = dim_symbols(value_dims(first) or [], given)
     out: dict[str, tuple[int | None, ...]] = {first.name: given}
     for vi in inputs[1:]:
         dims = value_dims(vi)
         if dims is not None:
-            out[vi.name] = _resolve_other(dims, symbols, given[0])
+            out[vi.name] = resolve_dims(dims, symbols, given[0])
     return out
 
 
@@ -159,16 +283,18 @@ def _check_fits(vi: onnx.ValueInfoProto, shape: Shape, what: str) -> None:
             raise ShapeError(f"{what} disagrees with the fixed dim {i} (= {dim}) of graph input '{vi.name}'")
 
 
-def _symbols(vi: onnx.ValueInfoProto, shape: Shape) -> dict[str, int]:
-    """dim_param -> size, for the named dynamic dims of ``vi`` fixed to ``shape`` (first one wins)."""
+def dim_symbols(dims: Sequence[int | str | None], shape: Shape) -> dict[str, int]:
+    """dim_param -> size, for the named dynamic dims of ``dims`` fixed to ``shape`` (first one wins)."""
     out: dict[str, int] = {}
-    for dim, value in zip(value_dims(vi) or [], shape, strict=False):
+    for dim, value in zip(dims, shape, strict=False):
         if isinstance(dim, str):
             out.setdefault(dim, value)
     return out
 
 
-def _resolve_other(dims: Dims, symbols: Mapping[str, int], batch: int) -> tuple[int | None, ...]:
+def resolve_dims(
+    dims: Sequence[int | str | None], symbols: Mapping[str, int], batch: int
+) -> tuple[int | None, ...]:
     """A further input's dims: fixed dims, sizes of symbols shared with the first input, dim 0 as the
     batch; None where none of these applies."""
     out: list[int | None] = []

@@ -28,7 +28,6 @@ from onnx import numpy_helper
 
 from ..errors import InvalidModelError
 from .fold import fold_static_shapes
-from .inputs import data_inputs, value_dims
 from .protos import check_model, copy_model, is_external, load_external, tensor_array
 
 
@@ -273,19 +272,3 @@ def _bypass_identity_of_initializers(g: onnx.GraphProto, notes: list[str]) -> No
     del g.value_info[:]
     g.value_info.extend(vis)
     notes.append(f"bypassed {len(alias)} Identity node(s) on initializers")
-
-
-def input_dims(model: onnx.ModelProto) -> list[int | str | None]:
-    """Dims of the first graph input: int when fixed, the symbolic name (or None) when dynamic."""
-    return next(iter(all_input_dims(model).values()))
-
-
-def all_input_dims(model: onnx.ModelProto) -> dict[str, list[int | str | None]]:
-    """Data input name -> dims (as :func:`input_dims`), in input order; an input without a shape has [].
-
-    Raises :class:`InvalidModelError` when the model has no data input.
-    """
-    real = data_inputs(model)
-    if not real:
-        raise InvalidModelError("the model has no graph input")
-    return {vi.name: value_dims(vi) or [] for vi in real}

@@ -34,6 +34,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .layerops import LAYER_OPS, layer_op, node_attrs
+
 __all__ = ["LoweredLayer", "lower_model"]
 
 
@@ -87,8 +89,16 @@ def _declared_shapes(model: onnx.ModelProto) -> dict[str, tuple[int | None, ...]
     return out
 
 
-def _attrs(node: onnx.NodeProto) -> dict[str, Any]:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
+def _dense_only(attrs: Mapping[str, Any], rank: int, x_shape: tuple[int | None, ...] | None) -> str:
+    """Why a Conv stays dense (grouped, auto_pad, input shape not static in the model), or ''."""
+    if int(attrs.get("group", 1)) != 1:
+        return "grouped Conv"
+    auto_pad = attrs.get("auto_pad", b"NOTSET")
+    if (auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)) != "NOTSET":
+        return f"auto_pad={auto_pad!r}"
+    if x_shape is None or len(x_shape) != rank or any(d is None for d in x_shape[1:]):
+        return "input shape not static in the model (dynamic spatial axes)"
+    return ""
 
 
 class _Builder:
@@ -108,17 +118,13 @@ class _Builder:
 
     def conv(self, node: onnx.NodeProto, shapes: Mapping[str, tuple[int | None, ...]]) -> tuple[list, str]:
         """(nodes replacing ``node``, reason); no nodes and a reason when it stays dense."""
-        a = _attrs(node)
+        a = node_attrs(node)
         w = numpy_helper.to_array(self.inits[node.input[1]])
         spatial = w.ndim - 2
-        if int(a.get("group", 1)) != 1:
-            return [], "grouped Conv"
-        auto_pad = a.get("auto_pad", b"NOTSET")
-        if (auto_pad.decode() if isinstance(auto_pad, bytes) else str(auto_pad)) != "NOTSET":
-            return [], f"auto_pad={auto_pad!r}"
         x_shape = shapes.get(node.input[0])
-        if x_shape is None or len(x_shape) != w.ndim or any(d is None for d in x_shape[1:]):
-            return [], "input shape not static in the model (dynamic spatial axes)"
+        refused = _dense_only(a, w.ndim, x_shape)
+        if refused or x_shape is None:
+            return [], refused
         pads = list(a.get("pads", [0] * 2 * spatial))
         strides = list(a.get("strides", [1] * spatial))
         dil = list(a.get("dilations", [1] * spatial))
@@ -158,19 +164,9 @@ class _Builder:
             starts = [o[i] * dil[i] for i in range(spatial)]
             ends = [starts[i] + (out[i] - 1) * strides[i] + 1 for i in range(spatial)]
             if any(starts) or ends != padded or any(s != 1 for s in strides):
-                tag = "_".join(map(str, o))
-                sliced = self.names(f"{p}/lowered/cols_{tag}")
-                inputs = [
-                    piece,
-                    self.ints(f"{p}/lowered/starts_{tag}", starts),
-                    self.ints(f"{p}/lowered/ends_{tag}", ends),
-                    self.ints(f"{p}/lowered/axes_{tag}", range(2, 2 + spatial)),
-                    self.ints(f"{p}/lowered/steps_{tag}", strides),
-                ]
-                nodes.append(
-                    helper.make_node("Slice", inputs, [sliced], name=self.names(f"{p}/lowered/Slice"))
+                piece = self._window(
+                    f"{p}/lowered", "_".join(map(str, o)), piece, starts, ends, strides, nodes
                 )
-                piece = sliced
             pieces.append(piece)
             index: tuple[Any, ...] = (slice(None), chans, *o)
             columns.append(w[index])  # (O, |C_o|)
@@ -187,10 +183,32 @@ class _Builder:
         )
         return nodes, ""
 
-    def gemm(self, node: onnx.NodeProto) -> tuple[list, str]:
-        a = _attrs(node)
+    def _window(
+        self,
+        prefix: str,
+        tag: str,
+        piece: str,
+        starts: list[int],
+        ends: list[int],
+        strides: list[int],
+        nodes: list[onnx.NodeProto],
+    ) -> str:
+        """``piece[:, :, starts:ends:strides]`` over the spatial axes, appended to ``nodes`` as a Slice."""
+        sliced = self.names(f"{prefix}/cols_{tag}")
+        inputs = [
+            piece,
+            self.ints(f"{prefix}/starts_{tag}", starts),
+            self.ints(f"{prefix}/ends_{tag}", ends),
+            self.ints(f"{prefix}/axes_{tag}", range(2, 2 + len(starts))),
+            self.ints(f"{prefix}/steps_{tag}", strides),
+        ]
+        nodes.append(helper.make_node("Slice", inputs, [sliced], name=self.names(f"{prefix}/Slice")))
+        return sliced
+
+    def gemm(self, node: onnx.NodeProto, shapes: Mapping[str, tuple[int | None, ...]]) -> tuple[list, str]:
+        a = node_attrs(node)
         b = numpy_helper.to_array(self.inits[node.input[1]])
-        k_axis = 1 if a.get("transB", 0) else 0
+        k_axis = LAYER_OPS["Gemm"].input_axis(a)
         kept = np.flatnonzero(np.any(b != 0, axis=1 - k_axis))
         if kept.size == 0:
             return [], "no non-zero column"
@@ -208,6 +226,10 @@ class _Builder:
         return [gather, new], ""
 
 
+# op type -> how its node is lowered (the layer ops element sparsity applies to)
+_LOWER = {"Conv": _Builder.conv, "Gemm": _Builder.gemm}
+
+
 def lower_model(model: onnx.ModelProto, weights: Iterable[str]) -> tuple[onnx.ModelProto, list[LoweredLayer]]:
     """A copy of ``model`` with every Conv/Gemm whose weight is one of ``weights`` lowered (see the module
     docstring), and what happened to each such layer. Weights no other node reads are dropped."""
@@ -218,18 +240,14 @@ def lower_model(model: onnx.ModelProto, weights: Iterable[str]) -> tuple[onnx.Mo
     layers: list[LoweredLayer] = []
     replaced: set[str] = set()
     for node in model.graph.node:
-        if node.op_type not in ("Conv", "Gemm") or len(node.input) < 2 or node.input[1] not in wanted:
+        lower = _LOWER.get(node.op_type) if layer_op(node) is not None else None
+        if lower is None or len(node.input) < 2 or node.input[1] not in wanted:
             out_nodes.append(node)
             continue
         w = numpy_helper.to_array(builder.inits[node.input[1]])
-        if node.op_type == "Conv":
-            columns = int(np.prod(w.shape[1:]))
-            kept = int(np.any(w != 0, axis=0).sum())
-            nodes, reason = builder.conv(node, shapes)
-        else:
-            k_axis = 1 if _attrs(node).get("transB", 0) else 0
-            columns, kept = int(w.shape[k_axis]), int(np.any(w != 0, axis=1 - k_axis).sum())
-            nodes, reason = builder.gemm(node)
+        used = np.any(w != 0, axis=LAYER_OPS[node.op_type].output_axis(node_attrs(node)))  # per column
+        columns, kept = int(used.size), int(used.sum())
+        nodes, reason = lower(builder, node, shapes)
         if not nodes:
             out_nodes.append(node)
             layers.append(LoweredLayer(node.name, node.op_type, columns, kept, False, 1, reason))

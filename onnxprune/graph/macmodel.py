@@ -29,7 +29,8 @@ from dataclasses import dataclass, field
 import onnx
 
 from ..plan import PruningPlan
-from .macs import ModelCost, _node_keys
+from .layerops import LAYER_OPS
+from .macs import ModelCost, node_keys
 
 
 @dataclass(frozen=True)
@@ -73,14 +74,17 @@ class MacModel:
 
 
 def _weight(node: onnx.NodeProto, inits: Mapping[str, tuple[int, ...]]) -> str | None:
-    """The initializer whose first two axes scale ``node``'s MACs, or None."""
-    if node.op_type in ("Conv", "ConvTranspose", "Gemm"):
-        name = node.input[1] if len(node.input) > 1 else ""
-        return name if name in inits and len(inits[name]) >= 2 else None
-    if node.op_type == "MatMul":
-        name = next((n for n in node.input[::-1] if n in inits), None)
-        return name if name is not None and len(inits[name]) == 2 else None
-    return None
+    """The initializer whose first two axes scale ``node``'s MACs, or None (a MatMul's constant operand
+    only when it is a matrix: a batched one would scale more axes)."""
+    op = LAYER_OPS.get(node.op_type)
+    name = op.weight(node, inits) if op is not None else None
+    if (
+        name is None
+        or len(inits[name]) < 2
+        or (op is not None and op.constant_operand and len(inits[name]) > 2)
+    ):
+        return None
+    return name
 
 
 def mac_model(model: onnx.ModelProto, plan: PruningPlan, cost: ModelCost) -> MacModel:
@@ -97,7 +101,7 @@ def mac_model(model: onnx.ModelProto, plan: PruningPlan, cost: ModelCost) -> Mac
             axis = shrink.setdefault((m.initializer, m.axis), {})
             axis[g.name] = axis.get(g.name, 0.0) + per
     terms, constant = [], 0
-    for key, node in zip(_node_keys(model.graph.node), model.graph.node, strict=True):
+    for key, node in zip(node_keys(model.graph.node), model.graph.node, strict=True):
         cost_node = cost.nodes.get(key)
         if cost_node is None:
             continue

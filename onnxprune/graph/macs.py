@@ -16,19 +16,18 @@ dims fixed by ``input_shape`` (the first input's shape, or a mapping input name 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import onnx
 
 from .inputs import resolve_input_dims
+from .layerops import CONV_OPS, LayerOp, layer_op, node_attrs
 from .shapes import Shape, ShapeArg, ShapeError, infer_shapes
 
 # name -> dims after shape inference; a dim is None where it is unknown or symbolic
 ShapeMap = Mapping[str, tuple[int | None, ...]]
-
-CONV_OPS = frozenset({"Conv", "ConvTranspose"})
 
 _FLOAT_TYPES = frozenset(
     getattr(onnx.TensorProto, name)
@@ -120,45 +119,22 @@ def _known(shapes: ShapeMap, node: onnx.NodeProto, key: str, tensor: str, role: 
     return tuple(d for d in dims if d is not None)
 
 
-def _conv(node: onnx.NodeProto, key: str, shapes: ShapeMap) -> tuple[int, Shape]:
-    w = _known(shapes, node, key, node.input[1], "weight")
-    y = _known(shapes, node, key, node.output[0], "output")
-    return math.prod(y) * math.prod(w[1:]), y  # w[1] = Cin / group, w[2:] = kernel
+def node_macs(node: onnx.NodeProto, key: str, shapes: ShapeMap, op: LayerOp) -> tuple[int, Shape]:
+    """MACs and output shape of a layer node (the formula of :data:`~onnxprune.graph.layerops.LAYER_OPS`)."""
+    tensors = {"input": (node.input[0], op.input_role), "weight": (node.input[1], "weight")}
+    tensors["output"] = (node.output[0], "output")
 
+    def shape(role: str) -> Shape:
+        tensor, label = tensors[role]
+        return _known(shapes, node, key, tensor, label)
 
-def _conv_transpose(node: onnx.NodeProto, key: str, shapes: ShapeMap) -> tuple[int, Shape]:
-    x = _known(shapes, node, key, node.input[0], "input")
-    w = _known(shapes, node, key, node.input[1], "weight")
-    y = _known(shapes, node, key, node.output[0], "output")
-    return math.prod(x) * math.prod(w[1:]), y  # w[1] = Cout / group, w[2:] = kernel
-
-
-def _gemm(node: onnx.NodeProto, key: str, shapes: ShapeMap) -> tuple[int, Shape]:
-    a = _known(shapes, node, key, node.input[0], "input A")
-    y = _known(shapes, node, key, node.output[0], "output")
-    trans_a = next((attr.i for attr in node.attribute if attr.name == "transA"), 0)
-    k = a[0] if trans_a else a[1]
-    return math.prod(y) * k, y
-
-
-def _matmul(node: onnx.NodeProto, key: str, shapes: ShapeMap) -> tuple[int, Shape]:
-    a = _known(shapes, node, key, node.input[0], "input A")
-    y = _known(shapes, node, key, node.output[0], "output")
-    return math.prod(y) * a[-1], y  # K = last dim of A, also when A is 1-D
-
-
-COUNTERS: dict[str, Callable[[onnx.NodeProto, str, ShapeMap], tuple[int, Shape]]] = {
-    "Conv": _conv,
-    "ConvTranspose": _conv_transpose,
-    "Gemm": _gemm,
-    "MatMul": _matmul,
-}
+    return op.count(shape, node_attrs(node)), shape("output")
 
 
 # --------------------------------------------------------------------------------------------- model
 
 
-def _node_keys(nodes: Iterable[onnx.NodeProto]) -> list[str]:
+def node_keys(nodes: Iterable[onnx.NodeProto]) -> list[str]:
     """Unique keys: the node name, ``<op_type>_<index>`` for unnamed nodes, ``#<index>`` on clashes."""
     keys: list[str] = []
     seen: set[str] = set()
@@ -187,11 +163,11 @@ def count_costs(model: onnx.ModelProto, input_shape: ShapeArg) -> ModelCost:
     shapes = infer_shapes(model, input_shape)
     sizes = float_param_sizes(model)
     nodes: dict[str, NodeCost] = {}
-    for key, node in zip(_node_keys(model.graph.node), model.graph.node, strict=True):
-        counter = COUNTERS.get(node.op_type) if node.domain in ("", "ai.onnx") else None
-        if counter is None:
+    for key, node in zip(node_keys(model.graph.node), model.graph.node, strict=True):
+        op = layer_op(node)
+        if op is None:
             continue
-        macs, out_shape = counter(node, key, shapes)
+        macs, out_shape = node_macs(node, key, shapes, op)
         params = sum(sizes.get(name, 0) for name in dict.fromkeys(node.input) if name)
         nodes[key] = NodeCost(node.op_type, int(macs), int(params), out_shape)
     known = {

@@ -23,9 +23,9 @@ import onnx
 
 from ..data.arrays import Inputs
 from ..plan import Group, PruningPlan
+from ..runtime.sessions import make_session, run_batched
 from .edit import mask_model
 from .protos import tensor_array
-from .runtime import make_session, run_batched
 
 
 @dataclass(frozen=True)

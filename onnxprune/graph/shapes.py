@@ -81,11 +81,11 @@ def infer_shapes(model: onnx.ModelProto, input_shape: ShapeArg) -> dict[str, tup
     ]
     concrete = all_fixed(fixed) if len(fixed) == len(data_inputs(model)) else None
     if unknown and concrete is not None:  # else an ORT run could not be fed: those shapes stay unknown
-        shapes.update(_run_for_shapes(model, unknown, concrete, typed=inferred))
+        shapes.update(run_for_shapes(model, unknown, concrete, typed=inferred))
     return shapes
 
 
-def _run_for_shapes(
+def run_for_shapes(
     model: onnx.ModelProto,
     names: list[str],
     input_shape: Shape | Mapping[str, Shape],

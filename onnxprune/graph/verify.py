@@ -18,9 +18,9 @@ from numpy.typing import DTypeLike
 
 from ..data.arrays import check_names
 from ..errors import DataError, VerificationError
+from ..runtime.sessions import make_session, run_batched
 from .inputs import Batch, Shape, ShapeArg, batch_len
 from .protos import check_model
-from .runtime import make_session, run_batched
 
 
 @dataclass
@@ -38,7 +38,8 @@ class VerifyResult:
         return {**asdict(self), "passed": self.passed}
 
 
-def relative_error(ref: np.ndarray, got: np.ndarray) -> float:
+def max_relative_error(ref: np.ndarray, got: np.ndarray) -> float:
+    """``max|ref − got| / max(max|ref|, 1e-12)`` in float64; inf when the shapes differ."""
     ref64, got64 = ref.astype(np.float64), got.astype(np.float64)
     if ref64.shape != got64.shape:
         return float("inf")
@@ -55,7 +56,7 @@ def compare_models(
     """Run both models on each input batch; the largest relative error over outputs and batches.
 
     Each batch is an array (fed to the first input) or a mapping input name -> array for every input
-    (see :func:`onnxprune.graph.runtime.run_batched`). Models are ModelProtos or paths (external data
+    (see :func:`onnxprune.runtime.sessions.run_batched`). Models are ModelProtos or paths (external data
     found beside them); one session lives at a time (the reference's outputs are kept), so a large model
     is never held by two sessions at once."""
     ref_sess = make_session(reference)
@@ -69,7 +70,7 @@ def compare_models(
         cand_out = run_batched(cand_sess, x)
         samples += batch_len(x)
         for name, a, b in zip(names, ref_out, cand_out, strict=True):
-            per_output[name] = max(per_output[name], relative_error(a, b))
+            per_output[name] = max(per_output[name], max_relative_error(a, b))
     return VerifyResult(max(per_output.values(), default=0.0), per_output, samples, rtol)
 
 

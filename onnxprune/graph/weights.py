@@ -1,10 +1,9 @@
 """Layer weights for element (non-structured, N:M) sparsity: which initializer, and its input axis.
 
-A :class:`WeightTarget` is the weight initializer (input 1) of a Conv or Gemm node together with the
-ONNX axis the layer reduces over — the axis N:M blocks run along:
-
-* Conv ``W[O, C_in/group, kh, kw]``: axis 1;
-* Gemm ``Y = A·op(B)``: ``B[K, N]`` (axis 0) or, with ``transB=1``, ``B[N, K]`` (axis 1).
+A :class:`WeightTarget` is the weight initializer (input 1) of a layer op element sparsity applies to
+(Conv, Gemm: :data:`~onnxprune.graph.layerops.LAYER_OPS`) together with the ONNX axis the layer reduces
+over — the axis N:M blocks run along (Conv ``W[O, C_in/group, kh, kw]``: axis 1; Gemm ``B[K, N]``: axis 0,
+with ``transB=1`` ``B[N, K]``: axis 1).
 
 Also: element zero counts of initializers, N:M checks on arrays, and storing initializers as
 ``graph.sparse_initializer`` (COO ``SparseTensorProto``) to shrink the file.
@@ -12,25 +11,14 @@ Also: element zero counts of initializers, N:M checks on arrays, and storing ini
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
-# op type -> (attributes -> ONNX input axis of the weight); a table, one entry per op
-_INPUT_AXIS: dict[str, Callable[[Mapping[str, object]], int]] = {
-    "Conv": lambda attrs: 1,
-    "Gemm": lambda attrs: 1 if attrs.get("transB", 0) else 0,
-}
-ELEMENT_OPS = tuple(_INPUT_AXIS)
-
-
-def output_axis(op_type: str, input_axis: int) -> int:
-    """The axis of a Conv/Gemm weight that indexes its filters / output units: 0 for a Conv (O, C, k...),
-    the other of the two axes for a Gemm's B (``input_axis`` is the reduction axis)."""
-    return 0 if op_type == "Conv" else 1 - input_axis
+from .layerops import layer_op, node_attrs
 
 
 @dataclass(frozen=True)
@@ -58,16 +46,16 @@ def weight_targets(model: onnx.ModelProto) -> list[WeightTarget]:
     inits = {t.name: t for t in model.graph.initializer}
     out = []
     for n in model.graph.node:
-        axis_of = _INPUT_AXIS.get(n.op_type) if n.domain in ("", "ai.onnx") else None
-        if axis_of is None or len(n.input) < 2 or n.input[1] not in inits:
+        op = layer_op(n)
+        if op is None or not op.element or len(n.input) < 2 or n.input[1] not in inits:
             continue
         w = inits[n.input[1]]
         if w.data_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
             continue
-        attrs = {a.name: helper.get_attribute_value(a) for a in n.attribute}
+        attrs = node_attrs(n)
         dims = tuple(int(d) for d in w.dims)
         group = int(attrs.get("group", 1))
-        out.append(WeightTarget(n.name, n.op_type, w.name, axis_of(attrs), dims, group))
+        out.append(WeightTarget(n.name, n.op_type, w.name, op.input_axis(attrs), dims, group))
     return out
 
 

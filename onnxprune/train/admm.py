@@ -40,6 +40,7 @@ import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -48,11 +49,12 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 from tqdm import tqdm
 
+from ..config.settings import BN_STATS, METHODS, TrainSettings
 from ..data import ArrayData
 from ..data.arrays import Inputs
 from ..errors import SpecError, UnsupportedModelError
+from ..graph.elements import ElementConstraint
 from ..plan import Group, PruningPlan
-from ..sparsity import ElementSparsity
 from . import checkpoint as ckpt
 from . import distributed
 from .amp import Amp
@@ -63,7 +65,15 @@ from .importer import ImportedModel
 from .objective import DistillConfig, Objective, is_classifier_output, outputs
 from .projection import apply_masks, project_groups, tensor_masks
 
-__all__ = ["TrainConfig", "TrainResult", "run_admm", "run_magnitude", "select_elements", "select_groups"]
+__all__ = [
+    "TrainConfig",
+    "TrainResult",
+    "run_admm",
+    "run_magnitude",
+    "select_elements",
+    "select_groups",
+    "train_pruned",
+]
 
 log = logging.getLogger("onnxprune")
 
@@ -71,59 +81,30 @@ log = logging.getLogger("onnxprune")
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None, list[torch.Tensor] | None]
 
 
-@dataclass
-class TrainConfig:
-    """Hyperparameters; the defaults suit small Fashion-MNIST CNNs (tens of k to a few M weights).
+@dataclass(frozen=True)
+class TrainConfig(TrainSettings):
+    """The user's settings (:class:`~onnxprune.config.settings.TrainSettings`, defined there once) and what a
+    run adds: seed, logging, BatchNorm handling, the distillation settings and the dual rescaling.
 
-    Chosen on a 2-conv+BN, 2-Gemm Fashion-MNIST CNN (pretrained to 89 % val), keeping 6/16, 10/32, 20/64
-    channels: with these defaults the last-round primal residual was 0.05 (max over groups), the accuracy
+    The defaults were chosen on a 2-conv+BN, 2-Gemm Fashion-MNIST CNN (pretrained to 89 % val), keeping 6/16,
+    10/32, 20/64 channels: with them the last-round primal residual was 0.05 (max over groups), the accuracy
     right after the hard prune 87.5 % (one-shot magnitude: 10 %), 89.8 % after one retraining epoch
     (magnitude + 3 retraining epochs: 88.1 %).
     Adam's step is about lr whatever the gradient scale, so a round moves a weight at most ~lr·round_iters:
     the W-step must be able to reach Z − U (lr 1e-3 left the support flip-flopping for 10 rounds).
     """
 
-    # 2 + 2 epochs: on the VGG-style reference at filter:0.5 this gave +0.48 pp top-1 over the dense model
-    # (benchmarks/README.md) in 12.5 min on 2 CPU cores; more epochs help at higher sparsity.
-    admm_epochs: int = 2
-    finetune_epochs: int = 2
-    round_iters: int = 0  # Adam steps per ADMM round; 0: a quarter epoch (4 rounds per epoch)
-    lr: float = 3e-3  # Adam, W-step
-    finetune_lr: float = 1e-3  # Adam, masked retraining, cosine-decayed to 0
-    rho0: float = 1e-2
-    rho_growth: float = 1.3
-    rho_max: float = 1.0
-    batch_size: int = 128
-    weight_decay: float = 0.0
-    device: str = "cpu"
     seed: int = 0
     quiet: bool = False
-    bn_stats: str = "auto"  # 'train': update BN running stats; 'freeze'; 'auto': train unless synthetic_data
     synthetic_data: bool = False  # random inputs (structure previews): BN statistics must not learn them
     distill: DistillConfig = field(default_factory=DistillConfig)
     rescale_dual: bool = True  # U ← U·ρ_old/ρ_new when ρ grows (Boyd et al. §3.4.1); False: authors' code
-    checkpoint_dir: str | None = None  # save after every ADMM round and retraining epoch (see .checkpoint)
-    resume: bool = False  # continue from the checkpoint in checkpoint_dir
-    amp: str = "off"  # 'bf16' | 'fp16' (CUDA only): autocast forward + loss, see .amp; weights stay float32
 
     def validate(self) -> None:
         """Raise :class:`SpecError` on values that cannot work."""
-        checks = [
-            (self.admm_epochs >= 0, "admm_epochs must be >= 0"),
-            (self.finetune_epochs >= 0, "finetune_epochs must be >= 0"),
-            (self.round_iters >= 0, "round_iters must be >= 0 (0: auto)"),
-            (self.lr > 0 and self.finetune_lr > 0, "learning rates must be > 0"),
-            (self.rho0 > 0 and self.rho_max >= self.rho0, "need 0 < rho0 <= rho_max"),
-            (self.rho_growth >= 1.0, "rho_growth must be >= 1"),
-            (self.batch_size >= 1, "batch_size must be >= 1"),
-            (self.weight_decay >= 0, "weight_decay must be >= 0"),
-            (self.device in ("cpu", "cuda"), f"device must be 'cpu' or 'cuda', not {self.device!r}"),
-            (self.bn_stats in ("auto", "train", "freeze"), "bn_stats must be 'auto', 'train' or 'freeze'"),
-            (not self.resume or bool(self.checkpoint_dir), "resume needs a checkpoint directory"),
-        ]
-        for ok, msg in checks:
-            if not ok:
-                raise SpecError(msg)
+        super().validate()
+        if self.bn_stats not in BN_STATS:
+            raise SpecError("bn_stats must be 'auto', 'train' or 'freeze'")
         self.distill.validate()
         check_amp(self.amp, self.device)
         if self.device == "cuda" and not torch.cuda.is_available():
@@ -147,42 +128,33 @@ class TrainResult:
 
 
 # -- public entry points -----------------------------------------------------------------------------
-def run_admm(
+def train_pruned(
+    method: str,
     model: ImportedModel,
     plan: PruningPlan,
     keep: Mapping[str, int],
     train: ArrayData,
     val: ArrayData,
     cfg: TrainConfig | None = None,
-    elements: Mapping[str, ElementSparsity] | None = None,
+    elements: Mapping[str, ElementConstraint] | None = None,
 ) -> TrainResult:
-    """ADMM (``cfg.admm_epochs``), hard prune to ``keep[g]`` channels per group and to the element
-    constraints of ``elements`` (by initializer name), masked retraining.
+    """Prune ``keep[g]`` channels per group and the element constraints of ``elements`` (by initializer
+    name), training ``model`` in place; afterwards ``model.onnx_arrays()`` holds the masked weights.
 
-    Trains ``model`` in place; afterwards ``model.onnx_arrays()`` holds the masked weights.
+    ``method`` 'admm': ADMM (``cfg.admm_epochs``), hard prune, masked retraining. 'magnitude': one-shot
+    projection of the current weights (the k largest channel norms, the largest |w| per element
+    constraint), then masked fine-tuning; with ``cfg.finetune_epochs == 0`` nothing trains and no labels
+    (nor teacher) are needed.
     """
+    if method not in METHODS:
+        raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
     cfg = cfg or TrainConfig()
     with distributed.session(cfg.device):
-        return _Run(model, plan, keep, train, val, cfg, admm=True, elements=elements).execute()
+        return _Run(model, plan, keep, train, val, cfg, admm=method == "admm", elements=elements).execute()
 
 
-def run_magnitude(
-    model: ImportedModel,
-    plan: PruningPlan,
-    keep: Mapping[str, int],
-    train: ArrayData,
-    val: ArrayData,
-    cfg: TrainConfig | None = None,
-    elements: Mapping[str, ElementSparsity] | None = None,
-) -> TrainResult:
-    """One-shot projection of the current weights (the k largest channel norms, the largest |w| per
-    element constraint), then masked fine-tuning.
-
-    With ``cfg.finetune_epochs == 0`` nothing trains and no labels (nor teacher) are needed.
-    """
-    cfg = cfg or TrainConfig()
-    with distributed.session(cfg.device):
-        return _Run(model, plan, keep, train, val, cfg, admm=False, elements=elements).execute()
+run_admm = partial(train_pruned, "admm")
+run_magnitude = partial(train_pruned, "magnitude")
 
 
 # -- plan selection ----------------------------------------------------------------------------------
@@ -213,8 +185,8 @@ def select_groups(
 
 
 def select_elements(
-    model: ImportedModel, chosen: list[tuple[Group, int]], elements: Mapping[str, ElementSparsity]
-) -> dict[str, ElementSparsity]:
+    model: ImportedModel, chosen: list[tuple[Group, int]], elements: Mapping[str, ElementConstraint]
+) -> dict[str, ElementConstraint]:
     """The element constraints, checked: bound to a torch tensor, not a SOURCE of a pruned group."""
     grouped = {m.initializer: g.name for g, _ in chosen for m in g.sources}
     kinds = {m.initializer: g.kind for g, _ in chosen for m in g.sources}
@@ -266,7 +238,7 @@ class _Run:
         val: ArrayData,
         cfg: TrainConfig,
         admm: bool,
-        elements: Mapping[str, ElementSparsity] | None = None,
+        elements: Mapping[str, ElementConstraint] | None = None,
     ) -> None:
         cfg.validate()
         self.model, self.plan, self.cfg, self.admm = model, plan, cfg, admm
@@ -311,9 +283,7 @@ class _Run:
             "keep": ",".join(
                 f"{g.name}={'channel:' if g.kind == 'channel' else ''}{k}" for g, k in self.chosen
             ),
-            "elements": ",".join(
-                f"{n}={c.kind}:{c.keep}:{c.n}:{c.m}" for n, c in sorted(self.elements.items())
-            ),
+            "elements": ",".join(f"{n}={c.fingerprint}" for n, c in sorted(self.elements.items())),
             "distill": str(sorted(vars(cfg.distill).items())),
             **{k: getattr(cfg, k) for k in hyper},
         }

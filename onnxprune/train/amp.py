@@ -14,11 +14,12 @@ from typing import Any
 
 import torch
 
+from ..config.settings import AMP_MODES
 from ..errors import SpecError
 
 __all__ = ["MODES", "Amp", "check"]
 
-MODES = ("off", "bf16", "fp16")
+MODES = AMP_MODES
 _DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
 

@@ -16,10 +16,8 @@ ADMM Z/U updates are then computed on every rank from those weights (no broadcas
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -27,49 +25,14 @@ import torch.distributed as dist
 from torch.utils.data import Sampler
 
 from ..errors import SpecError
+from ..runtime.machine import JobContext as Context
+from ..runtime.machine import job_context as env_context
 
 __all__ = ["Context", "EpochBatches", "check_same", "context", "env_rank", "mean", "session"]
 
 log = logging.getLogger("onnxprune.distributed")
 
 PHASES = {"admm": 0, "finetune": 1}
-
-
-@dataclass(frozen=True)
-class Context:
-    """This process's place in the job: rank, world size, local rank (its GPU index under torchrun)."""
-
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def distributed(self) -> bool:
-        return self.world > 1
-
-    @property
-    def main(self) -> bool:
-        """Rank 0: the process that logs, writes outputs and checkpoints."""
-        return self.rank == 0
-
-
-def _env_int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise SpecError(f"environment variable {name}={raw!r} is not an integer") from None
-
-
-def env_context() -> Context:
-    """The job as torchrun describes it in ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` (default: 1 process)."""
-    world = _env_int("WORLD_SIZE", 1)
-    rank = _env_int("RANK", 0)
-    if world < 1 or not 0 <= rank < world:
-        raise SpecError(f"invalid torchrun environment: RANK={rank}, WORLD_SIZE={world}")
-    return Context(rank, world, _env_int("LOCAL_RANK", rank))
 
 
 def env_rank() -> int:

@@ -20,14 +20,15 @@ descending sort. Non-finite values are rejected.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 
-from ..sparsity import ElementSparsity
+from ..graph.elements import NM, Columns, ElementConstraint, Irregular
 from .projection import AxisOf, identity_axis
 
-__all__ = ["element_mask", "nm_mask", "project_elements", "shape_mask", "topk_mask"]
+__all__ = ["PROJECTIONS", "element_mask", "nm_mask", "project_elements", "shape_mask", "topk_mask"]
 
 
 def _check_finite(t: torch.Tensor) -> None:
@@ -71,20 +72,25 @@ def shape_mask(t: torch.Tensor, k: int, out_axis: int) -> torch.Tensor:
     return keep.unsqueeze(0).expand_as(moved).movedim(0, out_axis).contiguous()
 
 
+# constraint type -> the support of the projection of a tensor (torch layout) onto its set; the axes
+# are ONNX axes of the initializer, mapped to torch by axis_of(name, axis)
+PROJECTIONS: dict[type[ElementConstraint], Callable[[torch.Tensor, Any, str, AxisOf], torch.Tensor]] = {
+    Irregular: lambda t, c, name, axis_of: topk_mask(t, c.keep),
+    NM: lambda t, c, name, axis_of: nm_mask(t, c.n, c.m, axis_of(name, c.axis)),
+    Columns: lambda t, c, name, axis_of: shape_mask(t, c.columns, axis_of(name, c.out_axis)),
+}
+
+
 def element_mask(
-    t: torch.Tensor, c: ElementSparsity, name: str = "", axis_of: AxisOf = identity_axis
+    t: torch.Tensor, c: ElementConstraint, name: str = "", axis_of: AxisOf = identity_axis
 ) -> torch.Tensor:
     """The support of the projection of ``t`` (torch layout of ``c.initializer``) onto ``c``'s set."""
-    if c.kind == "irregular":
-        return topk_mask(t, c.keep)
-    if c.kind == "shape":
-        return shape_mask(t, c.columns, axis_of(name or c.initializer, c.out_axis))
-    return nm_mask(t, c.n, c.m, axis_of(name or c.initializer, c.axis))
+    return PROJECTIONS[type(c)](t, c, name or c.initializer, axis_of)
 
 
 def project_elements(
     tensors: Mapping[str, torch.Tensor],
-    constraints: Mapping[str, ElementSparsity],
+    constraints: Mapping[str, ElementConstraint],
     axis_of: AxisOf = identity_axis,
 ) -> tuple[dict[str, torch.Tensor], dict[str, torch.Tensor]]:
     """``(Z, mask)`` by tensor name: Z = Π(T), T on the mask's support and exactly 0 elsewhere."""

@@ -42,6 +42,7 @@ from onnx import numpy_helper
 from torch import fx, nn
 
 from ..errors import UnsupportedModelError
+from ..graph.layerops import LAYER_OPS, node_attrs
 
 __all__ = ["Binding", "BindingError", "ImportedModel", "Transform", "import_model"]
 
@@ -104,8 +105,6 @@ _VALUE_INPUTS: dict[str, dict[int, bool | None]] = {
     "Add": {0: None, 1: None},
     "Sub": {0: None, 1: None},
 }
-_CONV_OPS = ("Conv", "ConvTranspose")
-_LAYER_OPS = (*_CONV_OPS, "Gemm", "MatMul")
 
 
 class ImportedModel:
@@ -360,7 +359,8 @@ def _module_uses(
     def given(i: int) -> str | None:
         return ins[i] if len(ins) > i and ins[i] in inits else None
 
-    if node.op_type in _CONV_OPS:
+    op = LAYER_OPS.get(node.op_type)
+    if op is not None and op.conv:
         conv_path, conv = path, module
         if isinstance(module, nn.Sequential):  # asymmetric pads: Sequential(pad, conv)
             idx = [i for i, m in enumerate(module) if isinstance(m, nn.modules.conv._ConvNd)]
@@ -375,11 +375,11 @@ def _module_uses(
             name = given(i)
             if name is not None:
                 yield _Use(name, node, Location(conv_path, attr), Transform(), True)
-    elif node.op_type == "Gemm" and isinstance(module, nn.Linear):
-        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+    elif op is not None and node.op_type == "Gemm" and isinstance(module, nn.Linear):  # onnx2torch's Linear
+        attrs = node_attrs(node)
         alpha, beta = float(attrs.get("alpha", 1.0)), float(attrs.get("beta", 1.0))
-        trans_b = int(attrs.get("transB", 0)) != 0
-        for i, attr, scale, transpose in ((1, "weight", alpha, not trans_b), (2, "bias", beta, False)):
+        weight_t = op.input_axis(attrs) == 0  # torch's weight is op(B)ᵀ (N, K): B (K, N) is transposed
+        for i, attr, scale, transpose in ((1, "weight", alpha, weight_t), (2, "bias", beta, False)):
             name = given(i)
             if name is None:
                 continue
@@ -421,7 +421,7 @@ def _value_uses(
         if len(node.input) != 2 or (node.input[0] in inits) == (node.input[1] in inits):
             return
         producer = by_output.get(node.input[1] if node.input[0] in inits else node.input[0])
-        is_bias = producer is not None and producer.op_type in _LAYER_OPS
+        is_bias = producer is not None and producer.op_type in LAYER_OPS
         table = {0: is_bias, 1: is_bias}
     pairs: list[tuple[int, Any]] = list(enumerate(fx_node.args))
     if fx_node.kwargs:

@@ -13,7 +13,7 @@ training), y the labels. D is summed over the model's outputs, each with its own
 
 ``auto`` picks ``kl`` for classifier heads (an output of shape (N, C), C ≥ 2) and ``mse`` otherwise.
 
-Default T = 1, from benchmarks/run_distill.py (VGG-style, filter:0.5, labels withheld): with T = 4
+Default T = 1, from benchmarks.run_distill (VGG-style, filter:0.5, labels withheld): with T = 4
 ADMM's residual ‖W−Z‖/‖W‖ stayed near 0.9 over both rounds (T = 1: down to 0.11), and top-1 ended
 0.33 pp lower at 2+2 epochs and 0.34 pp lower at 2+5.
 """
@@ -23,52 +23,21 @@ from __future__ import annotations
 import copy
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import SpecError
+from ..config.settings import DistillSettings
 
 log = logging.getLogger("onnxprune")
 
-DISTILL_LOSSES = ("auto", "kl", "mse", "cosine")
-TEACHER_MODES = ("auto", "cache", "online")
 _EPS = 1e-12
 
 
-@dataclass(frozen=True)
-class DistillConfig:
-    """How the dense model teaches the pruned one.
-
-    ``weight``: None = 1 without labels and 0 (labels only) with them; a value in [0, 1] mixes.
-    ``teacher``: 'cache' computes the teacher's outputs once per sample before training (the data has no
-    augmentation, so this equals on-the-fly), 'online' every step; 'auto' caches when they fit in
-    ``cache_mb``.
-    """
-
-    loss: str = "auto"
-    weight: float | None = None
-    temperature: float = 1.0
-    teacher: str = "auto"
-    cache_mb: float = 1024.0
-
-    def validate(self) -> None:
-        if self.loss not in DISTILL_LOSSES:
-            raise SpecError(f"unknown distillation loss {self.loss!r} (known: {', '.join(DISTILL_LOSSES)})")
-        if self.teacher not in TEACHER_MODES:
-            raise SpecError(f"unknown teacher mode {self.teacher!r} (known: {', '.join(TEACHER_MODES)})")
-        if self.weight is not None and not 0.0 <= self.weight <= 1.0:
-            raise SpecError(f"distillation weight must be in [0, 1], not {self.weight:g}")
-        if not self.temperature > 0:
-            raise SpecError(f"distillation temperature must be > 0, not {self.temperature:g}")
-
-    def weight_for(self, labeled: bool) -> float:
-        if not labeled:
-            return 1.0
-        return 0.0 if self.weight is None else self.weight
+DistillConfig = DistillSettings
+"""How the dense model teaches the pruned one (defined with the other settings, in config.settings)."""
 
 
 def outputs(out: Any) -> list[torch.Tensor]:

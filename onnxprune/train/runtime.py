@@ -1,4 +1,4 @@
-"""The same ONNX model served by PyTorch, for :func:`onnxprune.bench.bench`'s runtime comparison.
+"""The same ONNX model served by PyTorch, for :func:`onnxprune.runtime.benchmark.bench`'s runtime comparison.
 
 ``torch``: the model imported with onnx2torch (after the ONNX-side normalization compress uses), in
 eval mode under ``torch.inference_mode``. ``torch-compile``: that module through ``torch.compile``
@@ -17,7 +17,7 @@ import onnx
 import torch
 
 from ..graph.load import load_model, normalize
-from ..graph.runtime import ProviderUnavailableError
+from ..runtime.sessions import ProviderUnavailableError
 from .importer import import_model
 
 TORCH_RUNTIMES = ("torch", "torch-compile")

@@ -77,6 +77,7 @@ def check_indexed(splits: DataSplits, n: int) -> None:
 # --- loaders and batch formats ----------------------------------------------------------------------------
 
 
+@pytest.mark.torch
 def test_torch_dataloader_with_labels(entry: Entry) -> None:
     source = entry(
         INDEXED
@@ -100,6 +101,7 @@ def make():
     assert sample_ids(other.val) != sample_ids(splits.val)
 
 
+@pytest.mark.torch
 def test_torch_dataloader_without_labels(entry: Entry) -> None:
     source = entry(
         INDEXED
@@ -269,6 +271,7 @@ def make():
     check_two(splits, 8, labeled)
 
 
+@pytest.mark.torch
 def test_two_input_torch_loader(entry: Entry) -> None:
     source = entry(
         TWO_INPUTS

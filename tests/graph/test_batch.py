@@ -9,7 +9,7 @@ import pytest
 from onnxprune.graph.batch import check_relaxed, relax_batch, static_batch
 from onnxprune.graph.inputs import value_dims
 from onnxprune.graph.load import normalize
-from onnxprune.graph.runtime import make_session, run_batched
+from onnxprune.runtime.sessions import make_session, run_batched
 from tests.builders import GraphBuilder
 
 

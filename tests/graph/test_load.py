@@ -13,9 +13,10 @@ from onnx import helper
 from onnxprune.errors import InvalidModelError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.edit import mask_model, prune_model
-from onnxprune.graph.load import input_dims, load_model, normalize
-from onnxprune.graph.runtime import make_session
+from onnxprune.graph.inputs import ModelInputs
+from onnxprune.graph.load import load_model, normalize
 from onnxprune.graph.verify import compare_models, verification_inputs
+from onnxprune.runtime.sessions import make_session
 from tests.builders import GraphBuilder, vgg_like
 
 
@@ -88,7 +89,7 @@ def test_initializers_in_graph_inputs_are_dropped_from_inputs() -> None:
         model.graph.input.append(helper.make_tensor_value_info(t.name, t.data_type, list(t.dims)))
     norm = normalize(model).model
     assert [i.name for i in norm.graph.input] == ["input"]
-    assert input_dims(norm) == ["batch", 3, 8, 8]
+    assert list(ModelInputs.of(norm).first.dims or ()) == ["batch", 3, 8, 8]
 
 
 def test_old_opset_is_lifted_and_still_prunable_exactly() -> None:

@@ -15,12 +15,12 @@ from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.errors import DataError
 from onnxprune.graph.analysis import analyze
-from onnxprune.graph.inputs import data_inputs, input_dtypes, input_shapes
-from onnxprune.graph.load import all_input_dims, input_dims, normalize
+from onnxprune.graph.inputs import ModelInputs, data_inputs, input_dtypes, input_shapes
+from onnxprune.graph.load import normalize
 from onnxprune.graph.macs import count_costs
-from onnxprune.graph.runtime import make_session, run_batched, top1
 from onnxprune.graph.shapes import ShapeError, infer_shapes, static_shapes
 from onnxprune.graph.verify import compare_models, verification_inputs
+from onnxprune.runtime.sessions import make_session, run_batched, top1
 from tests.builders import GraphBuilder, vgg_like
 from tests.graph.checks import prune_check
 
@@ -90,8 +90,8 @@ def test_data_inputs_skip_initializers_listed_as_inputs() -> None:
     model.graph.input.append(helper.make_tensor_value_info(w.name, w.data_type, list(w.dims)))
 
     assert [vi.name for vi in data_inputs(model)] == ["input", "b"]
-    assert all_input_dims(model) == {"input": ["N", 3, "H", "W"], "b": ["N", 2, "H", "W"]}
-    assert input_dims(model) == ["N", 3, "H", "W"]
+    assert ModelInputs.of(model).dims() == {"input": ["N", 3, "H", "W"], "b": ["N", 2, "H", "W"]}
+    assert ModelInputs.of(model).dims()["input"] == ["N", 3, "H", "W"]
 
 
 def test_input_dtypes_follow_the_elem_types() -> None:

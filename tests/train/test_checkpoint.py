@@ -12,7 +12,7 @@ import torch
 from onnx import helper
 
 from onnxprune.errors import OutputError, SpecError
-from onnxprune.sparsity import ElementSparsity
+from onnxprune.graph.elements import Irregular
 from onnxprune.train import checkpoint as ckpt
 from onnxprune.train.admm import TrainConfig, TrainResult, run_admm, run_magnitude
 from onnxprune.train.checkpoint import Checkpointer
@@ -160,7 +160,7 @@ def test_resume_with_an_element_constraint(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saves: int
 ) -> None:
     """Element masks (here irregular on w2, 12 of 24 kept) are projected, checkpointed and restored too."""
-    elements = {"w2": ElementSparsity("w2", "mm2", "MatMul", "irregular", (8, 3), axis=0, keep=12)}
+    elements = {"w2": Irregular("w2", "mm2", "MatMul", (8, 3), axis=0, entries=12)}
 
     def run_el(cfg: TrainConfig) -> TrainResult:
         train, val = data()

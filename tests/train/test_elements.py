@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxprune.sparsity import ElementSparsity
+from onnxprune.graph.elements import NM
 from onnxprune.train.elements import nm_mask, project_elements, topk_mask
 
 
@@ -88,7 +88,7 @@ def test_ties_keep_the_lower_index() -> None:
 
 def test_project_elements_uses_the_torch_axis() -> None:
     """An ONNX-layout axis is mapped through axis_of (a transposed Gemm weight in torch)."""
-    c = ElementSparsity("w", "fc", "Gemm", "nm", (4, 2), axis=0, keep=4, n=1, m=2)
+    c = NM("w", "fc", "Gemm", (4, 2), axis=0, n=1, m=2)
     t = torch.tensor([[1.0, 5.0], [2.0, 4.0], [3.0, 0.5], [0.1, 0.2]]).T  # torch layout (2, 4): axis 1
     z, masks = project_elements({"w": t}, {"w": c}, axis_of=lambda name, ax: 1 - ax)
     assert masks["w"].tolist() == [[False, True, True, False], [True, False, True, False]]

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from onnxprune import bench as bench_module
-from onnxprune.bench import bench, input_specs, random_feeds
 from onnxprune.errors import SpecError
-from onnxprune.graph.runtime import ProviderUnavailableError, make_session
+from onnxprune.runtime import benchmark as bench_module
+from onnxprune.runtime.benchmark import bench
+from onnxprune.runtime.sessions import ProviderUnavailableError, input_specs, make_session, random_feeds
 from onnxprune.train.runtime import load_module, torch_devices, torch_runner
 from tests.train.graphs import cnn, run_ort
 

@@ -9,7 +9,7 @@
       - {type: irregular, ratio: 0.8, op: Gemm}             # single weights of every Gemm (no surgery)
       - {type: nm, n: 2, m: 4, match: "/features/features.3/*"}       # 2 of every 4 along the input dim
     sparse_initializers: true       # store element-pruned weights as ONNX sparse initializers (smaller file)
-    # or, instead of 'sparsity': a MAC budget that chooses each group's ratio (see onnxprune.budget)
+    # or, instead of 'sparsity': a MAC budget that chooses each group's ratio (see onnxprune.pipeline.budget)
     # target_macs: 0.3              # keep 30 % of the MACs; 'exclude' and 'align' apply to it too
     exclude: ["/classifier/*"]      # groups whose source node matches keep every channel
     align: auto                     # kept filters rounded to the runtime's multiple (8 on ORT CPU/CUDA)
@@ -32,64 +32,56 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..errors import SpecError
 from .alignment import resolve_alignment
-from .errors import SpecError
-from .gates import Gates, parse_speedup_on
-from .sparsity import Rule, SparsitySpec, check_kind, check_nm, check_ratio, check_target, parse_rule
-
-TOP_KEYS = (
-    "sparsity",
-    "target_macs",
-    "exclude",
-    "align",
-    "method",
-    "seed",
-    "sparse_initializers",
-    "train",
-    "distill",
-    "data",
-    "gates",
+from .gates import Gates
+from .settings import (
+    METHODS,
+    DataOptions,
+    DataSettings,
+    DistillSettings,
+    GateOptions,
+    GateSettings,
+    RunOptions,
+    RunSettings,
+    TrainOptions,
+    TrainSettings,
+    entries,
+    parse_section,
 )
+from .sparsity import KINDS, Rule, SparsitySpec, check_kind, check_nm, check_ratio, check_target, parse_rule
+
+SPEC_KEYS = ("sparsity", "target_macs", "exclude", "align")
+
+_SECTIONS = tuple(cls.SECTION for cls in (TrainSettings, DistillSettings, DataSettings, GateSettings))
+TOP_KEYS = (*SPEC_KEYS, *(e.name for e in entries(RunSettings) if e.meta.recipe), *_SECTIONS)
 RULE_KEYS = ("type", "ratio", "match", "op", "n", "m")
-TRAIN_KEYS = {
-    "admm_epochs": int,
-    "finetune_epochs": int,
-    "round_iters": int,
-    "lr": float,
-    "finetune_lr": float,
-    "rho0": float,
-    "rho_growth": float,
-    "rho_max": float,
-    "batch_size": int,
-    "weight_decay": float,
-    "device": str,
-    "threads": int,
-    "amp": str,
-}
-# recipe key -> TrainOptions field
-DISTILL_KEYS = {
-    "weight": "distill",
-    "loss": "distill_loss",
-    "temperature": "temperature",
-    "teacher": "teacher",
-}
-DATA_KEYS = ("source", "labels", "preprocess", "max_samples", "val_fraction", "input_shape")
-GATE_KEYS = ("max_accuracy_drop", "min_fidelity", "min_speedup", "speedup_on")
 
 
 @dataclass(frozen=True)
 class Recipe:
-    """A parsed recipe; ``None`` / empty = not given (the command line or the defaults decide)."""
+    """A parsed recipe: what it gives, as settings layers (:class:`~onnxprune.config.settings.Options`);
+    what it leaves out, the command line or the defaults decide."""
 
     sparsity: SparsitySpec | None = None  # with target_macs: no rules, only exclude and align
     target_macs: float | None = None
-    method: str | None = None
-    seed: int | None = None
-    train: dict[str, Any] = field(default_factory=dict)  # TrainOptions fields
-    data: dict[str, Any] = field(default_factory=dict)  # DATA_KEYS
+    run: RunOptions = field(default_factory=RunOptions)  # method, seed, sparse_initializers
+    train: TrainOptions = field(default_factory=TrainOptions)  # sections train and distill
+    data: DataOptions = field(default_factory=DataOptions)
     gates: Gates | None = None
     source: str = "<recipe>"
-    sparse_initializers: bool | None = None
+
+    @property
+    def method(self) -> str | None:
+        return self.run.method
+
+    @property
+    def seed(self) -> int | None:
+        return self.run.seed
+
+    @property
+    def sparse_initializers(self) -> bool | None:
+        return self.run.sparse_initializers
 
 
 def load_recipe(recipe: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
@@ -119,7 +111,43 @@ def load_recipe(recipe: str | Path | Mapping[str, Any] | Recipe) -> Recipe:
 
 
 def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
-    _known(content, TOP_KEYS, f"recipe {source}")
+    where = f"recipe {source}"
+    unknown = [str(k) for k in content if k not in TOP_KEYS]
+    if unknown:
+        raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(TOP_KEYS)})")
+    sparsity, target_macs = _spec(content, source)
+    top = {k: v for k, v in content.items() if k not in SPEC_KEYS and k not in _SECTIONS}
+    run = RunOptions(**parse_section(RunSettings, top, where))
+    if run.method is not None and run.method not in METHODS:
+        raise SpecError(f"{where}: unknown method {run.method!r} (known: {', '.join(METHODS)})")
+    train = TrainOptions(
+        **_section(content, TrainSettings, where), **_section(content, DistillSettings, where)
+    )
+    data = DataOptions(**_section(content, DataSettings, where))
+    gates = _section(content, GateSettings, where)
+    return Recipe(
+        sparsity,
+        target_macs,
+        run,
+        train,
+        data,
+        Gates.of(GateOptions(**gates).build(GateSettings)) if gates else None,
+        source,
+    )
+
+
+def _section(content: Mapping[str, Any], cls: type, where: str) -> dict[str, Any]:
+    """Section ``cls.SECTION`` of the recipe, checked (:func:`~onnxprune.config.settings.parse_section`)."""
+    name = getattr(cls, "SECTION", "")
+    value = content.get(name) or {}
+    if not isinstance(value, Mapping):
+        keys = ", ".join(e.name for e in entries(cls) if e.meta.recipe)
+        raise SpecError(f"{where}: '{name}' must be a mapping (keys: {keys})")
+    return parse_section(cls, value, where)
+
+
+def _spec(content: Mapping[str, Any], source: str) -> tuple[SparsitySpec | None, float | None]:
+    """The sparsity spec (rules, exclusions, alignment) and the MAC budget of the recipe."""
     raw_align = content.get("align", 1)
     try:  # 'auto': the default of the runtime the speedup gate names (cpu when none does)
         speedup_on = str((content.get("gates") or {}).get("speedup_on", "cpu:1"))
@@ -133,47 +161,19 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
         exclude = [exclude]
     if not isinstance(exclude, list) or not all(isinstance(x, str) for x in exclude):
         raise SpecError(f"recipe {source}: 'exclude' must be a list of node-name globs")
-    sparsity, target_macs = None, None
     if "sparsity" in content and "target_macs" in content:
         raise SpecError(
             f"recipe {source}: 'sparsity' and 'target_macs' conflict: give one (ratios, or a MAC budget "
             "that chooses them)"
         )
     if "sparsity" in content:
-        sparsity = SparsitySpec(_rules(content["sparsity"], source), tuple(exclude), align)
-    elif "target_macs" in content:
+        return SparsitySpec(_rules(content["sparsity"], source), tuple(exclude), align), None
+    if "target_macs" in content:
         target_macs = check_target(content["target_macs"], f"recipe {source}: target_macs")
-        sparsity = SparsitySpec((), tuple(exclude), align)
-    elif exclude or "align" in content:
+        return SparsitySpec((), tuple(exclude), align), target_macs
+    if exclude or "align" in content:
         raise SpecError(f"recipe {source}: 'exclude' and 'align' need a 'sparsity' or 'target_macs' section")
-    method = content.get("method")
-    if method is not None and method not in ("admm", "magnitude"):
-        raise SpecError(f"recipe {source}: unknown method {method!r} (known: admm, magnitude)")
-    seed = content.get("seed")
-    if seed is not None:
-        seed = _typed(seed, int, "seed", source)
-    train = {
-        k: _typed(v, TRAIN_KEYS[k], f"train.{k}", source)
-        for k, v in _section(content, "train", source, tuple(TRAIN_KEYS)).items()
-    }
-    distill = _section(content, "distill", source, tuple(DISTILL_KEYS))
-    train |= {DISTILL_KEYS[k]: v for k, v in distill.items()}
-    data = _section(content, "data", source, DATA_KEYS)
-    gate_values = _section(content, "gates", source, GATE_KEYS)
-    gates = None
-    if gate_values:
-        provider, batch = parse_speedup_on(str(gate_values.get("speedup_on", "cpu:1")))
-        gates = Gates(
-            **{
-                k: _typed(v, float, f"gates.{k}", source) for k, v in gate_values.items() if k != "speedup_on"
-            },
-            speedup_provider=provider,
-            speedup_batch=batch,
-        )
-    sparse = content.get("sparse_initializers")
-    if sparse is not None and not isinstance(sparse, bool):
-        raise SpecError(f"recipe {source}: sparse_initializers must be true or false, not {sparse!r}")
-    return Recipe(sparsity, target_macs, method, seed, train, data, gates, source, sparse)
+    return None, None
 
 
 def _rules(value: Any, source: str) -> tuple[Rule, ...]:
@@ -189,9 +189,12 @@ def _rules(value: Any, source: str) -> tuple[Rule, ...]:
             continue
         if not isinstance(item, Mapping):
             raise SpecError(f"{where}: expected a mapping with {', '.join(RULE_KEYS)}")
-        _known(item, RULE_KEYS, where)
+        unknown = [str(k) for k in item if k not in RULE_KEYS]
+        if unknown:
+            raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(RULE_KEYS)})")
         kind = str(item.get("type", "")).lower()
-        needed = ("type", "n", "m") if kind == "nm" else ("type", "ratio")
+        counted = kind in KINDS and KINDS[kind].counted  # nm:N:M takes n and m, not a ratio
+        needed = ("type", "n", "m") if counted else ("type", "ratio")
         missing = [k for k in needed if k not in item]
         if missing:
             raise SpecError(f"{where}: missing {' and '.join(repr(k) for k in missing)}")
@@ -199,7 +202,7 @@ def _rules(value: Any, source: str) -> tuple[Rule, ...]:
         match, op = item.get("match", "*"), item.get("op")
         if not isinstance(match, str) or (op is not None and not isinstance(op, str)):
             raise SpecError(f"{where}: 'match' and 'op' must be strings")
-        if kind == "nm":
+        if counted:
             if "ratio" in item:
                 raise SpecError(f"{where}: an nm rule takes 'n' and 'm', not 'ratio'")
             check_nm(item["n"], item["m"], f"{where} (nm:{item['n']}:{item['m']})")
@@ -210,26 +213,3 @@ def _rules(value: Any, source: str) -> tuple[Rule, ...]:
         check_ratio(item["ratio"], f"{where} (ratio {item['ratio']!r})")
         rules.append(Rule(kind, float(item["ratio"]), match, op))
     return tuple(rules)
-
-
-def _section(content: Mapping[str, Any], name: str, source: str, keys: tuple[str, ...]) -> dict[str, Any]:
-    value = content.get(name) or {}
-    if not isinstance(value, Mapping):
-        raise SpecError(f"recipe {source}: '{name}' must be a mapping (keys: {', '.join(keys)})")
-    _known(value, keys, f"recipe {source}: {name}")
-    return dict(value)
-
-
-def _known(mapping: Mapping[str, Any], keys: tuple[str, ...], where: str) -> None:
-    unknown = [str(k) for k in mapping if k not in keys]
-    if unknown:
-        raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(keys)})")
-
-
-def _typed(value: Any, kind: type, name: str, source: str) -> Any:
-    ok = isinstance(value, kind) and not isinstance(value, bool)
-    if kind is float:
-        ok = isinstance(value, int | float) and not isinstance(value, bool)
-    if not ok:
-        raise SpecError(f"recipe {source}: {name} must be {kind.__name__}, not {value!r}")
-    return float(value) if kind is float else value

@@ -1,6 +1,7 @@
 """The torchvision classification corpus: which models, at which input size, exported how, run how.
 
-Shared by ``tests/test_corpus.py`` (a CI subset) and ``benchmarks/run_corpus.py`` (every model that fits).
+Shared by ``tests/test_corpus.py`` (a CI subset) and ``python -m benchmarks.run_corpus`` (every model
+that fits).
 
 * Models: ``torchvision.models.list_models(module=torchvision.models)`` (the classification models only:
   detection, segmentation, video, optical flow and quantized models live in submodules), built with
@@ -45,15 +46,15 @@ import math
 import time
 import warnings
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import onnx
 
-from onnxprune.graph.load import normalize
-from onnxprune.graph.macs import count_costs
-from onnxprune.pipeline import CompressResult, TrainOptions, compress
+from ..config.settings import TrainOptions
+from ..graph.load import normalize
+from ..graph.macs import count_costs
+from ..pipeline import CompressResult, compress
 
 SPARSITY = "filter:0.5"
 RATIO = 0.5
@@ -207,7 +208,7 @@ def compress_model(
     train: TrainOptions = TRAIN,
 ) -> CompressResult:
     """The corpus compress call: ``filter:0.5`` on random data with a handful of steps."""
-    opts = replace(train, threads=threads)
+    opts = train.merged(TrainOptions(threads=threads))
     return compress(
         path,
         SPARSITY,
@@ -318,7 +319,7 @@ def row(name: str, result: CompressResult, model: onnx.ModelProto, wall_s: float
         "macs_ideal": req["macs_ideal"],
         "requested_mac_reduction": req["reduction"],
         "achieved_mac_reduction": r.totals["mac_reduction"],
-        "verify_max_rel_error": r.verification["max_rel_error"],
+        "verify_max_rel_error": r.verification.max_rel_error,
         "ort_cpu_b1_dense_ms": b1["dense_ms"] if b1 else None,
         "ort_cpu_b1_pruned_ms": b1["pruned_ms"] if b1 else None,
         "ort_cpu_b1_speedup": b1["speedup"] if b1 else None,

@@ -7,7 +7,7 @@ torch-free, pure integer arithmetic.
 
 Where the defaults come from:
 
-* ``cpu`` = 8 — measured with ``benchmarks/run_align.py`` (torchvision VGG-16 and ResNet-50 at 224x224,
+* ``cpu`` = 8 — measured with ``python -m benchmarks.run_align`` (torchvision VGG-16 and ResNet-50 at 224x224,
   groups at 30 % width, ONNX Runtime 1.32 CPU, 2 threads, AVX2): with unrounded counts ORT runs the pruned
   convs in its plain NCHW path instead of MLAS's blocked NCHWc kernels, and aligning to 8 brings them all
   back (VGG-16 batch 32: 7.2x -> 10.1x faster than dense; ResNet-50, every group: 5.3x -> 9.8x); 16 and
@@ -30,7 +30,7 @@ DEFAULT_ALIGN: dict[str, int] = {
     "cpu": 8,
     "cuda": 8,
 }
-"""Execution provider (short name, as in :mod:`onnxprune.bench`) -> default channel multiple."""
+"""Execution provider (short name, as in :mod:`onnxprune.runtime.benchmark`) -> default channel multiple."""
 
 
 def default_alignment(provider: str) -> int:

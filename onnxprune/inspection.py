@@ -12,7 +12,8 @@ import onnx
 from .data import resolve_input_shape
 from .errors import DataError
 from .graph.analysis import analyze
-from .graph.load import all_input_dims, input_dims, load_model, normalize
+from .graph.inputs import ModelInputs
+from .graph.load import load_model, normalize
 from .graph.macs import ModelCost, count_costs
 from .plan import PruningPlan
 from .report import LayerRow, format_layers, layer_rows
@@ -158,15 +159,16 @@ def inspect_model(
     original, _ = load_model(model)
     normalized = normalize(original)
     base = normalized.model
+    inputs = ModelInputs.of(base)
     shape: Any
     if isinstance(input_shape, Mapping):
-        dims = all_input_dims(base)
+        dims = inputs.dims()
         unknown = sorted(set(input_shape) - set(dims))
         if unknown:
             raise DataError(f"--input-shape names {unknown[0]!r}, which is not a model input")
         shape = {n: resolve_input_shape(d, input_shape.get(n), n) for n, d in dims.items()}
     else:
-        shape = resolve_input_shape(input_dims(base), input_shape)
+        shape = inputs.resolved(base, input_shape).first_shape
     plan = analyze(base, shape)
     cost = count_costs(base, shape)
     rows = layer_rows(base, base, cost, cost, plan)

@@ -1,14 +1,14 @@
 """What to prune: sparsity rules per group, exclusions and channel-count alignment.
 
 ``--sparsity filter:R`` is the uniform shorthand: remove the fraction R of the channels of every prunable
-group. A recipe (:mod:`onnxprune.recipe`) gives a list of rules instead; a rule selects groups by the
+group. A recipe (:mod:`onnxprune.config.recipe`) gives a list of rules instead; a rule selects groups by the
 names of their source nodes (a glob, ``fnmatch`` syntax, case-sensitive) and/or the op type of those nodes,
 and the LAST matching rule sets a group's ratio (so specific rules go after general ones). Groups whose
 source node matches an ``exclude`` glob, or that no rule selects, keep all their channels.
 
 Kept counts are ``round(C·(1 − R))``, at least one, at least one per cover set of the group, and, with
 ``align`` > 1, rounded to the nearest count whose filters are a multiple of ``align``
-(:func:`onnxprune.alignment.aligned_keep`).
+(:func:`onnxprune.config.alignment.aligned_keep`).
 
 ``channel:R`` prunes the same channels from the other side: the fraction R of the input channels
 ``W[:, c]`` of every Conv/Gemm whose input channels are channel-prunable (each channel read by that layer
@@ -32,27 +32,23 @@ same rules (a rule selects a layer by its node name / op type; the last matching
 
 Element-pruned weights stay dense, with exact zeros; no graph surgery (shape-wise: channels whose every
 consumer column is zero are cut by filter surgery, and the rest may be written in the lowered im2col form:
-:mod:`onnxprune.graph.dead`, :mod:`onnxprune.graph.lowered`, :mod:`onnxprune.forms`). A weight cannot be both
-element-pruned and the SOURCE of a pruned group (see :func:`element_constraints`).
+:mod:`onnxprune.graph.dead`, :mod:`onnxprune.graph.lowered`, :mod:`onnxprune.runtime.forms`). A weight
+cannot be both element-pruned and the SOURCE of a pruned group (see :func:`element_constraints`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from typing import Any, Protocol
 
-import numpy as np
-
+from ..errors import SpecError
+from ..graph.elements import NM, Columns, ElementConstraint, Irregular
+from ..graph.layerops import output_axis
+from ..graph.weights import WeightTarget
+from ..plan import Group, PruningPlan, keep_count
 from .alignment import aligned_keep
-from .errors import SpecError
-from .graph.weights import WeightTarget, output_axis
-from .plan import Group, PruningPlan, keep_count
-
-ELEMENT_KINDS = ("irregular", "nm", "shape")
-GROUP_KINDS = ("filter", "channel")
-KNOWN_KINDS = (*GROUP_KINDS, *ELEMENT_KINDS)
 
 
 class Selectable(Protocol):
@@ -94,14 +90,19 @@ class Rule:
 
     def __post_init__(self) -> None:
         check_kind(self.kind, self.kind)
-        if self.kind == "nm":
+        if KINDS[self.kind].counted:
             check_nm(self.n, self.m, f"nm:{self.n}:{self.m}")
             object.__setattr__(self, "ratio", 1.0 - self.n / self.m)
         check_ratio(self.ratio, str(self))
 
     @property
     def elementwise(self) -> bool:
-        return self.kind in ELEMENT_KINDS
+        return KINDS[self.kind].elementwise
+
+    @property
+    def by_reader(self) -> bool:
+        """A ``channel`` rule: it selects a group by the layer that reads its channels."""
+        return KINDS[self.kind].by_reader
 
     def selects(self, target: Selectable) -> bool:
         if self.op is not None and target.op_type != self.op:
@@ -111,7 +112,7 @@ class Rule:
     def __str__(self) -> str:
         where = [] if self.match == "*" else [f"match={self.match}"]
         where += [] if self.op is None else [f"op={self.op}"]
-        what = f"nm:{self.n}:{self.m}" if self.kind == "nm" else f"{self.kind}:{self.ratio:g}"
+        what = f"{self.kind}:{self.n}:{self.m}" if KINDS[self.kind].counted else f"{self.kind}:{self.ratio:g}"
         return what + (f" ({', '.join(where)})" if where else "")
 
 
@@ -153,12 +154,12 @@ class SparsitySpec:
         if self.excluded(target):
             return None
         if not isinstance(target, Group):
-            return next((r for r in reversed(self.rules) if r.selects(target) and r.kind != "channel"), None)
+            return next((r for r in reversed(self.rules) if r.selects(target) and not r.by_reader), None)
         via = ChannelTarget(target)
         for r in reversed(self.rules):
-            if r.kind != "channel" and r.selects(target):
+            if not r.by_reader and r.selects(target):
                 return r
-            if r.kind == "channel" and target.channel_prunable and not self.excluded(via) and r.selects(via):
+            if r.by_reader and target.channel_prunable and not self.excluded(via) and r.selects(via):
                 return r
         return None
 
@@ -210,7 +211,7 @@ def parse_rule(text: str) -> Rule:
     if not sep or not kind or not value.strip():
         raise SpecError(f"invalid sparsity {text!r}: expected TYPE:RATIO or nm:N:M, e.g. filter:0.5")
     check_kind(kind, text)
-    if kind == "nm":
+    if KINDS[kind].counted:
         n, sep, m = value.partition(":")
         try:
             n_int, m_int = int(n), int(m)
@@ -219,7 +220,7 @@ def parse_rule(text: str) -> Rule:
                 f"invalid N:M sparsity {text!r}: expected nm:N:M with integers, e.g. nm:2:4"
             ) from None
         check_nm(n_int, m_int, text)
-        return Rule("nm", 0.0, n=n_int, m=m_int)
+        return Rule(kind, 0.0, n=n_int, m=m_int)
     try:
         ratio = float(value)
     except ValueError:
@@ -269,7 +270,7 @@ def channel_groups(plan: PruningPlan, spec: SparsitySpec, keep: Mapping[str, int
     out = []
     for g in plan.prunable:
         rule = spec.rule_for(g)
-        if g.name in keep and rule is not None and rule.kind == "channel":
+        if g.name in keep and rule is not None and rule.by_reader:
             out.append(g.name)
     return out
 
@@ -304,50 +305,34 @@ def unmatched_rules(plan: PruningPlan, spec: SparsitySpec, targets: Sequence[Sel
     channel = [ChannelTarget(g) for g in plan.channel_prunable]
 
     def candidates(r: Rule) -> Sequence[Selectable]:
-        return targets if r.elementwise else channel if r.kind == "channel" else plan.prunable
+        return targets if r.elementwise else channel if r.by_reader else plan.prunable
 
     return [r for r in spec.rules if not any(r.selects(t) for t in candidates(r))]
 
 
-@dataclass(frozen=True)
-class ElementSparsity:
-    """The element constraint on one weight initializer (ONNX layout).
-
-    ``irregular``: at most ``keep`` non-zeros in the tensor. ``nm``: at most ``n`` non-zeros in every block
-    of ``m`` consecutive entries along ONNX axis ``axis`` (the layer's input dimension). ``shape``: at
-    most ``columns`` non-zero columns, a column being the slice along ``out_axis`` (the filters / output
-    units) at one index of every other axis; ``keep`` = ``columns`` · filters entries.
-    """
-
-    initializer: str
-    node: str
-    op_type: str
-    kind: str
-    shape: tuple[int, ...]
-    axis: int
-    keep: int  # irregular: entries kept; nm: n·size/m; shape: columns·filters
-    n: int = 0
-    m: int = 0
-    rule: str = ""
-    columns: int = 0  # shape: columns kept
-
-    @property
-    def size(self) -> int:
-        return int(np.prod(self.shape))
-
-    @property
-    def out_axis(self) -> int:
-        """The ONNX axis of the filters / output units (shape: a column runs along it)."""
-        return output_axis(self.op_type, self.axis)
-
-    @property
-    def n_columns(self) -> int:
-        return self.size // self.shape[self.out_axis]
+def _irregular(t: WeightTarget, rule: Rule) -> Irregular | None:
+    """``irregular:R``: the ``max(1, round((1 − R)·n))`` largest-|w| entries of the weight's n."""
+    k = max(1, min(t.size, round((1.0 - rule.ratio) * t.size)))
+    if k == t.size:
+        return None
+    return Irregular(t.initializer, t.node, t.op_type, t.shape, t.input_axis, str(rule), entries=k)
 
 
-def shape_constraint(t: WeightTarget, rule: Rule) -> ElementSparsity | None:
-    """The shape-wise constraint of ``rule`` on ``t``; None when it keeps every column."""
-    if t.op_type == "Conv" and t.group != 1:
+def _nm(t: WeightTarget, rule: Rule) -> NM:
+    """``nm:N:M`` along the layer's input dimension, which must be a multiple of M (no padding)."""
+    length = t.shape[t.input_axis]
+    if length % rule.m:
+        raise SpecError(
+            f"layer {t.node!r} ({t.op_type}): input dimension {length} of weight "
+            f"{t.initializer!r} is not a multiple of M={rule.m} for {rule}; exclude the layer or "
+            "choose another M"
+        )
+    return NM(t.initializer, t.node, t.op_type, t.shape, t.input_axis, str(rule), n=rule.n, m=rule.m)
+
+
+def _columns(t: WeightTarget, rule: Rule) -> Columns | None:
+    """``shape:R``: the ``max(1, round((1 − R)·n))`` of the n im2col columns of largest L2 norm."""
+    if t.group != 1:
         raise SpecError(
             f"layer {t.node!r}: {rule} on a grouped/depthwise Conv (group={t.group}) is not supported: an "
             "im2col column W[:, c, kh, kw] would span only one conv-group's filters; exclude the layer"
@@ -357,17 +342,38 @@ def shape_constraint(t: WeightTarget, rule: Rule) -> ElementSparsity | None:
     k = max(1, min(n, round((1.0 - rule.ratio) * n)))
     if k == n:
         return None
-    return ElementSparsity(
-        t.initializer,
-        t.node,
-        t.op_type,
-        "shape",
-        t.shape,
-        t.input_axis,
-        k * filters,
-        rule=str(rule),
-        columns=k,
+    return Columns(t.initializer, t.node, t.op_type, t.shape, t.input_axis, str(rule), columns=k)
+
+
+@dataclass(frozen=True)
+class Kind:
+    """A sparsity structure rules name: a group kind (``filter``; ``channel``, which selects a group by
+    the layer reading its channels) or an element kind with the constraint it puts on a layer's weight
+    (None: the rule keeps every element there). ``counted``: written ``nm:N:M``, the ratio 1 − N/M."""
+
+    name: str
+    constrain: Callable[[WeightTarget, Rule], ElementConstraint | None] | None = None
+    by_reader: bool = False
+    counted: bool = False
+
+    @property
+    def elementwise(self) -> bool:
+        return self.constrain is not None
+
+
+KINDS: dict[str, Kind] = {
+    k.name: k
+    for k in (
+        Kind("filter"),
+        Kind("channel", by_reader=True),
+        Kind("irregular", _irregular),
+        Kind("nm", _nm, counted=True),
+        Kind("shape", _columns),
     )
+}
+ELEMENT_KINDS = tuple(name for name, k in KINDS.items() if k.elementwise)
+GROUP_KINDS = tuple(name for name, k in KINDS.items() if not k.elementwise)
+KNOWN_KINDS = tuple(KINDS)
 
 
 def element_constraints(
@@ -375,7 +381,7 @@ def element_constraints(
     targets: Sequence[WeightTarget],
     plan: PruningPlan,
     keep: Mapping[str, int],
-) -> dict[str, ElementSparsity]:
+) -> dict[str, ElementConstraint]:
     """Per weight initializer, the element constraint of the last rule selecting its layer.
 
     Raises :class:`SpecError` for an N:M layer whose input dimension is not a multiple of M, for a weight
@@ -385,50 +391,28 @@ def element_constraints(
     the :func:`training_plan`.
     """
     plan = training_plan(plan, spec, keep)
-    out: dict[str, ElementSparsity] = {}
+    out: dict[str, ElementConstraint] = {}
     for t in targets:
         rule = spec.rule_for(t)
-        if rule is None or not rule.elementwise:
+        constrain = KINDS[rule.kind].constrain if rule is not None else None
+        c = constrain(t, rule) if constrain is not None and rule is not None else None
+        if c is None:
             continue
-        if rule.kind == "irregular":
-            k = max(1, min(t.size, round((1.0 - rule.ratio) * t.size)))
-            if k == t.size:
-                continue
-            c = ElementSparsity(
-                t.initializer, t.node, t.op_type, "irregular", t.shape, t.input_axis, k, rule=str(rule)
-            )
-        elif rule.kind == "shape":
-            shape_c = shape_constraint(t, rule)
-            if shape_c is None:
-                continue
-            c = shape_c
-        else:
-            length = t.shape[t.input_axis]
-            if length % rule.m:
-                raise SpecError(
-                    f"layer {t.node!r} ({t.op_type}): input dimension {length} of weight "
-                    f"{t.initializer!r} is not a multiple of M={rule.m} for {rule}; exclude the layer or "
-                    "choose another M"
-                )
-            c = ElementSparsity(
-                t.initializer,
-                t.node,
-                t.op_type,
-                "nm",
-                t.shape,
-                t.input_axis,
-                t.size // rule.m * rule.n,
-                rule.n,
-                rule.m,
-                str(rule),
-            )
         if out.setdefault(t.initializer, c) != c:
             raise SpecError(f"weight {t.initializer!r} is shared by layers with different element sparsity")
+    _check_against_groups(out, plan, keep)
+    return out
+
+
+def _check_against_groups(
+    constraints: Mapping[str, ElementConstraint], plan: PruningPlan, keep: Mapping[str, int]
+) -> None:
+    """No element-pruned weight is the SOURCE of a pruned group, nor an N:M weight losing input channels."""
     for g in plan.groups:
         if g.name not in keep or keep[g.name] >= g.channels:
             continue
         for m in g.members:
-            c = out.get(m.initializer)  # type: ignore[assignment]
+            c = constraints.get(m.initializer)
             if c is None:
                 continue
             if m in g.sources:
@@ -436,9 +420,8 @@ def element_constraints(
                     f"layer {c.node!r}: weight {c.initializer!r} is both {g.kind}-pruned (group {g.name!r}) "
                     f"and {c.rule}; combining both on one layer is not supported (exclude one rule from it)"
                 )
-            if c.kind == "nm" and m.axis % len(c.shape) == c.axis:
+            if isinstance(c, NM) and m.axis % len(c.shape) == c.axis:
                 raise SpecError(
                     f"layer {c.node!r}: {c.rule} needs its whole input dimension, but {g.kind} pruning of "
                     f"group {g.name!r} removes input channels of {c.initializer!r}; exclude one of the two"
                 )
-    return out

@@ -12,7 +12,7 @@ Algorithm:
    extended linearly from the last two points down to fraction 0, and made non-increasing in the fraction
    (a smaller width never costs less), so every step has a cost ≥ 0.
 4. **Greedy allocation** (:func:`allocate`): start at full width; the candidate widths of a group are
-   its counts that ``--align`` allows (:func:`onnxprune.alignment.aligned_keep`) down to its minimum
+   its counts that ``--align`` allows (:func:`onnxprune.config.alignment.aligned_keep`) down to its minimum
    width: ``ceil(0.1·C)`` (the smallest probed fraction: widths are chosen where the curve was measured),
    at least 1 and one channel per cover set. Down: repeatedly narrow the group whose next smaller width
    adds the least sensitivity per MAC saved (ties: the larger saving) until the MAC model is at or below
@@ -36,14 +36,14 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .alignment import aligned_keep
-from .data.arrays import ArrayData
-from .errors import SpecError
-from .graph.macmodel import MacModel, mac_model
-from .graph.macs import ModelCost
-from .graph.probe import ProbeResult, probe
-from .plan import PruningPlan
-from .sparsity import SparsitySpec, check_target, group_width
+from ..config.alignment import aligned_keep
+from ..config.sparsity import SparsitySpec, check_target, group_width
+from ..data.arrays import ArrayData
+from ..errors import SpecError
+from ..graph.macmodel import MacModel, mac_model
+from ..graph.macs import ModelCost
+from ..graph.probe import ProbeResult, probe
+from ..plan import PruningPlan
 
 log = logging.getLogger("onnxprune")
 

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import onnx
 
-from .data import ArrayData
-from .graph.runtime import make_session, run_batched
+from ..data import ArrayData
+from .sessions import make_session, run_batched
 
 
 def evaluate(dense: onnx.ModelProto, pruned: onnx.ModelProto, data: ArrayData, split: str) -> dict[str, Any]:
@@ -26,7 +26,7 @@ def evaluate(dense: onnx.ModelProto, pruned: onnx.ModelProto, data: ArrayData, s
     d_out = run_batched(d_sess, data.x)
     del d_sess  # one session at a time: a large dense model is not held twice
     p_out = run_batched(make_session(pruned), data.x)
-    rel = {n: relative_error(d, p) for n, d, p in zip(names, d_out, p_out, strict=True)}
+    rel = {n: frobenius_relative_error(d, p) for n, d, p in zip(names, d_out, p_out, strict=True)}
     result: dict[str, Any] = {"split": split, "samples": len(data), "output_rel_error": rel}
     first_d, first_p = d_out[0], p_out[0]
     if first_d.ndim == 2 and first_d.shape[1] >= 2:
@@ -49,7 +49,7 @@ def evaluate(dense: onnx.ModelProto, pruned: onnx.ModelProto, data: ArrayData, s
     return result
 
 
-def relative_error(reference: np.ndarray, candidate: np.ndarray) -> float:
+def frobenius_relative_error(reference: np.ndarray, candidate: np.ndarray) -> float:
     """‖candidate − reference‖_F / ‖reference‖_F (0 when both are 0)."""
     ref, cand = reference.astype(np.float64), candidate.astype(np.float64)
     num, den = float(np.linalg.norm(cand - ref)), float(np.linalg.norm(ref))

@@ -2,8 +2,8 @@
 
 When a pruned model is less faster than its MAC reduction promises, the latency benchmark cannot say
 why; this can. Each model gets its own session with ORT's profiler on, runs ``warmup`` untimed and
-``runs`` profiled times on the same random inputs as :mod:`onnxprune.bench`, and every node of the graph
-*as ORT executes it* (after its optimizations: Conv+Relu fused, convolutions in MLAS's blocked NCHWc
+``runs`` profiled times on the same random inputs as :mod:`onnxprune.runtime.benchmark`, and every node of
+the graph *as ORT executes it* (after its optimizations: Conv+Relu fused, convolutions in MLAS's blocked NCHWc
 layout with reorders around them, Gemm+activation fused) gets the median of its kernel times over the
 profiled runs.
 
@@ -35,35 +35,35 @@ import statistics
 import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from math import prod
 from pathlib import Path
 from typing import Any
 
 import onnxruntime as ort
 
-from .bench import (
-    MachineInfo,
+from ..errors import DataError, SpecError
+from ..graph.layerops import LAYER_OPS
+from .machine import MachineInfo
+from .sessions import (
     ModelLike,
-    _align,
-    _check_settings,
-    _model_names,
-    _providers,
-    _session,
-    _source,
+    choose_providers,
+    cuda_graph_enabled,
     input_specs,
+    load_session,
     make_runner,
+    model_labels,
+    model_source,
     random_feeds,
 )
-from .errors import DataError, SpecError
-from .graph.runtime import cuda_graph_enabled
+from .tables import format_table
+from .timing import check_settings
 
 KERNEL_SUFFIX = "_kernel_time"
 CUDA_CAVEAT = (
     "cuda: node times are host-side (kernel launches are asynchronous); "
     "'model run' includes the wait for the device"
 )
-# ORT op types whose second input is a convolution weight [M, C/g, kh, ...]
-CONV_OPS = frozenset({"Conv", "FusedConv", "ConvTranspose"})
+# ORT's fused op types -> the ONNX layer op whose facts they have (graph.layerops)
+FUSED_OPS = {"FusedConv": "Conv"}
 
 
 @dataclass(frozen=True)
@@ -139,11 +139,7 @@ class ProfileReport:
         raise KeyError((model, provider, batch))
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "machine": self.machine.to_dict(),
-            "settings": dict(self.settings),
-            "profiles": [p.to_dict() for p in self.profiles],
-        }
+        return self.machine.record(self.settings, profiles=[p.to_dict() for p in self.profiles])
 
     def format_table(self, machine: bool = False) -> str:
         """One node table per provider and batch size; ``machine`` adds the machine summary line on top."""
@@ -152,8 +148,7 @@ class ProfileReport:
             compare([p for p in self.profiles if (p.provider, p.batch) == g], self.settings["runs"])
             for g in groups
         ]
-        text = "\n\n".join(blocks)
-        return f"{self.machine.summary()}\n{text}" if machine else text
+        return self.machine.headed("\n\n".join(blocks), machine)
 
 
 def _fmt(value: float | None, spec: str, suffix: str = "") -> str:
@@ -198,12 +193,13 @@ def compare(profiles: Sequence[ModelProfile], runs: int) -> str:
     title = f"provider {base.provider} | batch {base.batch} | median over {runs} profiled runs"
     if base.provider == "cuda":
         title += f"\n{CUDA_CAVEAT}"
-    return f"{title}\n{_align(lines, left=2)}"
+    return f"{title}\n{format_table(lines[0], lines[1:], left=2)}"
 
 
 def executed_macs(op_type: str, args: dict[str, Any]) -> int | None:
     """Executed MACs of a conv from the shapes in its profile event (see the module docstring)."""
-    if op_type not in CONV_OPS:
+    op = LAYER_OPS.get(FUSED_OPS.get(op_type, op_type))
+    if op is None or not op.conv:
         return None
     try:
         inputs = [next(iter(t.values())) for t in args["input_type_shape"]]
@@ -212,11 +208,8 @@ def executed_macs(op_type: str, args: dict[str, Any]) -> int | None:
         return None
     if len(inputs) < 2 or len(inputs[1]) < 3:
         return None
-    weight = inputs[1]
-    # ConvTranspose weights are [C, M/g, k...]: each input element meets M/g * k... weights
-    if op_type == "ConvTranspose":
-        return int(prod(inputs[0]) * prod(weight[1:]))
-    return int(prod(output) * prod(weight[1:]))
+    shapes = {"input": inputs[0], "weight": inputs[1], "output": output}
+    return int(op.count(shapes.__getitem__, {}))
 
 
 def parse_trace(events: list[dict[str, Any]], skip: int) -> tuple[list[NodeTime], float]:
@@ -259,8 +252,8 @@ def _profile_one(
     cuda_options: dict[str, str] | None,
 ) -> ModelProfile:
     with tempfile.TemporaryDirectory(prefix="onnxprune-profile-") as tmp:
-        sess = _session(
-            _source(model), name, provider, threads, cuda_options, profile_prefix=str(Path(tmp) / "ort")
+        sess = load_session(
+            model_source(model), name, provider, threads, cuda_options, profile_prefix=str(Path(tmp) / "ort")
         )
         feeds = random_feeds(input_specs(sess), batch, input_shape, name)
         runner = make_runner(sess, feeds, provider)
@@ -288,13 +281,13 @@ def profile(
     cuda_options: dict[str, str] | None = None,
 ) -> ProfileReport:
     """Per-node ORT profiles of ``models`` (the first is the baseline of the comparison) on every provider
-    (default: all available) at every batch size. Raises like :func:`onnxprune.bench.bench` on bad
+    (default: all available) at every batch size. Raises like :func:`onnxprune.runtime.benchmark.bench` on bad
     settings, missing files, unavailable providers and models that cannot run."""
-    batches = _check_settings(batch_sizes, threads, warmup, runs)
+    batches = check_settings(batch_sizes, threads, warmup, runs)
     if cuda_graph_enabled(cuda_options or {}):
         raise SpecError("profiling needs the kernels run one by one: CUDA graphs replay them as one")
-    provs = _providers(providers)
-    labels = _model_names(models, names)
+    provs = choose_providers(providers)
+    labels = model_labels(models, names)
     out = [
         _profile_one(m, label, p, b, warmup, runs, threads, input_shape, cuda_options)
         for p in provs

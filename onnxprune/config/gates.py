@@ -10,7 +10,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from .errors import OnnxPruneError, SpecError
+from ..errors import OnnxPruneError, SpecError
+from .settings import GateSettings
 
 
 class GateError(OnnxPruneError):
@@ -39,7 +40,7 @@ class GateResult:
 class Gates:
     """``max_accuracy_drop``: top-1 points the pruned model may lose on the labeled test split.
     ``min_fidelity``: lowest fidelity to the dense model (top-1 agreement for classifiers, else
-    1 − relative output error; see :mod:`onnxprune.fidelity`). ``min_speedup``: lowest ORT latency
+    1 − relative output error; see :mod:`onnxprune.runtime.fidelity`). ``min_speedup``: lowest ORT latency
     speedup (dense median / pruned median) on ``speedup_provider`` at batch ``speedup_batch``."""
 
     max_accuracy_drop: float | None = None
@@ -47,6 +48,12 @@ class Gates:
     min_speedup: float | None = None
     speedup_provider: str = "cpu"
     speedup_batch: int = 1
+
+    @classmethod
+    def of(cls, given: GateSettings) -> Gates:
+        """The gates of the settings as given (``speedup_on`` 'PROVIDER:BATCH', default cpu:1)."""
+        provider, batch = parse_speedup_on(given.speedup_on or "cpu:1")
+        return cls(given.max_accuracy_drop, given.min_fidelity, given.min_speedup, provider, batch)
 
     @property
     def active(self) -> bool:

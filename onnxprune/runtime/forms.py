@@ -14,19 +14,17 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
 import onnx
 
-from .errors import SpecError
-from .graph.inputs import Batch
-from .graph.lowered import lower_model
-from .graph.macs import count_costs
-from .graph.protos import check_model, model_nbytes
-from .graph.verify import compare_models
+from ..errors import SpecError
+from ..graph.inputs import Batch
+from ..graph.lowered import lower_model
+from ..graph.macs import count_costs
+from ..graph.protos import check_model, model_nbytes
+from ..graph.verify import compare_models
 
 log = logging.getLogger("onnxprune")
 
@@ -65,20 +63,11 @@ def ort_timer(
     input_shape: Sequence[int],
     repeats: int,
 ) -> Timings:
-    """Median ORT CPU latency of both forms, interleaved, in a fresh process (see pipeline._latency)."""
-    from .bench import bench as run_bench
+    """Median ORT CPU latency of both forms, interleaved, in a fresh process
+    (:func:`onnxprune.runtime.benchmark.bench_apart`)."""
+    from .benchmark import bench_apart
 
-    with ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn")) as pool:
-        result = pool.submit(
-            run_bench,
-            [dense, lowered],
-            batch_sizes=tuple(batches),
-            providers=["cpu"],
-            repeats=repeats,
-            warmup=5,
-            input_shape=list(input_shape),
-            names=["dense", "lowered"],
-        ).result()
+    result = bench_apart([dense, lowered], ["dense", "lowered"], batches, ["cpu"], repeats, input_shape)
     return {form: {b: result.row(form, "cpu", b).median_ms for b in batches} for form in ("dense", "lowered")}
 
 

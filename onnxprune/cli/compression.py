@@ -1,0 +1,106 @@
+"""``onnxprune compress``: its options are the settings of :mod:`onnxprune.config.settings` (generated,
+:func:`.options.setting_options`) plus the model, the sparsity and the outputs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..config.gates import Gates
+from ..config.settings import SECTIONS, GateOptions, GateSettings, TrainOptions, entries
+from .common import main, setup_logging, user_errors
+from .options import setting_options
+
+PathOption = click.Path(dir_okay=False, path_type=Path)
+
+
+@main.command()
+@click.argument("model", type=PathOption)
+@click.option(
+    "--sparsity",
+    "-s",
+    help="TYPE:RATIO or nm:N:M: filter:0.7 removes 70% of filters; channel:0.7 removes 70% of the input "
+    "channels of every Conv/Gemm that alone reads them (and the filters producing them); irregular:0.8 "
+    "zeroes 80% of each Conv/Gemm weight; nm:2:4 keeps 2 of every 4 weights along the input dimension; "
+    "shape:0.5 zeroes half the im2col columns W[:, c, kh, kw] of each Conv (input features of each Gemm).",
+)
+@click.option(
+    "--target-macs",
+    type=float,
+    help="Instead of --sparsity: keep this fraction F of the MACs (0 < F <= 1); a short sensitivity probe "
+    "on the data chooses each layer's ratio.",
+)
+@click.option(
+    "--config",
+    "recipe",
+    type=PathOption,
+    help="YAML recipe: per-layer rules, exclusions, training, data, gates (options given here override it).",
+)
+@click.option(
+    "--align",
+    help="Round kept filter counts to a multiple of N (fast kernels want aligned channel counts); 'auto' = "
+    "the target runtime's (8 on ORT CPU and CUDA; see benchmarks/README.md). Default 1 (exact ratios).",
+)
+@click.option("--output", "-o", required=True, type=PathOption, help="Where the pruned model goes.")
+@click.option("--report", "report_path", type=PathOption, help="JSON report path.")
+@click.option("--plot", "plot_path", type=PathOption, help="PNG report plot path.")
+@click.option("--emit-masked", type=PathOption, help="Also write the masked dense model (for audit).")
+@setting_options(*SECTIONS)
+@click.option(
+    "--bench-batch",
+    "bench_batches",
+    type=click.IntRange(min=1),
+    multiple=True,
+    help="Batch sizes of the latency comparison (default 1 and 32).",
+)
+@click.option("--no-bench", is_flag=True, help="Skip the latency comparison.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars or logs; the summary still prints.")
+@user_errors
+def compress(
+    model: Path,
+    output: Path,
+    report_path: Path | None,
+    bench_batches: tuple[int, ...],
+    no_bench: bool,
+    quiet: bool,
+    **given: Any,
+) -> None:
+    """Prune MODEL, train it on --data, verify it, write the smaller model to --output.
+
+    Exit status: 0 written, 2 bad input, 3 verification failed, 4 a quality gate missed (nothing written).
+    """
+    from tqdm.contrib.logging import logging_redirect_tqdm
+
+    from ..pipeline import compress as run
+    from ..runtime.machine import job_context
+
+    settings = _parsed(given)  # the rest are compress's keywords: run, data, spec, outputs
+    train = TrainOptions.take(settings)
+    gate_values = GateOptions.take(settings)  # none given: the recipe's gates, if any
+    gates = Gates.of(gate_values.build(GateSettings)) if gate_values.given() else None
+    main_rank = job_context().main  # under torchrun, rank 0 alone logs and prints
+    quiet = quiet or not main_rank
+    setup_logging(quiet)
+    with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
+        result = run(
+            model,
+            output=output,
+            train=train,
+            gates=gates,
+            report_path=report_path,
+            bench_batches=() if no_bench else (bench_batches or (1, 32)),
+            quiet=quiet,
+            **settings,
+        )
+    if not main_rank:
+        return
+    click.echo(result.report.format())
+    click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))
+
+
+def _parsed(given: dict[str, Any]) -> dict[str, Any]:
+    """The command line's values, settings with a text form (``--input-shape``) parsed."""
+    parsers = {e.option: e.meta.parse for cls in SECTIONS for e in entries(cls) if e.meta.parse}
+    return {k: parsers[k](v) if k in parsers and v is not None else v for k, v in given.items()}

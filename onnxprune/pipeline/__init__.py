@@ -1,0 +1,142 @@
+"""``compress`` as typed stages: resolve -> load -> data -> analyze -> plan + train -> export and verify ->
+forms -> report -> latency -> gates -> save.
+
+The ONNX graph is the source of truth: training runs on an onnx2torch import, its values are written
+back into the original initializers, and surgery slices them. The pruned model is checked against the
+masked dense model on every run; a mismatch raises and nothing is written.
+
+Each stage is a function of the resolved configuration (:class:`~.resolve.Config`) and the small frozen
+results of the stages before it:
+
+* :mod:`.resolve` — the configuration from the arguments, a recipe and the defaults;
+* :mod:`.loading` — the normalized model and its inputs; the data splits, inputs resolved to shapes;
+* :mod:`.planning` — groups, kept counts, element constraints, the MAC budget (:mod:`.budget`);
+* :mod:`.training` — the torch side: import, train, write back;
+* :mod:`.prune` — the torch-free stage: masks, surgery, dead channels, verification;
+* :mod:`.writing` — the shape form and the storage of the written model;
+* :mod:`.reporting` — the report, the latency comparison;
+* :mod:`.saving` — the gates and the outputs.
+
+Element sparsity (irregular, N:M) needs no surgery: the trained weights, exact zeros included, are
+written back dense, checked against the constraints and the training masks, and optionally stored as ONNX
+sparse initializers. Shape-wise sparsity additionally cuts the channels no consumer column reads and
+writes the remaining zero columns dense or lowered, whichever ORT CPU runs faster.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+
+from ..config.gates import Gates
+from ..config.recipe import Recipe
+from ..config.settings import METHODS, DataOptions, RunOptions, TrainOptions
+from ..config.sparsity import SparsitySpec
+from ..data.preprocess import Preprocess
+from ..graph.verify import compare_models
+from ..plan import PruningPlan
+from ..report import Report
+from ..runtime.timing import PhaseClock
+from .loading import load, read_data
+from .planning import analyze_model
+from .prune import export
+from .reporting import build_report, measure_latency
+from .resolve import Given, Outputs, resolve
+from .saving import check_gates, save
+from .training import plan_and_train
+from .writing import write_forms
+
+
+@dataclass
+class CompressResult:
+    model: onnx.ModelProto
+    masked: onnx.ModelProto | None  # None for a model over LARGE_MODEL_BYTES: only streamed to a file
+    plan: PruningPlan
+    masks: dict[str, np.ndarray]
+    report: Report
+
+
+def compress(
+    model: str | Path | onnx.ModelProto,
+    sparsity: str | SparsitySpec | None = None,
+    data: Any = None,
+    output: str | Path | None = None,
+    *,
+    target_macs: float | None = None,
+    recipe: str | Path | Mapping[str, Any] | Recipe | None = None,
+    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+    method: str | None = None,
+    train: TrainOptions | None = None,
+    labels: bool | None = None,
+    preprocess: str | Mapping[str, Any] | Preprocess | None = None,
+    max_samples: int | None = None,
+    gates: Gates | None = None,
+    align: int | str | None = None,
+    seed: int | None = None,
+    val_fraction: float | None = None,
+    emit_masked: str | Path | None = None,
+    sparse_initializers: bool | None = None,
+    shape_form: str = "auto",
+    report_path: str | Path | None = None,
+    plot_path: str | Path | None = None,
+    bench_batches: Sequence[int] = (1, 32),
+    bench_repeats: int = 30,
+    rtol: float = 1e-4,
+    quiet: bool = False,
+) -> CompressResult:
+    """Prune ``model`` to ``sparsity``, train it on ``data``, verify it, and return it with its report.
+
+    ``model``: a path or an ``onnx.ModelProto`` (never modified). ``sparsity``: ``'filter:0.5'`` or a
+    :class:`~onnxprune.config.sparsity.SparsitySpec`; ``target_macs`` instead: the fraction of the MACs to
+    keep, each group's ratio chosen by a sensitivity probe (:mod:`.budget`). ``recipe``: a YAML path or
+    mapping (:mod:`onnxprune.config.recipe`); an argument given here overrides it, None = not given (the
+    recipe's value, else the default of :mod:`onnxprune.config.settings`). ``data``: any source of
+    :func:`onnxprune.data.load_data`; ``labels=False`` trains on the inputs alone (self-distillation).
+    ``train``: :class:`~onnxprune.config.settings.TrainOptions`. ``gates``: conditions the pruned model
+    must meet, else :class:`~onnxprune.config.gates.GateError` and no model is written. ``align``: kept
+    filter counts rounded to a multiple (``'auto'``: the gated runtime's). ``sparse_initializers``,
+    ``shape_form``: how element- and shape-pruned weights are written (:mod:`.writing`). Outputs given as
+    paths are checked before any work and written atomically at the end. Progress goes to the
+    ``onnxprune`` logger.
+    """
+    given = Given(
+        run=RunOptions(
+            method=method, seed=seed, sparse_initializers=sparse_initializers, shape_form=shape_form
+        ),
+        data=DataOptions(
+            data=data,
+            labels=labels,
+            preprocess=preprocess,
+            max_samples=max_samples,
+            val_fraction=val_fraction,
+            input_shape=input_shape,
+        ),
+        train=train,
+        gates=gates,
+        sparsity=sparsity,
+        target_macs=target_macs,
+        align=align,
+    )
+    outputs = Outputs.of(output, emit_masked, report_path, plot_path)
+    config = resolve(model, recipe, given, outputs, (bench_batches, bench_repeats), rtol, quiet)
+    clock = PhaseClock()
+    loaded = load(config, clock)
+    samples = read_data(config, loaded, clock)
+    analysis = analyze_model(loaded, samples, clock)
+    planned, trained = plan_and_train(config, loaded, samples, analysis, clock)
+    exported = export(
+        config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
+    )
+    written = write_forms(config, samples, planned, exported, clock)
+    report = build_report(config, loaded, samples, planned, trained, exported, written, clock)
+    report = check_gates(config, report, measure_latency(config, loaded, samples, written, clock), clock)
+    save(config, planned, exported, written, report, clock)
+    return CompressResult(written.model, exported.masked, planned.plan, exported.masks, report)
+
+
+__all__ = ["METHODS", "CompressResult", "Gates", "TrainOptions", "compare_models", "compress"]

@@ -1,0 +1,185 @@
+"""Stage 1 of ``compress``: one resolved configuration from the arguments, the recipe and the defaults.
+
+Every setting comes in layers (:class:`~onnxprune.config.settings.Options`): the recipe's, then what the
+caller gave (an explicit argument, a command-line option); the later layer wins, the settings' defaults
+fill the rest (:meth:`Options.build`). The sparsity is special: an explicit ``sparsity`` replaces a
+recipe's rules (keeping its exclusions and alignment) and its ``target_macs``, an explicit
+``target_macs`` replaces a recipe's rules (see :func:`sparsity_spec`). Everything is checked here,
+before any work: a bad value or an output that cannot be written fails the run at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from ..config.alignment import resolve_alignment
+from ..config.gates import Gates
+from ..config.recipe import Recipe, load_recipe
+from ..config.settings import (
+    DataOptions,
+    DataSettings,
+    DistillSettings,
+    RunOptions,
+    RunSettings,
+    TrainOptions,
+    TrainSettings,
+)
+from ..config.sparsity import SparsitySpec, check_target, parse_sparsity
+from ..data.preprocess import Preprocess, as_preprocess
+from ..errors import SpecError
+from ..io import check_outputs
+from ..runtime.machine import job_context
+
+
+@dataclass(frozen=True)
+class Outputs:
+    """Where the run writes (None: not written): the pruned model, the masked model, report, plot."""
+
+    model: Path | None = None
+    masked: Path | None = None
+    report: Path | None = None
+    plot: Path | None = None
+
+    @staticmethod
+    def of(*paths: str | Path | None) -> Outputs:
+        return Outputs(*(None if p is None else Path(p) for p in paths))
+
+
+@dataclass(frozen=True)
+class Given:
+    """What a caller gave besides the model and the recipe, as settings layers (None: not given)."""
+
+    run: RunOptions = field(default_factory=RunOptions)
+    data: DataOptions = field(default_factory=DataOptions)
+    train: TrainOptions | None = None
+    gates: Gates | None = None
+    sparsity: str | SparsitySpec | None = None
+    target_macs: float | None = None
+    align: int | str | None = None
+
+
+@dataclass(frozen=True)
+class Config:
+    """A compress run, resolved: what every later stage reads."""
+
+    model: str | Path | onnx.ModelProto
+    spec: SparsitySpec
+    target_macs: float | None  # a MAC budget instead of ratios (spec: exclusions and alignment only)
+    run: RunSettings
+    data: DataSettings
+    train: TrainSettings
+    distill: DistillSettings
+    gates: Gates
+    preprocess: Preprocess | None
+    outputs: Outputs = Outputs()
+    bench_batches: tuple[int, ...] = (1, 32)
+    bench_repeats: int = 30
+    rtol: float = 1e-4
+    quiet: bool = False
+    main_rank: bool = True  # under torchrun only rank 0 benchmarks and writes outputs
+
+    @property
+    def source(self) -> str | Path | None:
+        """The model's path; None for a ModelProto."""
+        return None if isinstance(self.model, onnx.ModelProto) else self.model
+
+    @property
+    def sparsity_text(self) -> str:
+        """The sparsity as the report names it."""
+        if self.target_macs is None:
+            return str(self.spec)
+        text = f"target-macs {self.target_macs:g}"
+        if self.spec.exclude:
+            text += f"; exclude {', '.join(self.spec.exclude)}"
+        return text + (f"; align {self.spec.align}" if self.spec.align > 1 else "")
+
+
+def resolve(
+    model: str | Path | onnx.ModelProto,
+    recipe: str | Path | Mapping[str, Any] | Recipe | None,
+    given: Given,
+    outputs: Outputs,
+    bench: tuple[Sequence[int], int] = ((1, 32), 30),
+    rtol: float = 1e-4,
+    quiet: bool = False,
+) -> Config:
+    """The configuration of a run (see the module docstring); raises on anything that cannot work."""
+    rec = load_recipe(recipe) if recipe is not None else Recipe()
+    gates = given.gates or rec.gates
+    target = target_macs(given.sparsity, given.target_macs, rec)
+    provider = gates.speedup_provider if gates else "cpu"
+    spec = sparsity_spec(given.sparsity, rec, given.align, provider, target is not None)
+    run = rec.run.merged(given.run).build(RunSettings)
+    data = rec.data.merged(given.data).build(DataSettings)
+    train = rec.train.merged(given.train)
+    run.validate()
+    data.validate()
+    source = None if isinstance(model, onnx.ModelProto) else model
+    check_outputs([source], [outputs.model, outputs.masked, outputs.report, outputs.plot])
+    return Config(
+        model=model,
+        spec=spec,
+        target_macs=target,
+        run=run,
+        data=data,
+        train=train.build(TrainSettings),
+        distill=train.build(DistillSettings),
+        gates=gates or Gates(),
+        preprocess=None if data.preprocess is None else as_preprocess(data.preprocess),
+        outputs=outputs,
+        bench_batches=tuple(bench[0]),
+        bench_repeats=bench[1],
+        rtol=rtol,
+        quiet=quiet,
+        main_rank=job_context().main,
+    )
+
+
+def target_macs(sparsity: str | SparsitySpec | None, target: float | None, rec: Recipe) -> float | None:
+    """The MAC budget, if this run has one: the argument, else the recipe's unless ``sparsity`` is given."""
+    if target is not None and sparsity is not None:
+        raise SpecError(
+            "--sparsity and --target-macs conflict: give one (ratios, or a MAC budget that chooses them)"
+        )
+    if target is not None:
+        return check_target(target)
+    return rec.target_macs if sparsity is None else None
+
+
+def sparsity_spec(
+    given: str | SparsitySpec | None,
+    rec: Recipe,
+    align: int | str | None,
+    provider: str,
+    budget: bool = False,
+) -> SparsitySpec:
+    """The spec of this run; with a MAC ``budget`` only its exclusions and alignment matter (no rules)."""
+    if budget:
+        base = rec.sparsity or SparsitySpec(())
+        given = SparsitySpec((), base.exclude, base.align)
+    if given is None and rec.sparsity is None:
+        raise SpecError(
+            "no sparsity: give --sparsity TYPE:RATIO, --target-macs F or a recipe with a 'sparsity' or "
+            "'target_macs' section"
+        )
+    if isinstance(given, str):
+        spec = parse_sparsity(given, rec.sparsity.align if rec.sparsity else 1)
+        if rec.sparsity and rec.sparsity.exclude:  # the shorthand replaces the rules, not the exclusions
+            spec = replace(spec, exclude=rec.sparsity.exclude)
+    else:
+        spec = given if given is not None else rec.sparsity  # type: ignore[assignment]
+    assert spec is not None
+    if align is None:
+        return spec
+    try:
+        return replace(spec, align=resolve_alignment(align, provider))
+    except ValueError as e:
+        raise SpecError(str(e)) from None
+
+
+__all__ = ["Config", "Given", "Outputs", "resolve", "sparsity_spec", "target_macs"]

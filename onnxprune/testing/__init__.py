@@ -1,0 +1,5 @@
+"""Helpers shared by the tests and the benchmarks (not used by the library itself): model corpora.
+
+:mod:`.corpus` — the torchvision classification corpus: which models, their input sizes, export with
+random weights (nothing downloaded), and one ``compress`` preview run per model (needs torchvision).
+"""
