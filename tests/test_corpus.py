@@ -31,7 +31,7 @@ pytestmark = pytest.mark.slow
 SIZE = 32
 # One small member of most families. The rest runs in benchmarks.run_corpus, among them AlexNet and VGG
 # (224x224 only: 75 s and more each), Wide ResNet (60 s), ViT (its 88M parameters make export, import and
-# verification take minutes) and MaxViT (xfail for the same reason as Swin; 224x224 only).
+# verification take minutes) and MaxViT (224x224 only).
 CI_MODELS = [
     "convnext_tiny",
     "densenet121",

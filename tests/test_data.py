@@ -115,3 +115,9 @@ def test_random_data_and_split_are_seeded() -> None:
     data = ArrayData(np.arange(10, dtype=np.float32)[:, None], np.arange(10))
     tr, va = split(data, 0.3, seed=0)
     assert sorted(np.concatenate([tr.y, va.y]).tolist()) == list(range(10)) and len(va) == 3
+
+
+def test_random_data_honours_max_samples() -> None:
+    capped = load_data("random", ["n", 2, 4, 4], max_samples=16)
+    assert len(capped.train) == 16 and len(capped.val) == 8  # validation: a quarter, at least 8
+    assert len(load_data("random", ["n", 2, 4, 4]).train) == 256  # the default without a cap

@@ -63,7 +63,7 @@ def test_fixed_batch_trains_on_a_relaxed_graph_and_keeps_its_batch(batch, caplog
     reshape = next(n for n in result.model.graph.node if n.op_type == "Reshape")
     target = next(t for t in result.model.graph.initializer if t.name == reshape.input[1])
     assert numpy_helper.to_array(target)[0] == batch  # the written graph is not the relaxed one
-    assert result.report.verification["passed"]
+    assert result.report.verification.passed
     assert result.report.history["finetune"], "training ran"
     assert [s["batch"] for s in result.report.latency["speedups"]] == [batch]
 
@@ -73,7 +73,7 @@ def test_fixed_batch_that_cannot_be_relaxed_trains_in_batches_of_its_size(caplog
     result = short_training(fixed_batch_cnn(2, batch_constant=True))
     assert "training in batches of 2" in caplog.text
     assert result.report.config["batch_size"] == 2
-    assert result.report.verification["passed"]
+    assert result.report.verification.passed
     assert value_dims(result.model.graph.input[0]) == [2, 3, 8, 8]
 
 

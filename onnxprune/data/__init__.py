@@ -73,7 +73,8 @@ def load_data(
             )
         else:
             shapes = {n: resolve_input_shape(d, None, n) for n, d in dims_of.items()}
-        return random_data(shapes, n_random, max(8, n_random // 4), seed, draws)
+        n = n_random if max_samples is None else max(2, min(n_random, max_samples))  # the cap applies too
+        return random_data(shapes, n, max(8, n // 4), seed, draws)
     name, full, val, test = _read(source, names, preprocess, max_samples, dims_of)
     if max_samples is not None:  # loaders stop reading at the cap; files are read whole, then cut
         full = full.head(max_samples)

@@ -176,8 +176,16 @@ def check_import(
             out = torch_first_output(module, arrays, chunk)
             worst = max(worst, max_relative_error(ref, out))
     if worst > rtol:
+        from ..train.divergence import first_divergence
+
+        x = inputs[0]
+        feeds = {imported.input_names[0]: x} if isinstance(x, np.ndarray) else dict(x)
+        if chunk is not None:
+            feeds = {k: v[:chunk] for k, v in feeds.items()}
+        where = first_divergence(model, module, imported.input_names, feeds, rtol)
         raise UnsupportedModelError(
             f"the torch import does not reproduce the model (relative error {worst:.2e} > {rtol:g})"
+            + (f"; {where}" if where is not None else "")
         )
 
 

@@ -45,7 +45,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,35 +77,14 @@ CI_TRAIN = TrainOptions(admm_epochs=1, finetune_epochs=0, round_iters=1, batch_s
 
 # Models the library does not prune yet: name -> reason. test_corpus.py xfails them (strict) and
 # run_corpus.py reports them as "xfail: reason".
-_LN_SWIN = (
-    "import: onnx2torch builds nn.LayerNorm(normalized_shape=[0]) (RuntimeError in the import check): it "
-    "reads normalized_shape from the inferred shape of the input, unknown after PatchMerging's Pad whose "
-    "pads are computed (Shape->...->Cast, not folded)"
-)
-_LN_MAXVIT = (
-    "import: onnx2torch builds nn.LayerNorm(normalized_shape=[0]) (RuntimeError in the import check): it "
-    "reads normalized_shape from the inferred shape of the input, unknown after the window-partition "
-    "Reshape whose target shape is computed (not folded)"
-)
-_CLIP_SWIN_V2 = (
-    "import: onnx2torch cannot convert Clip(x, min, '') (F.normalize's clamp_min in the cosine attention): "
-    "it looks the empty max input up as a value ('Dynamic value of min/max is not implemented')"
-)
 _DIVERGES = (
     "train: self-distillation diverges to NaN weights ('channel norms are not finite' in the first Z-step): "
     "with random weights and frozen BN the logits are ~1e4 (ResNet-101) / ~4e6 (ResNet-152), the MSE to "
     "the teacher is unnormalized, and after the first Adam steps the loss and gradients overflow"
 )
 XFAIL: dict[str, str] = {
-    "maxvit_t": _LN_MAXVIT,
     "resnet101": _DIVERGES,
     "resnet152": _DIVERGES,
-    "swin_b": _LN_SWIN,
-    "swin_s": _LN_SWIN,
-    "swin_t": _LN_SWIN,
-    "swin_v2_b": _CLIP_SWIN_V2,
-    "swin_v2_s": _CLIP_SWIN_V2,
-    "swin_v2_t": _CLIP_SWIN_V2,
 }
 
 LAYER_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
@@ -265,11 +244,13 @@ def _layer_edges(model: onnx.ModelProto) -> tuple[set[str], set[str]]:
 
 
 def requested_reduction(
-    model: onnx.ModelProto, shape: Sequence[int], ratio: float = RATIO
+    model: onnx.ModelProto, shape: Sequence[int] | Mapping[str, Sequence[int]], ratio: float = RATIO
 ) -> dict[str, float]:
-    """MACs of the model and of an ideal ``filter:ratio`` of it (see the module docstring)."""
+    """MACs of the model and of an ideal ``filter:ratio`` of it (see the module docstring); ``shape``
+    is the first input's, or every data input's by name."""
     model = normalize(model).model
-    cost = count_costs(model, tuple(shape))
+    fixed = {k: tuple(v) for k, v in shape.items()} if isinstance(shape, Mapping) else tuple(shape)
+    cost = count_costs(model, fixed)
     inits = {t.name: tuple(t.dims) for t in model.graph.initializer}
     first, last = _layer_edges(model)
     kept = 1.0 - ratio

@@ -12,7 +12,9 @@ Only ``nn.Linear`` made from a Gemm has a non-identity transform: weight = alpha
 bias = beta · C. Every binding is checked by value at import (bit-exact, the same float operation as
 onnx2torch), so a misbinding is an error, never a silently different model.
 
-onnx2torch quirks handled here:
+onnx2torch converts with onnxprune's own converters in front of its own (:mod:`.converters`: LayerNorm
+and BatchNorm whatever the inferred shapes say, Clip with omitted or computed bounds, Dropout of every
+opset, AveragePool with asymmetric pads). onnx2torch quirks handled here:
 
 * modules are named after ONNX nodes with '.' -> '/' and a ``_N`` suffix on collisions, so nodes are
   matched through each module's ``onnx_mapping.outputs`` (output names are unique in ONNX), not by name;
@@ -220,12 +222,17 @@ def import_model(model: onnx.ModelProto) -> ImportedModel:
     """
     import onnx2torch  # slow import (torchvision): only when importing a model
 
+    from .converters import installed
+
     work = onnx.ModelProto()
     work.CopyFrom(model)  # onnx2torch edits graph.input in place
     try:
-        gm = onnx2torch.convert(work, attach_onnx_mapping=True)
+        with installed():  # onnxprune's converters in front of onnx2torch's
+            gm = onnx2torch.convert(work, attach_onnx_mapping=True)
     except Exception as e:  # any converter failure: name the node
-        raise UnsupportedModelError(_conversion_failure(model, e)) from e
+        with installed():
+            message = _conversion_failure(model, e)
+        raise UnsupportedModelError(message) from e
     bindings = _bind(gm, model)
     _tie(gm, bindings.values())
     trainable_ids = {id(_resolve(gm, b.location)) for b in bindings.values() if b.trainable}
