@@ -109,7 +109,7 @@ class _Builder:
         self.new_inits: list[onnx.TensorProto] = []
 
     def const(self, base: str, array: np.ndarray) -> str:
-        t = numpy_helper.from_array(np.ascontiguousarray(array), self.names(base))
+        t = numpy_helper.from_array(np.asarray(array, order="C"), self.names(base))  # keeps 0-d
         self.new_inits.append(t)
         return t.name
 

@@ -115,7 +115,9 @@ def set_tensor(t: onnx.TensorProto, values: np.ndarray) -> None:
         t.CopyFrom(numpy_helper.from_array(np.asarray(values, dtype=np_dtype), name))
         t.doc_string = doc
         return
-    arr: np.ndarray = np.ascontiguousarray(values, dtype=dtype)
+    # np.asarray with order="C", not np.ascontiguousarray: the latter returns at least 1-d, and a scalar
+    # written back as shape (1,) breaks every rank-sensitive reader (Unsqueeze -> Concat of a pad spec)
+    arr: np.ndarray = np.asarray(values, dtype=dtype, order="C")
     for f in ("float_data", "int32_data", "string_data", "int64_data", "double_data", "uint64_data"):
         t.ClearField(f)
     t.ClearField("external_data")

@@ -194,3 +194,37 @@ def test_random_chains_pruned_equals_masked(
     err, plan = prune_and_compare(b.build([x]), (2, 2, 8, 8), seed)
     assert err <= 1e-5
     assert plan.prunable, plan.format()
+
+
+def _window_pad_model() -> onnx.ModelProto:
+    """Swin's window-partition pad: Pad's ``pads`` is a Concat of 1-d constants and the Unsqueeze of a
+    0-d scalar (the pad amount), between two Convs so that the block prunes."""
+    b = GraphBuilder((1, 3, 6, 6))
+    x = b.unary("Relu", b.conv("input", 8))
+    zeros = b.const(np.zeros(7, dtype=np.int64), "zeros")
+    amount = b.const(np.array(2, dtype=np.int64), "amount")  # 0-d, as torch exports a Python int
+    axes = b.const(np.array([0], dtype=np.int64), "axes")
+    tail = b.node("Unsqueeze", [amount, axes], (1,))
+    pads = b.node("Concat", [zeros, tail], (8,), axis=0)
+    padded = b.node("Pad", [x, pads], (1, 8, 6, 8))
+    return b.build([b.conv(padded, 4)])
+
+
+def test_write_back_keeps_scalar_initializers_scalar() -> None:
+    """Regression (swin_t / timm swin_tiny): writing every initializer back, as training does, turned the
+    0-d pad amount into shape (1,) (np.ascontiguousarray is at least 1-d), and the Unsqueeze -> Concat of
+    the pruned model failed the checker ("Input 1 has rank 2 != 1")."""
+    model = normalize(_window_pad_model()).model
+    values = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    trained = write_back(model, values)
+    assert {t.name: list(t.dims) for t in trained.graph.initializer} == {
+        t.name: list(t.dims) for t in model.graph.initializer
+    }
+    onnx.checker.check_model(trained, full_check=True)
+    plan = analyze(trained, (1, 3, 6, 6))
+    assert plan.prunable
+    masks = random_masks(plan, 0)
+    masked = mask_model(trained, plan, masks)
+    pruned = prune_model(trained, plan, masks)
+    onnx.checker.check_model(pruned, full_check=True)
+    assert compare_models(masked, pruned, verification_inputs((1, 3, 6, 6), 0)).passed
