@@ -18,6 +18,10 @@ class InvalidModelError(OnnxPruneError):
     """The input is not a loadable, valid ONNX model."""
 
 
+class RuntimeRefusedError(InvalidModelError):
+    """ONNX Runtime cannot load (or run) the user's model: the model, not onnxprune, is at fault."""
+
+
 class SpecError(OnnxPruneError):
     """A sparsity spec or option value is invalid."""
 

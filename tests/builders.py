@@ -236,3 +236,48 @@ def write_labeled_npz(path: Path, samples: int, channels: int) -> Path:
     y = (x[:, 0].mean(axis=(1, 2)) > x[:, 1].mean(axis=(1, 2))).astype(np.int64) + 2 * (x[:, 2, 0, 0] > 0.5)
     np.savez(path, x=x, y=y)
     return path
+
+
+def legacy_model(
+    nodes: list[onnx.NodeProto],
+    inits: dict[str, np.ndarray],
+    x_shape: tuple[int, ...],
+    y_shape: tuple[int, ...],
+    opset: int = 6,
+) -> onnx.ModelProto:
+    """An IR-3 model of ``opset`` as the oldest model zoos wrote them (initializers listed as graph
+    inputs); input ``x`` (float), output ``y``."""
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x_shape))]
+    inputs += [
+        helper.make_tensor_value_info(k, helper.np_dtype_to_tensor_dtype(v.dtype), list(v.shape))
+        for k, v in inits.items()
+    ]
+    out = [helper.make_tensor_value_info("y", TensorProto.FLOAT, list(y_shape))]
+    tensors = [numpy_helper.from_array(v, k) for k, v in inits.items()]
+    model = helper.make_model(
+        helper.make_graph(nodes, "g", inputs, out, tensors), opset_imports=[helper.make_opsetid("", opset)]
+    )
+    model.ir_version = 3
+    onnx.checker.check_model(model)
+    return model
+
+
+def legacy_broadcast_cnn() -> onnx.ModelProto:
+    """benchmarks/repro/legacy_broadcast.py: Conv, a per-channel Mul and Add with ``broadcast=1, axis=1``
+    (opset 6), Relu, Conv."""
+    rng = np.random.default_rng(0)
+    inits = {
+        "w1": rng.standard_normal((8, 3, 3, 3)).astype(np.float32),
+        "s": rng.standard_normal(8).astype(np.float32),
+        "b": rng.standard_normal(8).astype(np.float32),
+        "w2": rng.standard_normal((4, 8, 3, 3)).astype(np.float32),
+    }
+    conv = {"pads": [1, 1, 1, 1], "kernel_shape": [3, 3]}
+    nodes = [
+        helper.make_node("Conv", ["x", "w1"], ["c1"], name="conv1", **conv),
+        helper.make_node("Mul", ["c1", "s"], ["m"], name="mul", broadcast=1, axis=1),
+        helper.make_node("Add", ["m", "b"], ["a"], name="add", broadcast=1, axis=1),
+        helper.make_node("Relu", ["a"], ["r"], name="relu"),
+        helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2", **conv),
+    ]
+    return legacy_model(nodes, inits, (1, 3, 8, 8), (1, 4, 8, 8))

@@ -12,9 +12,10 @@ import numpy as np
 import onnx
 import pytest
 from click.testing import CliRunner
+from onnx import helper
 
 from onnxprune.cli import main
-from tests.builders import vgg_like
+from tests.builders import legacy_broadcast_cnn, legacy_model, vgg_like
 
 PREVIEW = ["--data", "random", "--method", "magnitude", "--finetune-epochs", "0", "--no-bench", "-q"]
 
@@ -241,3 +242,32 @@ def test_torchrun_two_processes(model_path: Path, tmp_path: Path) -> None:
     assert proc.returncode != 0
     errors = sorted(line for line in proc.stderr.splitlines() if line.startswith("error: "))
     assert errors == [f"error: [rank {r}] batch_size 15 is not divisible by the 2 processes" for r in (0, 1)]
+
+
+@pytest.mark.torch
+def test_legacy_broadcast_graph_prunes_and_verifies(tmp_path: Path) -> None:
+    """benchmarks/repro/legacy_broadcast.py (opset 6, Mul/Add with broadcast=1, axis=1) at filter:0.5:
+    lifted with the per-channel constants reshaped, pruned, and pruned == masked."""
+    src, out, report = tmp_path / "m.onnx", tmp_path / "p.onnx", tmp_path / "r.json"
+    onnx.save(legacy_broadcast_cnn(), str(src))
+    code, text = run(["compress", src, "-s", "filter:0.5", *PREVIEW, "-o", out, "--report", report])
+    assert code == 0, text
+    data = json.loads(report.read_text())
+    assert data["verification"]["passed"] and data["verification"]["max_rel_error"] <= 1e-4
+    pruned = onnx.load(str(out))
+    onnx.checker.check_model(pruned, full_check=True)
+    assert {t.name: t.dims[0] for t in pruned.graph.initializer}["s"] == 4  # 8 channels, half kept
+
+
+@pytest.mark.torch
+def test_model_ort_refuses_is_a_one_line_error(tmp_path: Path) -> None:
+    """A model onnx's checker accepts but ONNX Runtime refuses (float + int64 Add): one line, exit 2."""
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"]), helper.make_node("Add", ["c", "ids"], ["y"])]
+    inits = {"w": np.ones((2, 3, 1, 1), dtype=np.float32), "ids": np.ones((2, 1, 1), dtype=np.int64)}
+    model = legacy_model(nodes, inits, (1, 3, 4, 4), (1, 2, 4, 4), opset=13)
+    src = tmp_path / "m.onnx"
+    onnx.save(model, str(src))
+    code, text = run(["compress", src, "-s", "filter:0.5", *PREVIEW, "-o", tmp_path / "p.onnx"])
+    assert code == 2
+    assert_one_line_error(code, text, "ONNX Runtime cannot load the model")
+    only_inputs_left(tmp_path, {"m.onnx"})

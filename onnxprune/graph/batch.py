@@ -113,8 +113,9 @@ def check_relaxed(
 ) -> float:
     """Largest relative error between the relaxed model at batch ``2B + 1`` and the original model run on
     the same samples in chunks of ``B`` (padded), and between both at batch ``B``; ``inf`` when ONNX
-    Runtime cannot run the relaxed model. ``shapes``: every data input's shape (batch included)."""
-    from ..runtime.sessions import make_session, run_batched
+    Runtime cannot run the relaxed model (:class:`~onnxprune.errors.RuntimeRefusedError` when it cannot
+    load the original). ``shapes``: every data input's shape (batch included)."""
+    from ..runtime.sessions import make_session, run_batched, user_session
     from .verify import max_relative_error
 
     b = relaxed.batch
@@ -123,7 +124,7 @@ def check_relaxed(
     feeds = []
     for n in (b, 2 * b + 1):
         feeds.append({name: _draw(rng, (n, *shape[1:]), dtypes[name]) for name, shape in shapes.items()})
-    ref = make_session(original)
+    ref = user_session(original)  # the user's model: ORT refusing it is a one-line error
     try:
         cand = make_session(relaxed.model)
         worst = 0.0

@@ -11,7 +11,10 @@ Normalization (each step is recorded in ``NormalizedModel.notes`` and shows in t
   :func:`reshare` merges the copies that are still equal back after surgery;
 * shape arithmetic on static dims (``Shape -> Gather -> Div -> Concat`` feeding a Reshape) is folded into
   constants (:mod:`onnxprune.graph.fold`): the channel count is a constant of the model;
-* a model below opset 11 is lifted to opset 11 with onnx's version converter.
+* a model below opset 11 is lifted to opset 11 with onnx's version converter; legacy broadcasts
+  (opset <= 6: ``broadcast=1, axis``) of a constant operand are first rewritten into numpy broadcasting
+  (:mod:`onnxprune.graph.legacy`), value_info the converter leaves untyped is dropped, and the lifted
+  model must load on ONNX Runtime (else a one-line :class:`~onnxprune.errors.RuntimeRefusedError`).
 
 Everything else is left as it was: opset, metadata, value_info, dynamic axes, node order.
 """
@@ -28,6 +31,7 @@ from onnx import numpy_helper
 
 from ..errors import InvalidModelError
 from .fold import fold_static_shapes
+from .legacy import LAST_LEGACY_OPSET, rewrite_legacy_broadcasts
 from .protos import check_model, copy_model, is_external, load_external, tensor_array
 
 
@@ -89,6 +93,8 @@ def normalize(model: onnx.ModelProto, inplace: bool = False) -> NormalizedModel:
     _drop_initializer_inputs(model, out.notes)
     _constants_to_initializers(g, out.notes)
     _bypass_identity_of_initializers(g, out.notes)
+    if 0 < _onnx_opset(out.model) <= LAST_LEGACY_OPSET:
+        rewrite_legacy_broadcasts(out.model, out.notes)
     if 0 < _onnx_opset(out.model) < MIN_OPSET:
         out.model = _lift_opset(out.model, out.notes)
     fold_static_shapes(out.model, out.notes)
@@ -111,8 +117,26 @@ def _lift_opset(model: onnx.ModelProto, notes: list[str]) -> onnx.ModelProto:
         raise InvalidModelError(
             f"opset {old} is older than {MIN_OPSET} and could not be converted ({_one_line(e)})"
         ) from None
+    _drop_untyped_value_info(lifted.graph)
+    from ..runtime.sessions import user_session  # onnxruntime is loaded on use only
+
+    # the converter's output is not checked by onnx: ORT must load it, or the user hears why (one line)
+    user_session(lifted, f"the model converted from opset {old} to {MIN_OPSET}")
     notes.append(f"converted opset {old} to {MIN_OPSET}")
     return lifted
+
+
+def _drop_untyped_value_info(g: onnx.GraphProto) -> None:
+    """value_info entries of elem_type 0 (UNDEFINED: the version converter writes them for the nodes it
+    inserts) carry nothing, and ONNX Runtime refuses them ("Invalid tensor data type 0")."""
+    typed = [
+        vi
+        for vi in g.value_info
+        if not (vi.type.HasField("tensor_type") and vi.type.tensor_type.elem_type == 0)
+    ]
+    if len(typed) != len(g.value_info):
+        del g.value_info[:]
+        g.value_info.extend(typed)
 
 
 def _unshare_initializers(g: onnx.GraphProto, notes: list[str]) -> dict[str, str]:

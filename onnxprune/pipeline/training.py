@@ -21,7 +21,7 @@ from ..graph.batch import check_relaxed, relax_batch
 from ..graph.edit import write_back
 from ..graph.inputs import Batch, ModelInputs, input_shapes
 from ..plan import PruningPlan
-from ..runtime.sessions import make_session, run_batched
+from ..runtime.sessions import run_batched, user_session
 from ..runtime.timing import PhaseClock
 from .loading import Loaded, Samples
 from .planning import Planned, plan
@@ -166,7 +166,7 @@ def check_import(
 
     from ..graph.verify import max_relative_error
 
-    sess = make_session(model)
+    sess = user_session(model)  # the first ORT session of a dynamic-batch model: a refusal is one line
     module = imported.module.eval()
     worst = 0.0
     with torch.no_grad():

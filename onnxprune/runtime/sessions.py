@@ -18,7 +18,7 @@ import onnx
 import onnxruntime as ort
 
 from ..data.arrays import check_names
-from ..errors import DataError, InvalidModelError, OnnxPruneError, SpecError
+from ..errors import DataError, InvalidModelError, OnnxPruneError, RuntimeRefusedError, SpecError
 from ..graph.inputs import Batch, ModelInput, batch_len, dim_symbols, resolve_dims
 from ..graph.protos import model_file
 
@@ -131,6 +131,21 @@ def make_session(
             f"the session got {', '.join(sess.get_providers())})"
         )
     return sess
+
+
+def user_session(model: ModelLike, what: str = "the model", **options: Any) -> ort.InferenceSession:
+    """:func:`make_session` of a model the user gave (or its normalized form): ONNX Runtime refusing it is
+    a one-line :class:`~onnxprune.errors.RuntimeRefusedError`, not a traceback. Sessions of models
+    onnxprune made (pruned, masked) use :func:`make_session`: a failure there is a bug and keeps its
+    traceback."""
+    try:
+        return make_session(model, **options)
+    except OnnxPruneError:
+        raise
+    except Exception as e:  # ORT raises its own Fail / InvalidGraph / InvalidArgument / RuntimeException
+        lines = str(e).strip().splitlines()
+        reason = (lines[0] if lines else type(e).__name__)[:300]
+        raise RuntimeRefusedError(f"ONNX Runtime cannot load {what}: {reason}") from None
 
 
 def session_feed(sess: ort.InferenceSession, x: Batch) -> dict[str, np.ndarray]:

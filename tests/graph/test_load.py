@@ -10,14 +10,14 @@ import onnx
 import pytest
 from onnx import helper
 
-from onnxprune.errors import InvalidModelError
+from onnxprune.errors import InvalidModelError, RuntimeRefusedError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.edit import mask_model, prune_model
 from onnxprune.graph.inputs import ModelInputs
 from onnxprune.graph.load import load_model, normalize
 from onnxprune.graph.verify import compare_models, verification_inputs
 from onnxprune.runtime.sessions import make_session
-from tests.builders import GraphBuilder, vgg_like
+from tests.builders import GraphBuilder, legacy_model, vgg_like
 
 
 def test_not_onnx(tmp_path: Path) -> None:
@@ -131,3 +131,62 @@ def test_static_shape_arithmetic_is_folded_and_dynamic_dims_stay() -> None:
         want = make_session(model).run(None, {"input": x_in})[0]
         got = make_session(normalized.model).run(None, {"input": x_in})[0]
         np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def _ort(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return make_session(model).run(None, {"x": x})[0]
+
+
+def test_legacy_broadcast_of_constants_becomes_numpy_broadcasting() -> None:
+    """Opset 6 ``Mul``/``Add`` with ``broadcast=1, axis=1`` on a per-channel constant: the constant is
+    reshaped to (C, 1, 1), the attributes go, no Unsqueeze is inserted, and the values are the legacy
+    ones. ``s`` is also read by a broadcast that needs no reshape (rank-2 operand): that one keeps it."""
+    rng = np.random.default_rng(0)
+    s, b = rng.standard_normal(4).astype(np.float32), rng.standard_normal(4).astype(np.float32)
+    nodes = [
+        helper.make_node("Mul", ["x", "s"], ["m"], name="mul", broadcast=1, axis=1),
+        helper.make_node("Add", ["m", "b"], ["a"], name="add", broadcast=1, axis=1),
+        helper.make_node("ReduceMean", ["a"], ["r"], name="mean", axes=[2, 3], keepdims=0),
+        helper.make_node("Sub", ["r", "s"], ["y"], name="sub", broadcast=1, axis=1),
+    ]
+    model = legacy_model(nodes, {"s": s, "b": b}, (2, 4, 3, 3), (2, 4))
+    normalized = normalize(model)
+    m = normalized.model
+    assert m.opset_import[0].version == 11
+    assert any("legacy broadcast" in n for n in normalized.notes)
+    assert [n.op_type for n in m.graph.node] == ["Mul", "Add", "ReduceMean", "Sub"]
+    assert all(not n.attribute for n in m.graph.node if n.op_type != "ReduceMean")
+    dims = {t.name: list(t.dims) for t in m.graph.initializer}
+    mul, sub = m.graph.node[0], m.graph.node[3]
+    assert dims[mul.input[1]] == [4, 1, 1] and dims[sub.input[1]] == [4]
+    onnx.checker.check_model(m, full_check=True)
+    x = rng.standard_normal((2, 4, 3, 3)).astype(np.float32)
+    want = (x * s[:, None, None] + b[:, None, None]).mean(axis=(2, 3)) - s
+    np.testing.assert_allclose(_ort(m, x), want, rtol=1e-5, atol=1e-6)
+
+
+def test_legacy_broadcast_of_a_computed_operand_is_unsqueezed_to_the_right_rank() -> None:
+    """onnx's converter unsqueezes a computed per-channel operand to (C, 1, 1, 1) (axes [1, 2, 3]), which
+    broadcasts to a wrong (C, C, H, W) result; normalize inserts Unsqueeze(axes=[1, 2]) itself."""
+    s = np.arange(1, 4, dtype=np.float32)
+    nodes = [
+        helper.make_node("Mul", ["s", "s"], ["v"], name="square"),
+        helper.make_node("Add", ["x", "v"], ["y"], name="add", broadcast=1, axis=1),
+    ]
+    model = legacy_model(nodes, {"s": s}, (1, 3, 2, 2), (1, 3, 2, 2))
+    m = normalize(model).model
+    onnx.checker.check_model(m, full_check=True)
+    x = np.random.default_rng(1).standard_normal((1, 3, 2, 2)).astype(np.float32)
+    got = _ort(m, x)
+    assert got.shape == (1, 3, 2, 2)
+    np.testing.assert_allclose(got, x + (s * s)[:, None, None], rtol=1e-6)
+
+
+def test_lifted_model_that_ort_refuses_is_a_one_line_error() -> None:
+    """A float + int64 Add passes onnx's checker and the version converter; ORT refuses it: a
+    RuntimeRefusedError (an InvalidModelError) naming the conversion, not ORT's traceback."""
+    nodes = [helper.make_node("Add", ["x", "i"], ["y"], name="add", broadcast=1)]
+    model = legacy_model(nodes, {"i": np.ones(3, dtype=np.int64)}, (1, 3), (1, 3))
+    with pytest.raises(RuntimeRefusedError, match="converted from opset 6 to 11") as info:
+        normalize(model)
+    assert isinstance(info.value, InvalidModelError) and "\n" not in str(info.value)
