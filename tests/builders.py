@@ -281,3 +281,29 @@ def legacy_broadcast_cnn() -> onnx.ModelProto:
         helper.make_node("Conv", ["r", "w2"], ["y"], name="conv2", **conv),
     ]
     return legacy_model(nodes, inits, (1, 3, 8, 8), (1, 4, 8, 8))
+
+
+def weight_standardized_cnn(seed: int = 0) -> onnx.ModelProto:
+    """timm's ScaledStdConv2d as torch exports it, between two plain Convs: the middle Conv's weight is
+    ``Reshape(BatchNormalization_train(W (1, C_out, C_in·k·k), gain, 0, mean, var), (C_out, C_in, k, k))``
+    (each filter standardized to zero mean and unit variance, times its gain)."""
+    b = GraphBuilder((1, 3, 8, 8), seed=seed, opset=15)
+    x = b.unary("Relu", b.conv("input", 8))
+    rng = b.rng
+    raw = b.const(rng.standard_normal((1, 6, 8 * 9)).astype(np.float32), "w_raw")
+    gain = b.const((1 + 0.1 * rng.standard_normal(6)).astype(np.float32), "gain")
+    shift, mean = b.const(np.zeros(6, np.float32), "shift"), b.const(np.zeros(6, np.float32), "mean")
+    var = b.const(np.ones(6, np.float32), "var")  # running statistics: unused in training mode
+    std = b._name("std")
+    b.nodes.append(
+        helper.make_node(
+            "BatchNormalization", [raw, gain, shift, mean, var], [std, f"{std}_mean", f"{std}_var"],
+            name=b._name("BatchNormalization"),
+            epsilon=1e-5, momentum=0.0, training_mode=1,
+        )
+    )  # fmt: skip
+    b.shapes[std] = (1, 6, 72)
+    w = b.reshape(std, [6, 8, 3, 3], (6, 8, 3, 3))
+    bias = b.const(rng.standard_normal(6).astype(np.float32) * 0.1, "b")
+    y = b.node("Conv", [x, w, bias], (1, 6, 8, 8), pads=[1, 1, 1, 1], kernel_shape=[3, 3])
+    return b.build([b.conv(b.unary("Relu", y), 4)])

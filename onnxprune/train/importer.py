@@ -19,6 +19,9 @@ opset, AveragePool with asymmetric pads). onnx2torch quirks handled here:
 * modules are named after ONNX nodes with '.' -> '/' and a ``_N`` suffix on collisions, so nodes are
   matched through each module's ``onnx_mapping.outputs`` (output names are unique in ONNX), not by name;
 * a Conv with asymmetric pads becomes ``nn.Sequential(pad, conv)``;
+* a Conv with a computed weight (weight standardization) is :class:`.converters.conv.RuntimeConv`: its
+  weight is a call input, and the initializer it is computed from (the input of a training-mode
+  BatchNormalization) is bound as a value and trains;
 * initializers consumed as graph values (MatMul, the OnnxGemm / OnnxBatchNorm fallbacks) become buffers
   ``initializers.onnx_initializer_N`` read by ``get_attr`` nodes, one buffer *per use*: an initializer
   used twice is two buffers. They are mapped back through each call's args and ``onnx_mapping.inputs``,
@@ -45,6 +48,7 @@ from torch import fx, nn
 
 from ..errors import UnsupportedModelError
 from ..graph.layerops import LAYER_OPS, node_attrs
+from .converters.conv import RuntimeConv
 
 __all__ = ["Binding", "BindingError", "ImportedModel", "Transform", "import_model"]
 
@@ -101,9 +105,11 @@ class Binding:
 # op type -> {input index: trainable} of the initializers consumed as graph values (get_attr buffers);
 # None: trainable when it is a layer bias (the other operand is the output of a Conv/Gemm/MatMul)
 _VALUE_INPUTS: dict[str, dict[int, bool | None]] = {
+    "Conv": {1: True, 2: True},  # converters.conv.RuntimeConv: a constant beside a computed weight/bias
     "Gemm": {1: True, 2: True},
     "MatMul": {0: True, 1: True},
-    "BatchNormalization": {1: True, 2: True, 3: False, 4: False},
+    # input 0 constant: the raw weight of a weight-standardized conv (BatchNorm in training mode over it)
+    "BatchNormalization": {0: True, 1: True, 2: True, 3: False, 4: False},
     "Add": {0: None, 1: None},
     "Sub": {0: None, 1: None},
 }
@@ -367,6 +373,8 @@ def _module_uses(
         return ins[i] if len(ins) > i and ins[i] in inits else None
 
     op = LAYER_OPS.get(node.op_type)
+    if isinstance(module, RuntimeConv):
+        return  # weight and bias are call inputs: bound as values (_value_uses)
     if op is not None and op.conv:
         conv_path, conv = path, module
         if isinstance(module, nn.Sequential):  # asymmetric pads: Sequential(pad, conv)

@@ -12,7 +12,7 @@ from onnxprune.graph.load import normalize, reshare
 from onnxprune.graph.registry import Handler, HandlerRegistry
 from onnxprune.graph.verify import compare_models, verification_inputs
 from onnxprune.plan import Role
-from tests.builders import GraphBuilder, vgg_like
+from tests.builders import GraphBuilder, vgg_like, weight_standardized_cnn
 from tests.graph.checks import prune_check
 
 
@@ -222,3 +222,20 @@ def test_tensor_read_inside_a_subgraph_keeps_its_channels() -> None:
     plan = plan_of(b.build([y, z]), (1, 3, 6, 6))
     assert not plan.groups[0].prunable
     assert "reads" in plan.groups[0].reason and "subgraph" in plan.groups[0].reason
+
+
+def test_conv_with_computed_weight_is_a_kept_group_with_a_reason() -> None:
+    """A weight-standardized Conv (its weight computed by a training-mode BatchNorm over the raw weight):
+    removing its input channels would change each filter's statistics, so the group feeding it stays;
+    its own filters are a group of their own, listed and kept with the same reason; the last Conv's
+    filters reach the output."""
+    model = normalize(weight_standardized_cnn()).model
+    plan = analyze(model, (1, 3, 8, 8))
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    by_source = {g.source_node: g for g in plan.groups}
+    assert set(by_source) == set(convs)
+    first, middle, last = (by_source[c] for c in convs)
+    for g in (first, middle):
+        assert not g.prunable and "computed weight" in (g.reason or "")
+    assert middle.channels == 6 and not middle.sources  # nothing is sliced where the weight is computed
+    assert not last.prunable and "graph output" in (last.reason or "")

@@ -416,3 +416,77 @@ def test_reshape_allowzero(opset):
     nodes = [helper.make_node("Reshape", ["x", "shape"], ["y"], name="reshape", allowzero=1)]
     model = _model(nodes, {"shape": np.array([-1, 12], np.int64)}, ["N", 3, 4], opset=opset, ir=10)
     check_three_ways(model, [(2, 3, 4), (5, 3, 4)])
+
+
+# -- Conv with a computed weight -----------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "attrs",
+    [
+        {"pads": [1, 1, 1, 1]},
+        {"pads": [0, 1, 2, 1], "strides": [2, 1]},  # asymmetric
+        {"auto_pad": "SAME_UPPER", "strides": [2, 2]},
+        {"auto_pad": "SAME_LOWER", "strides": [2, 1]},  # (ORT refuses dilations with SAME)
+        {"auto_pad": "VALID", "dilations": [2, 2]},
+        {"pads": [1, 1, 1, 1], "group": 2},
+    ],
+    ids=["pads", "asymmetric", "same_upper", "same_lower", "valid_dilated", "grouped"],
+)
+def test_conv_with_computed_weight(attrs):
+    """Conv(x, W·s, b·t): weight and bias are outputs of Mul nodes, so onnx2torch's nn.Conv2d cannot be
+    built; converters.conv.RuntimeConv computes F.conv2d with every attribute."""
+    rng = np.random.default_rng(7)
+    group = attrs.get("group", 1)
+    inits = {
+        "w": rng.standard_normal((4, 4 // group, 3, 3)).astype(np.float32),
+        "s": np.float32(rng.uniform(0.5, 1.5)).reshape(()),
+        "b": rng.standard_normal(4).astype(np.float32),
+    }
+    nodes = [
+        helper.make_node("Mul", ["w", "s"], ["ws"], name="scale_w"),
+        helper.make_node("Mul", ["b", "s"], ["bs"], name="scale_b"),
+        helper.make_node("Conv", ["x", "ws", "bs"], ["y"], name="conv", kernel_shape=[3, 3], **attrs),
+    ]
+    model = _model(nodes, inits, ["N", 4, "H", "W"])
+    dynamic = {0: "n", 2: "h", 3: "w"}
+    # SAME pads depend on the input size: a traced re-export bakes the first size's (checked there only)
+    check_three_ways(model, [(2, 4, 8, 8), (1, 4, 7, 9)], dynamic=dynamic, reexport_shapes=1)
+
+
+def test_runtime_conv_same_pads():
+    from onnxprune.train.converters.conv import same_pads as conv_same_pads
+
+    assert conv_same_pads(8, 3, 2, 1, upper=True) == (0, 1)
+    assert conv_same_pads(8, 3, 2, 1, upper=False) == (1, 0)
+    assert conv_same_pads(8, 3, 1, 2, upper=True) == (2, 2)  # effective kernel 5
+    assert conv_same_pads(7, 2, 1, 1, upper=True) == (0, 1)
+
+
+def test_weight_standardized_conv_trains_its_raw_weight():
+    """timm's ScaledStdConv2d (BatchNorm in training mode over the reshaped weight, then Conv): the import
+    reproduces ORT, and the raw weight and gain it is computed from are bound and trainable."""
+    from tests.builders import weight_standardized_cnn
+
+    model = weight_standardized_cnn()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "n"
+    imported = import_model(model)
+    x = np.random.default_rng(0).standard_normal((2, 3, 8, 8)).astype(np.float32)
+    with torch.no_grad():
+        got = imported.module.eval()(torch.from_numpy(x)).numpy()
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert _rel(got, sess.run(None, {"input": x})[0]) < 1e-5
+    raw = next(t.name for t in model.graph.initializer if t.name.startswith("w_raw"))
+    gain = next(t.name for t in model.graph.initializer if t.name.startswith("gain"))
+    assert {raw, gain} <= set(imported.trainable())
+    imported.module(torch.from_numpy(x)).sum().backward()
+    assert imported.tensor(raw).grad is not None and imported.tensor(raw).grad.abs().sum() > 0
+
+
+def test_weight_standardized_model_previews_and_verifies():
+    """compress (preview) on the weight-standardized model: imports, keeps the groups it cannot prune
+    exactly (with their reason in the report), and the written model verifies."""
+    from tests.builders import preview, weight_standardized_cnn
+
+    result = preview(weight_standardized_cnn())
+    assert result.report.verification.passed
+    kept = [g for g in result.report.groups if not g["prunable"]]
+    assert any("computed weight" in str(g.get("reason")) for g in kept)

@@ -27,6 +27,11 @@ from ..index import GraphIndex
 from ..registry import ChannelSpace, Effect, Handler, Outcome, SlotEdit, SlotFold, Stop, register
 from .common import const_input, nonzero_removed, on_axes, optional_input, shape_of
 
+COMPUTED_WEIGHT = (
+    "{op} {name!r} has a computed weight (e.g. weight standardization): removing input channels would "
+    "change its statistics, and its filters are not sliced where they are computed"
+)
+
 
 def _weights(
     ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]
@@ -35,7 +40,7 @@ def _weights(
         return Stop(f"{node.op_type} {node.name!r} takes the channels as weight or bias")
     w = const_input(ctx, node, 1)
     if w is None:
-        return Stop(f"{node.op_type} {node.name!r} has a computed weight")
+        return Stop(COMPUTED_WEIGHT.format(op=node.op_type, name=node.name))  # (transfer handles it first)
     b_name = optional_input(node, 2)
     if b_name is not None and const_input(ctx, node, 2) is None:
         return Stop(f"{node.op_type} {node.name!r} has a computed bias")
@@ -57,6 +62,31 @@ def _filters(eff: Effect, node: onnx.NodeProto, w: str, axis: int, b: str | None
     return eff.output(node.output[0], Channels.fresh(1, out))
 
 
+def _kept_filters(
+    ctx: GraphIndex,
+    node: onnx.NodeProto,
+    inputs: Sequence[Channels | None],
+    space: ChannelSpace,
+    reason: str,
+    out_axis: int,
+) -> Outcome:
+    """A Conv whose weight is computed (timm's weight-standardized convs: a training-mode BatchNorm over
+    the reshaped weight): the arriving channels stop, and its filters are a group of their own kept with
+    ``reason`` — listed in the report, and tied through residual Adds to the groups they meet (which
+    therefore stay too). Slicing the filters exactly would mean slicing every tensor of the weight's
+    computation; the width stays."""
+    eff = Effect()
+    for ch in inputs:
+        if ch is not None:
+            eff.stop(ch.elements(), reason)
+    shape = ctx.shape(node.output[0])
+    if shape is None or len(shape) < 2 or out_axis != 0:
+        return eff  # width unknown (or ConvTranspose): the outputs stay untracked
+    out = space.fresh(node, int(shape[1]))
+    eff.stop(out, reason)
+    return eff.output(node.output[0], Channels.fresh(1, out))
+
+
 class _ConvLike(Handler, ABC):
     """Constant weight ``W`` (and bias); input channels index ``W`` along ``in_axis``, filters along
     ``out_axis``. Ungrouped: the arriving channels are DEPENDENT slices, the filters new SOURCE elements."""
@@ -67,6 +97,9 @@ class _ConvLike(Handler, ABC):
     def transfer(
         self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
     ) -> Outcome:
+        if const_input(ctx, node, 1) is None and all(ch is None for ch in inputs[1:]):
+            why = COMPUTED_WEIGHT.format(op=node.op_type, name=node.name)
+            return _kept_filters(ctx, node, inputs, space, why, self.out_axis)
         weights = _weights(ctx, node, inputs)
         if isinstance(weights, Stop):
             return weights

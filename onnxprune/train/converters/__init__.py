@@ -4,6 +4,7 @@ during an import (:func:`installed`; see :mod:`.registry`).
 * :mod:`.normalization`: LayerNormalization (normalized shape read at run time), BatchNormalization of
   any rank;
 * :mod:`.clip`: Clip with omitted ('') or computed bounds;
+* :mod:`.conv`: Conv with a computed weight or bias (weight standardization), all attributes;
 * :mod:`.dropout`: Dropout of every opset, with its mask output;
 * :mod:`.pooling`: AveragePool with asymmetric or SAME pads;
 * :mod:`.reshape`: Flatten at any axis (0, negative), Reshape with ``allowzero=1``;
@@ -12,7 +13,7 @@ during an import (:func:`installed`; see :mod:`.registry`).
   Reduce* and Split of opset 18, Pad / Resize 18+ at their defaults).
 """
 
-from . import activations, clip, dropout, normalization, pooling, reshape, versions  # noqa: F401  (each registers its converters)
+from . import activations, clip, conv, dropout, normalization, pooling, reshape, versions  # noqa: F401  (each registers its converters)
 from .registry import REGISTRY, converter, installed
 
 __all__ = ["REGISTRY", "converter", "installed"]
