@@ -527,9 +527,38 @@ def _keras(kind: str, size: int) -> Exporter:
             # from_function: tf2onnx's from_keras trips over Keras 3's tensor names
             fn = tf.function(lambda t: model(t, training=False))
             tf2onnx.convert.from_function(fn, input_signature=spec, opset=13, output_path=str(path))
+            # constants the function captures (Keras 3's Normalization mean and variance: plain tensors,
+            # not variables) become graph inputs of tf2onnx's model; they are constants of the model
+            concrete = fn.get_concrete_function(*spec)
+            captured = {
+                inner.name: outer.numpy()
+                for inner, outer in zip(
+                    concrete.graph.internal_captures, concrete.captured_inputs, strict=True
+                )
+                if inner.dtype != tf.resource
+            }
+        model_proto = onnx.load(str(path))
+        if inputs_to_initializers(model_proto, captured):
+            onnx.save(model_proto, str(path))
         return path
 
     return export
+
+
+def inputs_to_initializers(model: onnx.ModelProto, values: dict[str, np.ndarray]) -> bool:
+    """In place: the graph inputs named in ``values`` become initializers holding those values (in the
+    input's dtype); whether any did."""
+    from onnx import numpy_helper
+
+    g = model.graph
+    moved = [vi for vi in g.input if vi.name in values]
+    for vi in moved:
+        dtype = helper.tensor_dtype_to_np_dtype(vi.type.tensor_type.elem_type)
+        g.initializer.append(numpy_helper.from_array(np.asarray(values[vi.name], dtype=dtype), vi.name))
+    kept = [vi for vi in g.input if vi.name not in values]
+    del g.input[:]
+    g.input.extend(kept)
+    return bool(moved)
 
 
 # -- the corpus --------------------------------------------------------------------------------------
