@@ -1,5 +1,6 @@
 """The real-world corpus in CI: one small member of each family (a YOLOv8n detector at 64x64, the timm
-hybrid MobileViT-XXS, a tiny Hugging Face BERT with int64 ids and mask), exported by its own library,
+hybrid MobileViT-XXS, the timm CNN ResNet10-T at 32x32, a tiny Hugging Face BERT with int64 ids and mask),
+exported by its own library (an entry whose library is not installed is skipped),
 through the preview (one-shot magnitude, no training) and a few ADMM + retraining steps on random data
 (self-distillation), each verified (pruned == masked on ORT within 1e-4). A model that verifies in the
 preview must verify after training too. Every entry runs in benchmarks/run_realworld.py.
@@ -44,6 +45,6 @@ def test_preview_and_training_verify(name, tmp_path):
             quiet=True,
         )
         report = result.report
-        assert report.verification["passed"] and report.verification["max_rel_error"] <= 1e-4, method
+        assert report.verification.passed and report.verification.max_rel_error <= 1e-4, method
         assert report.totals["macs_after"] < report.totals["macs_before"], method
         assert any(g["prunable"] for g in report.groups)

@@ -716,6 +716,7 @@ ENTRIES: dict[str, Entry] = _entries()
 CI_ENTRIES: dict[str, Entry] = {
     "yolov8n_64": Entry("yolov8n_64", "ultralytics", _yolo("yolov8n.yaml", 64), (), ("ultralytics",)),
     "mobilevit_xxs": ENTRIES["mobilevit_xxs"],
+    "resnet10t_32": Entry("resnet10t_32", "timm-cnn", _timm("resnet10t", 32), _shape(32), ("timm",)),
     "hf_bert_tiny": ENTRIES["hf_bert_tiny"],
 }
 
