@@ -232,6 +232,7 @@ def import_model(model: onnx.ModelProto) -> ImportedModel:
 
     work = onnx.ModelProto()
     work.CopyFrom(model)  # onnx2torch edits graph.input in place
+    _rename_clashing_nodes(work.graph)
     try:
         with installed():  # onnxprune's converters in front of onnx2torch's
             gm = onnx2torch.convert(work, attach_onnx_mapping=True)
@@ -249,6 +250,25 @@ def import_model(model: onnx.ModelProto) -> ImportedModel:
     imported = ImportedModel(gm, bindings, names)
     imported.verify(model)
     return imported
+
+
+def _rename_clashing_nodes(g: onnx.GraphProto) -> None:
+    """onnx2torch names each submodule after its node (``.`` -> ``/``); a node named like an attribute of
+    ``nn.Module`` (``type``, ``forward``, ``training``, ...) or like the initializer container makes
+    ``add_module`` fail ("attribute 'type' already exists"). In the copy converted here such nodes get a
+    suffix; nothing else reads the module names (bindings go through each module's ONNX outputs)."""
+    reserved = set(dir(nn.Module())) | {"initializers"}
+    taken = {n.name for n in g.node}
+    for n in g.node:
+        if (n.name.replace(".", "/") or n.op_type) not in reserved:
+            continue
+        base = f"{n.name or n.op_type}_node"
+        name, k = base, 0
+        while name in taken:
+            k += 1
+            name = f"{base}{k}"
+        taken.add(name)
+        n.name = name
 
 
 def _one_line(e: BaseException) -> str:

@@ -156,3 +156,23 @@ def test_unsupported_node_is_named():
     with pytest.raises(UnsupportedModelError, match=r"node 'conv' \(Conv\)") as info:
         import_model(model)
     assert "\n" not in str(info.value)
+
+
+def test_nodes_named_like_module_attributes_import():
+    """onnx2torch names submodules after nodes: nodes named 'type' or 'forward' (attributes of nn.Module)
+    made add_module fail; the import renames them in its private copy, the model is unchanged."""
+    nodes = [
+        onnx.helper.make_node("Relu", ["x"], ["r"], name="type"),
+        onnx.helper.make_node("Neg", ["r"], ["y"], name="forward"),
+    ]
+    graph = onnx.helper.make_graph(
+        nodes,
+        "g",
+        [onnx.helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, [2, 3])],
+        [onnx.helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, [2, 3])],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", 17)])
+    imported = import_model(model)
+    assert [n.name for n in model.graph.node] == ["type", "forward"]
+    x = np.linspace(-1, 1, 6, dtype=np.float32).reshape(2, 3)
+    np.testing.assert_array_equal(imported.module(torch.from_numpy(x)).numpy(), -np.maximum(x, 0))
