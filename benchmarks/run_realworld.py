@@ -371,7 +371,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     if args.missing:
         names = [n for n in names if n not in saved["runs"]]
 
-    from onnxprune.report import environment
+    from onnxprune.runtime.machine import environment
 
     RESULTS_JSON.parent.mkdir(exist_ok=True)
     saved["environment"] = environment()

@@ -7,6 +7,8 @@ are also wrong for the broadcast: a Mul whose input shapes no longer agree once 
 Fix (ONNX side, before the version converter): rewrite legacy broadcasts of a constant operand into
 numpy broadcasting (reshape the initializer to B.shape + [1] * (rank(A) - axis - rank(B)), drop the
 attributes), and check the lifted model on ORT (a clean error when it does not load).
+Fixed in onnxprune/graph/legacy.py (called by graph/load.py normalize); tests: tests/graph/test_load.py
+(legacy broadcast tests) and tests/test_cli.py::test_legacy_broadcast_graph_prunes_and_verifies.
 
     python benchmarks/repro/legacy_broadcast.py /tmp/legacy_broadcast.onnx
     python -m onnxprune compress /tmp/legacy_broadcast.onnx -s filter:0.5 --data random --method magnitude \\

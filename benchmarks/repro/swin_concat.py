@@ -6,6 +6,11 @@ ONNX-side steps alone (normalize, analyze at 1x3x128x128, keep counts, magnitude
 prints Concat_1's inputs before and after surgery: here the checker passes, so the rank-2 input comes from
 a step compress adds (the fixed-shape / batch handling or the write-back), not from the channel rules.
 
+Root cause (fixed): the write-back of the trained values (graph.protos.set_tensor) turned every 0-d
+initializer into shape (1,) (np.ascontiguousarray returns at least 1-d): the window pad's Unsqueeze of a
+scalar became rank 2. Regression test: tests/graph/test_surgery.py
+(test_write_back_keeps_scalar_initializers_scalar).
+
     python -m benchmarks.run_realworld --export swin_tiny_patch4_window7_224 --dir /tmp/swin
     python benchmarks/repro/swin_concat.py "$(cat /tmp/swin/model.path)"
 """
