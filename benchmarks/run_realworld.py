@@ -115,7 +115,7 @@ def _requested(model: Path, shape: Any) -> float | None:
     """The unconstrained filter:0.5 reduction (benchmarks/corpus.py's definition)."""
     import onnx
 
-    from benchmarks import corpus
+    from onnxprune.testing import corpus
 
     return float(corpus.requested_reduction(onnx.load(str(model)), shape)["reduction"])
 
