@@ -48,7 +48,6 @@ from torch import fx, nn
 
 from ..errors import UnsupportedModelError
 from ..graph.layerops import LAYER_OPS, node_attrs
-from .converters.conv import RuntimeConv
 
 __all__ = ["Binding", "BindingError", "ImportedModel", "Transform", "import_model"]
 
@@ -391,6 +390,8 @@ def _module_uses(
 
     def given(i: int) -> str | None:
         return ins[i] if len(ins) > i and ins[i] in inits else None
+
+    from .converters.conv import RuntimeConv  # on use, as the converters (they import onnx2torch)
 
     op = LAYER_OPS.get(node.op_type)
     if isinstance(module, RuntimeConv):
