@@ -49,7 +49,7 @@ from .prune import Exported, PruneResult, export, prune_stage
 from .reporting import build_report, measure_latency
 from .resolve import Config, Given, Outputs, resolve
 from .saving import check_gates, save, write_models
-from .training import Trained, plan_and_train
+from .training import Trained, plan_and_train, require_torch
 from .writing import write_forms
 
 
@@ -129,11 +129,14 @@ def compress(
     )
     outputs = Outputs.of(output, emit_masked, report_path, plot_path, html_path, overwrite=overwrite)
     config = resolve(model, recipe, given, outputs, (bench_batches, bench_repeats), rtol, quiet)
+    preview = trains_nothing(config)  # the torch-free stage does it all: no import, no import check
+    if not preview:
+        require_torch()
     clock = PhaseClock()
     loaded = load(config, clock)
     samples = read_data(config, loaded, clock)
     analysis = analyze_model(loaded, samples, clock)
-    if trains_nothing(config):  # the preview: the torch-free stage, no import, no import check
+    if preview:
         planned, exported = prune_stage(config, loaded, samples, analysis, clock)
         trained = untrained(config, loaded, exported)
     else:

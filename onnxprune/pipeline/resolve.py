@@ -52,7 +52,9 @@ class Outputs:
 
     @staticmethod
     def of(*paths: str | Path | None, overwrite: bool = True) -> Outputs:
-        return Outputs(*(None if p is None else Path(p) for p in paths), overwrite=overwrite)
+        named = [None if p is None else Path(p) for p in paths]
+        kinds = ("model", "masked", "report", "plot", "html")
+        return Outputs(**dict(zip(kinds, named, strict=False)), overwrite=overwrite)
 
     @property
     def paths(self) -> list[Path | None]:

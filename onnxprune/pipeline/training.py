@@ -8,6 +8,7 @@ copy of the weights lives only inside :func:`plan_and_train`. Torch is imported 
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -104,17 +105,32 @@ def train(
     return Trained(model, masks, result.element_masks, result.history, asdict(cfg))
 
 
+TORCH_SIDE = ("torch", "torchvision", "onnx2torch")  # the train extra
+
+
+def require_torch() -> None:
+    """A one-line :class:`DependencyError` naming the extra, before any work, when the train extra is
+    missing (found without importing it)."""
+    missing = next((name for name in TORCH_SIDE if importlib.util.find_spec(name) is None), None)
+    if missing is not None:
+        raise _missing_extra(missing)
+
+
+def _missing_extra(name: str) -> DependencyError:
+    return DependencyError(
+        f"compress trains with torch ({name} is not installed): pip install 'onnxprune[train]' "
+        "(without it: --method magnitude --finetune-epochs 0, onnxprune.prune, inspect, bench, profile)"
+    )
+
+
 def _torch_side() -> Any:
     """The torch import module, or a :class:`DependencyError` when torch is not installed."""
     try:
         from ..train import importer
     except ModuleNotFoundError as e:
-        if e.name not in ("torch", "torchvision", "onnx2torch"):
+        if e.name not in TORCH_SIDE:
             raise
-        raise DependencyError(
-            f"training needs {e.name} (the train extra: pip install 'onnxprune[train]'); without it only the "
-            "ONNX side runs (inspect, bench, profile)"
-        ) from None
+        raise _missing_extra(e.name) from None
     return importer
 
 
@@ -205,4 +221,12 @@ def torch_first_output(module: Any, arrays: Sequence[np.ndarray], chunk: int | N
     return np.concatenate(parts)
 
 
-__all__ = ["Trained", "check_import", "plan_and_train", "torch_first_output", "train", "training_graph"]
+__all__ = [
+    "Trained",
+    "check_import",
+    "plan_and_train",
+    "require_torch",
+    "torch_first_output",
+    "train",
+    "training_graph",
+]
