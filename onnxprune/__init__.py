@@ -34,6 +34,7 @@ from .errors import (
     UnsupportedModelError,
     VerificationError,
 )
+from .extras import require_onnxruntime
 
 __version__ = "0.1.0"
 
@@ -112,6 +113,7 @@ def compress(
 ) -> CompressResult:
     """Prune ``model`` to ``sparsity``, train it on ``data`` (required: no default data set), verify it,
     and return it with its report. See :func:`onnxprune.pipeline.compress` for every parameter."""
+    require_onnxruntime()
     from .pipeline import compress as run
 
     return run(
@@ -164,6 +166,7 @@ def prune(
 ) -> PruneResult:
     """Plan -> masks (by magnitude, or the caller's ``masks``: group name -> bool keep mask) -> surgery ->
     verify, without torch or training. See :func:`onnxprune.pipeline.prune_without_training`."""
+    require_onnxruntime()
     from .pipeline import prune_without_training
 
     return prune_without_training(
@@ -190,6 +193,7 @@ def inspect(
 ) -> Inspection:
     """Prunable groups, channels, MACs and params of ``model``. See
     :func:`onnxprune.inspection.inspect_model`."""
+    require_onnxruntime()
     from .inspection import inspect_model
 
     return inspect_model(model, input_shape)
@@ -209,6 +213,7 @@ def bench(
 ) -> BenchReport:
     """Latency of each model per runtime, provider and batch size. See
     :func:`onnxprune.runtime.benchmark.bench`."""
+    require_onnxruntime()
     from .runtime.benchmark import bench as run
 
     return run(
@@ -228,6 +233,7 @@ def profile(
     cuda_options: dict[str, str] | None = None,
 ) -> ProfileReport:
     """ORT's per-node times of ``models`` side by side. See :func:`onnxprune.runtime.profiling.profile`."""
+    require_onnxruntime()
     from .runtime.profiling import profile as run
 
     return run(models, batch_sizes, providers, threads, warmup, runs, input_shape, names, cuda_options)
