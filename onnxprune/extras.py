@@ -19,8 +19,11 @@ NO_ONNXRUNTIME = (
 
 
 def installed(module: str) -> bool:
-    """Whether ``module`` can be imported (looked up, not imported)."""
-    return importlib.util.find_spec(module) is not None
+    """Whether ``module`` can be imported (looked up, not imported; a finder refusing it: not installed)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # ValueError: a module in sys.modules without a spec
+        return False
 
 
 def require_onnxruntime() -> None:

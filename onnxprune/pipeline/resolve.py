@@ -10,7 +10,6 @@ before any work: a bad value or an output that cannot be written fails the run a
 
 from __future__ import annotations
 
-import importlib.util
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -34,6 +33,7 @@ from ..config.sparsity import SparsitySpec, check_target, parse_sparsity
 from ..data import SOURCES
 from ..data.preprocess import Preprocess, as_preprocess
 from ..errors import DataError, DependencyError, SpecError
+from ..extras import installed
 from ..io import check_outputs
 from ..runtime.machine import job_context
 
@@ -210,7 +210,7 @@ def resolve(
 
 def require_matplotlib(what: str) -> None:
     """A :class:`DependencyError` naming the extra when matplotlib is not installed."""
-    if importlib.util.find_spec("matplotlib") is None:
+    if not installed("matplotlib"):
         raise DependencyError(f"{what} needs matplotlib: pip install 'onnxprune[plot]'")
 
 

@@ -3,7 +3,6 @@ passes (the JSON report, the plot and the HTML page always, so a missed gate can
 
 from __future__ import annotations
 
-import importlib.util
 import tempfile
 from dataclasses import replace
 from pathlib import Path
@@ -12,6 +11,7 @@ from typing import Any
 import onnx
 
 from ..config.gates import raise_if_missed
+from ..extras import installed
 from ..graph.edit import masker
 from ..io import atomic_path, save_model, write_text
 from ..report import Report, plot_report
@@ -73,7 +73,7 @@ def write_models(
 def html_page(report: Report) -> str:
     """The report as one self-contained HTML page, its plot embedded when matplotlib is installed."""
     plots = []
-    if importlib.util.find_spec("matplotlib") is not None:
+    if installed("matplotlib"):
         with tempfile.TemporaryDirectory(prefix="onnxprune-") as work:
             png = Path(work) / "plot.png"
             plot_report(report, png)

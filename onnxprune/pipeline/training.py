@@ -8,7 +8,6 @@ copy of the weights lives only inside :func:`plan_and_train`. Torch is imported 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
@@ -18,6 +17,7 @@ import numpy as np
 import onnx
 
 from ..errors import DependencyError, UnsupportedModelError
+from ..extras import installed
 from ..graph.batch import check_relaxed, relax_batch
 from ..graph.edit import write_back
 from ..graph.inputs import Batch, ModelInputs, input_shapes
@@ -111,7 +111,7 @@ TORCH_SIDE = ("torch", "torchvision", "onnx2torch")  # the train extra
 def require_torch() -> None:
     """A one-line :class:`DependencyError` naming the extra, before any work, when the train extra is
     missing (found without importing it)."""
-    missing = next((name for name in TORCH_SIDE if importlib.util.find_spec(name) is None), None)
+    missing = next((name for name in TORCH_SIDE if not installed(name)), None)
     if missing is not None:
         raise _missing_extra(missing)
 

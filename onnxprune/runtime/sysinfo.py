@@ -10,13 +10,14 @@ are fast only with VNNI (AVX512-VNNI or AVX-VNNI) or AMX.
 from __future__ import annotations
 
 import importlib.metadata
-import importlib.util
 import os
 import platform
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from ..extras import NO_ONNXRUNTIME, installed
 
 # the distributions a report names (absent ones are left out); onnxruntime-gpu is the CUDA build
 PACKAGES = (
@@ -78,7 +79,7 @@ def isa(flags: set[str], machine: str | None = None) -> dict[str, bool]:
 
 def ort_providers() -> list[str] | None:
     """ONNX Runtime's available execution providers; None when it is not installed."""
-    if importlib.util.find_spec("onnxruntime") is None:
+    if not installed("onnxruntime"):
         return None
     import onnxruntime as ort
 
@@ -130,13 +131,12 @@ def format_info(info: dict[str, Any]) -> str:
     has = [name for name, present in cpu["isa"].items() if present]
     lacks = [name for name, present in cpu["isa"].items() if not present]
     lines = [f"{name:16s} {version}" for name, version in versions.items()]
-    if "onnxruntime" not in versions and "onnxruntime-gpu" not in versions:
-        lines.append("onnxruntime      not installed: pip install 'onnxprune[cpu]' (or 'onnxprune[gpu]')")
     if "torch" not in versions:
         lines.append("torch            not installed (training: pip install 'onnxprune[train]')")
     lines += [
         f"{'platform':16s} {info['platform']}",
-        f"{'ORT providers':16s} {', '.join(providers) if providers is not None else '-'}",
+        f"{'ORT providers':16s} "
+        + (", ".join(providers) if providers is not None else f"none: {NO_ONNXRUNTIME}"),
         f"{'CPU':16s} {cpu['model']} ({cpu['machine']}, {cpu['usable_cores']} of {cpu['cores']} cores "
         "usable)",
         f"{'CPU ISA':16s} {', '.join(has) or 'none of the listed'}"
