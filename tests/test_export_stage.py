@@ -180,6 +180,13 @@ def test_dry_run_prints_plan_and_recipe_writes_nothing_and_matches_the_run(
     assert kept and all(groups[name] == k for name, k in kept.items())  # ... that runs the plan printed
 
 
+def test_dry_run_needs_no_torch(model_path: Path) -> None:
+    proc = cli_hidden(["compress", model_path, "--target-macs", "0.5", "-d", "random", "--dry-run"])
+    assert proc.returncode == 0, proc.stderr
+    assert "MAC budget: target 0.500" in proc.stdout and "target_macs: 0.5" in proc.stdout
+    only_inputs_left(model_path.parent, {"m.onnx"})
+
+
 def test_html_report_is_one_self_contained_file(model_path: Path, tmp_path: Path) -> None:
     page, report = tmp_path / "r.html", tmp_path / "r.json"
     code, text = run(

@@ -50,10 +50,10 @@ class DryRun:
         rows = []
         for g in self.planned.plan.groups:
             kept = self.planned.keep.get(g.name, g.channels)
-            why = ("prunable" if kept == g.channels else f"pruned ({g.kind})") if g.prunable else g.reason
+            why = g.reason if not g.prunable else f"pruned ({g.kind})" if kept < g.channels else "whole"
             rows.append((g.name, g.source_node, g.op_type, f"{kept}/{g.channels}", why or ""))
         table = format_table(("group", "source node", "op", "kept", ""), rows, rule=True)
-        elements = [f"{name}: {c.rule or c.kind}" for name, c in self.planned.elements.items()]
+        elements = [f"{c.node}: {c.rule or c.kind}" for c in self.planned.elements.values()]
         lines = [
             f"dry run: nothing trained, nothing written ({self.config.sparsity_text})",
             table,
