@@ -330,6 +330,7 @@ def test_cli_preview_runs_with_torch_hidden_and_training_names_the_extra(tmp_pat
     only_inputs_left(tmp_path, {"m.onnx", "m.pruned.onnx", "r.json"})
 
 
+@pytest.mark.torch  # the block trains
 def test_readme_python_block_runs(tmp_path: Path) -> None:
     readme = (ROOT / "README.md").read_text()
     (block,) = re.findall(r"^## Python API\n\n```python\n(.*?)^```", readme, re.S | re.M)
