@@ -46,7 +46,8 @@ def only_inputs_left(directory: Path, inputs: set[str]) -> None:
     assert {p.name for p in directory.iterdir()} == inputs
 
 
-def test_preview_run_writes_pruned_and_masked(  # torch-free: the preview trains nothingmodel_path: Path, tmp_path: Path) -> None:
+def test_preview_run_writes_pruned_and_masked(model_path: Path, tmp_path: Path) -> None:
+    """Torch-free: the preview (magnitude, no fine-tuning) trains nothing."""
     out, masked, report = tmp_path / "p.onnx", tmp_path / "q.onnx", tmp_path / "r.json"
     code, text = run(
         [
