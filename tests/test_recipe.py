@@ -178,7 +178,7 @@ def test_cli_config_and_overrides(tmp_path: Path) -> None:
     assert kept["Conv16"][2] == "filter:0.75" and kept["Conv16"][0] == round(6 * 0.25)
     # --sparsity replaces the recipe's rules (its exclusions stay); --seed overrides its seed
     args = ["compress", model, "--config", recipe, "-s", "filter:0.5", "--seed", "1", "-o", out, "--report"]
-    code, text = run([*args, report, "--no-bench", "-q"])
+    code, text = run([*args, report, "--no-bench", "-q", "--force"])
     saved = __import__("json").loads(report.read_text())
     assert code == 0 and saved["sparsity"] == "filter:0.5; exclude Conv4" and saved["config"]["seed"] == 1
 
