@@ -42,6 +42,24 @@ def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | P
             raise OutputError(f"output directory {parent} is not writable")
 
 
+def check_new_outputs(
+    inputs: Sequence[str | Path | None], outputs: Sequence[str | Path | None], force: bool = False
+) -> None:
+    """:func:`check_outputs`, and an existing output file only with ``force`` (the input never)."""
+    check_outputs(inputs, outputs)
+    for raw in outputs:
+        if raw is not None and not force and Path(raw).exists():
+            raise OutputError(f"output {raw} exists: pass --force to overwrite it")
+
+
+def derived_path(model: str | Path, *tags: str) -> Path:
+    """The default output beside ``model``: ``models/x.onnx`` + ('pruned', 'int8') ->
+    ``models/x.pruned.int8.onnx``."""
+    path = Path(model)
+    stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
+    return path.with_name(".".join([stem, *tags, "onnx"]))
+
+
 def _can_create_in(directory: Path) -> bool:
     """Try it: permission bits say nothing for root or on a read-only mount."""
     try:

@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..config.gates import Gates
-from ..config.settings import SECTIONS, GateOptions, GateSettings, TrainOptions, entries
+from ..config.settings import SECTIONS, GateOptions, GateSettings, QuantizeOptions, TrainOptions, entries
 from .common import main, setup_logging, user_errors
 from .options import setting_options
 
@@ -43,7 +43,13 @@ PathOption = click.Path(dir_okay=False, path_type=Path)
     help="Round kept filter counts to a multiple of N (fast kernels want aligned channel counts); 'auto' = "
     "the target runtime's (8 on ORT CPU and CUDA; see benchmarks/README.md). Default 1 (exact ratios).",
 )
-@click.option("--output", "-o", required=True, type=PathOption, help="Where the pruned model goes.")
+@click.option(
+    "--output",
+    "-o",
+    type=PathOption,
+    help="Where the pruned model goes (default: beside MODEL, <stem>.pruned.onnx; <stem>.pruned.int8.onnx "
+    "with --quantize int8).",
+)
 @click.option("--report", "report_path", type=PathOption, help="JSON report path.")
 @click.option("--plot", "plot_path", type=PathOption, help="PNG report plot path.")
 @click.option("--emit-masked", type=PathOption, help="Also write the masked dense model (for audit).")
@@ -60,7 +66,7 @@ PathOption = click.Path(dir_okay=False, path_type=Path)
 @user_errors
 def compress(
     model: Path,
-    output: Path,
+    output: Path | None,
     report_path: Path | None,
     bench_batches: tuple[int, ...],
     no_bench: bool,
@@ -80,6 +86,8 @@ def compress(
     train = TrainOptions.take(settings)
     gate_values = GateOptions.take(settings)  # none given: the recipe's gates, if any
     gates = Gates.of(gate_values.build(GateSettings)) if gate_values.given() else None
+    quantize = QuantizeOptions.take(settings)
+    output = output or default_output(model, quantize, settings.get("recipe"))
     main_rank = job_context().main  # under torchrun, rank 0 alone logs and prints
     quiet = quiet or not main_rank
     setup_logging(quiet)
@@ -89,6 +97,7 @@ def compress(
             output=output,
             train=train,
             gates=gates,
+            quantize=quantize,
             report_path=report_path,
             bench_batches=() if no_bench else (bench_batches or (1, 32)),
             quiet=quiet,
@@ -104,3 +113,15 @@ def _parsed(given: dict[str, Any]) -> dict[str, Any]:
     """The command line's values, settings with a text form (``--input-shape``) parsed."""
     parsers = {e.option: e.meta.parse for cls in SECTIONS for e in entries(cls) if e.meta.parse}
     return {k: parsers[k](v) if k in parsers and v is not None else v for k, v in given.items()}
+
+
+def default_output(model: Path, quantize: QuantizeOptions, recipe: Path | None) -> Path:
+    """``<stem>.pruned.onnx`` beside ``model``, ``<stem>.pruned.int8.onnx`` when the command line or the
+    recipe quantizes."""
+    from ..config.recipe import load_recipe
+    from ..io import derived_path
+
+    mode = quantize.quantize
+    if mode is None and recipe is not None:
+        mode = load_recipe(recipe).quantize.quantize
+    return derived_path(model, "pruned", *(["int8"] if mode not in (None, "off") else []))

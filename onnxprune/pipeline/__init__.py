@@ -14,6 +14,7 @@ results of the stages before it:
 * :mod:`.training` — the torch side: import, train, write back;
 * :mod:`.prune` — the torch-free stage: masks, surgery, dead channels, verification;
 * :mod:`.writing` — the shape form and the storage of the written model;
+* :mod:`.quantization` — ``--quantize int8``: the verified fp32 model to int8 (ORT static QDQ);
 * :mod:`.reporting` — the report, the latency comparison;
 * :mod:`.saving` — the gates and the outputs.
 
@@ -26,7 +27,7 @@ writes the remaining zero columns dense or lowered, whichever ORT CPU runs faste
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ import onnx
 
 from ..config.gates import Gates
 from ..config.recipe import Recipe
-from ..config.settings import METHODS, DataOptions, RunOptions, TrainOptions
+from ..config.settings import METHODS, DataOptions, QuantizeOptions, RunOptions, TrainOptions
 from ..config.sparsity import SparsitySpec
 from ..data.preprocess import Preprocess
 from ..graph.verify import compare_models
@@ -45,6 +46,7 @@ from ..runtime.timing import PhaseClock
 from .loading import load, read_data
 from .planning import analyze_model
 from .prune import export
+from .quantization import QuantizeResult, quantization_entry, quantize_model, quantize_stage
 from .reporting import build_report, measure_latency
 from .resolve import Given, Outputs, resolve
 from .saving import check_gates, save
@@ -88,6 +90,7 @@ def compress(
     bench_repeats: int = 30,
     rtol: float = 1e-4,
     quiet: bool = False,
+    quantize: str | QuantizeOptions | None = None,
 ) -> CompressResult:
     """Prune ``model`` to ``sparsity``, train it on ``data``, verify it, and return it with its report.
 
@@ -102,7 +105,9 @@ def compress(
     filter counts rounded to a multiple (``'auto'``: the gated runtime's). ``sparse_initializers``,
     ``shape_form``: how element- and shape-pruned weights are written (:mod:`.writing`). Outputs given as
     paths are checked before any work and written atomically at the end. Progress goes to the
-    ``onnxprune`` logger.
+    ``onnxprune`` logger. ``quantize``: ``'int8'`` or :class:`~onnxprune.config.settings.QuantizeOptions`:
+    the verified fp32 model is quantized (ORT static QDQ), scored against it, and is the model gated and
+    written (:mod:`.quantization`).
     """
     given = Given(
         run=RunOptions(
@@ -121,6 +126,7 @@ def compress(
         sparsity=sparsity,
         target_macs=target_macs,
         align=align,
+        quantize=QuantizeOptions(quantize=quantize) if isinstance(quantize, str) else quantize,
     )
     outputs = Outputs.of(output, emit_masked, report_path, plot_path)
     config = resolve(model, recipe, given, outputs, (bench_batches, bench_repeats), rtol, quiet)
@@ -133,10 +139,29 @@ def compress(
         config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
     )
     written = write_forms(config, samples, planned, exported, clock)
+    quantized = quantize_stage(config, samples, written, clock)  # None unless --quantize
     report = build_report(config, loaded, samples, planned, trained, exported, written, clock)
-    report = check_gates(config, report, measure_latency(config, loaded, samples, written, clock), clock)
+    int8 = None if quantized is None else quantized.model
+    if quantized is not None:
+        with clock.phase("evaluate"):
+            entry = quantization_entry(written.model, quantized, samples, loaded.base)
+        report = replace(report, quantization=entry)
+    latency = measure_latency(config, loaded, samples, written, clock, int8)
+    report = check_gates(config, report, latency, clock)
+    if int8 is not None:
+        written = replace(written, model=int8)  # the model gated is the one saved and returned
     save(config, planned, exported, written, report, clock)
     return CompressResult(written.model, exported.masked, planned.plan, exported.masks, report)
 
 
-__all__ = ["METHODS", "CompressResult", "Gates", "TrainOptions", "compare_models", "compress"]
+__all__ = [
+    "METHODS",
+    "CompressResult",
+    "Gates",
+    "QuantizeOptions",
+    "QuantizeResult",
+    "TrainOptions",
+    "compare_models",
+    "compress",
+    "quantize_model",
+]

@@ -24,6 +24,8 @@ from ..config.settings import (
     DataOptions,
     DataSettings,
     DistillSettings,
+    QuantizeOptions,
+    QuantizeSettings,
     RunOptions,
     RunSettings,
     TrainOptions,
@@ -61,6 +63,7 @@ class Given:
     sparsity: str | SparsitySpec | None = None
     target_macs: float | None = None
     align: int | str | None = None
+    quantize: QuantizeOptions | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,7 @@ class Config:
     rtol: float = 1e-4
     quiet: bool = False
     main_rank: bool = True  # under torchrun only rank 0 benchmarks and writes outputs
+    quantize: QuantizeSettings = field(default_factory=QuantizeSettings)  # int8 after verification
 
     @property
     def source(self) -> str | Path | None:
@@ -117,8 +121,10 @@ def resolve(
     run = rec.run.merged(given.run).build(RunSettings)
     data = rec.data.merged(given.data).build(DataSettings)
     train = rec.train.merged(given.train)
+    quantize = rec.quantize.merged(given.quantize).build(QuantizeSettings)
     run.validate()
     data.validate()
+    quantize.validate()
     source = None if isinstance(model, onnx.ModelProto) else model
     check_outputs([source], [outputs.model, outputs.masked, outputs.report, outputs.plot])
     return Config(
@@ -137,6 +143,7 @@ def resolve(
         rtol=rtol,
         quiet=quiet,
         main_rank=job_context().main,
+        quantize=quantize,
     )
 
 

@@ -31,7 +31,10 @@ def evaluate(dense: onnx.ModelProto, pruned: onnx.ModelProto, data: ArrayData, s
     result: dict[str, Any] = {"split": split, "samples": len(data), "output_rel_error": rel}
     first_d, first_p = d_out[0], p_out[0]
     diff = np.abs(first_p.astype(np.float64) - first_d.astype(np.float64))  # of the first output
-    result |= {"max_abs_diff": float(diff.max(initial=0.0)), "mean_abs_diff": float(diff.mean()) if diff.size else 0.0}
+    result |= {
+        "max_abs_diff": float(diff.max(initial=0.0)),
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+    }
     if first_d.ndim == 2 and first_d.shape[1] >= 2:
         d_pred, p_pred = first_d.argmax(1), first_p.argmax(1)
         agreement = float((d_pred == p_pred).mean())

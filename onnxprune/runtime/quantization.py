@@ -88,7 +88,9 @@ def quantize_int8(model: onnx.ModelProto, calibration: Inputs, settings: Quantiz
         int8 = onnx.load(str(out))  # external data (a large model) is read from tmp here
     _check_loads(int8)
     done = quantized_nodes(int8)
-    log.info("int8: %d nodes quantized, %d kept float (%d calibration samples)", len(done), len(excluded), count)
+    log.info(
+        "int8: %d nodes quantized, %d kept float (%d calibration samples)", len(done), len(excluded), count
+    )
     return Quantized(int8, done, excluded, _described(settings, count))
 
 
@@ -153,7 +155,9 @@ def excluded_nodes(model: onnx.ModelProto, patterns: Sequence[str], stem: bool) 
         hits = [n for n in names if n == pattern or fnmatch.fnmatchcase(n, pattern)]
         if not hits:
             shown = ", ".join(n.name for n in model.graph.node if n.op_type in COMPUTE_OPS)[:200]
-            raise SpecError(f"--quantize-exclude {pattern!r} matches no node (Conv/Gemm/MatMul nodes: {shown})")
+            raise SpecError(
+                f"--quantize-exclude {pattern!r} matches no node (Conv/Gemm/MatMul nodes: {shown})"
+            )
         out += [n for n in hits if n not in out]
     return out
 
@@ -179,7 +183,7 @@ def _reader(model: onnx.ModelProto, samples: Inputs) -> Any:
                 chunk = {k: np.take(a, pad, axis=0) for k, a in chunk.items()}
             yield chunk
 
-    class Reader(CalibrationDataReader):  # type: ignore[misc]
+    class Reader(CalibrationDataReader):
         def __init__(self) -> None:
             self.batches = batches()
 
@@ -230,7 +234,8 @@ def _check_loads(model: onnx.ModelProto) -> None:
 def quantized_nodes(model: onnx.ModelProto) -> list[str]:
     """Compute nodes whose weight (an input other than the first) comes out of a DequantizeLinear."""
     dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
-    return [n.name for n in model.graph.node if n.op_type in COMPUTE_OPS and any(x in dq for x in n.input[1:])]
+    compute = (n for n in model.graph.node if n.op_type in COMPUTE_OPS)
+    return [n.name for n in compute if any(x in dq for x in n.input[1:])]
 
 
 __all__ = [
