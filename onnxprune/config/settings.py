@@ -374,7 +374,7 @@ class QuantizeSettings:
         option="quantize",
     )
     calibration_samples: int = setting(
-        256, "Samples (training split) calibrating the int8 activation ranges (default 256).", low=1
+        256, "Samples (training split) calibrating the int8 activation ranges (default 256)."
     )
     calibration_method: str = setting(
         "minmax", "Activation range calibration: minmax (default), entropy or percentile."

@@ -25,7 +25,9 @@ int8 cost accuracy and time. ONNX side: onnx and onnxruntime only.
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
+import io
 import logging
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -46,6 +48,10 @@ log = logging.getLogger("onnxprune")
 
 # Ops whose weights are quantized (and which make up the stem).
 COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+# Ops of a model that is quantized already (QDQ or QOperator format).
+QUANTIZED_OPS = frozenset(
+    {"QuantizeLinear", "DequantizeLinear", "QLinearConv", "QLinearMatMul", "ConvInteger"}
+)
 CALIBRATION_BATCH = 32  # samples per calibration run (a fixed-batch model: its batch)
 _LARGE = 2**31 - 2**24  # over this, ORT's quantizer must write external data
 
@@ -75,6 +81,11 @@ def quantize_int8(model: onnx.ModelProto, calibration: Inputs, settings: Quantiz
     Raises :class:`DataError` without samples, :class:`SpecError` for an exclusion matching no node,
     :class:`QuantizationError` when ORT cannot pre-process, quantize or load the model."""
     settings.validate()
+    done = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
+    if done:
+        raise QuantizationError(
+            f"the model is quantized already ({', '.join(done)} nodes): give its float model"
+        )
     count = min(n_samples(calibration), settings.calibration_samples)
     if count < 1:
         raise DataError("no calibration data: int8 quantization needs samples of the model's inputs")
@@ -119,16 +130,33 @@ def _pre_process(model: onnx.ModelProto, tmp: Path) -> Path:
     large = model_nbytes(model) > _LARGE
     onnx.save_model(model, str(src), save_as_external_data=large)
     try:
-        quant_pre_process(str(src), str(dst), save_as_external_data=large)
+        with ort_quiet():
+            quant_pre_process(str(src), str(dst), save_as_external_data=large)
+        return dst
     except Exception as e:  # symbolic shape inference fails on some graphs: ONNX's alone then
-        log.info("quant_pre_process: %s; retrying without symbolic shape inference", _first_line(e))
-        try:
+        first = _first_line(e)
+    log.info("quant_pre_process: %s; retrying without symbolic shape inference", first)
+    try:
+        with ort_quiet():
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, save_as_external_data=large)
-        except Exception as e2:  # onnxruntime's and onnx's own exception types
-            raise QuantizationError(
-                f"onnxruntime cannot prepare the model for quantization: {_first_line(e2)}"
-            ) from None
+    except Exception as e:  # onnxruntime's and onnx's own exception types
+        raise QuantizationError(
+            f"onnxruntime cannot prepare the model for quantization: {_first_line(e)}"
+        ) from None
     return dst
+
+
+@contextlib.contextmanager
+def ort_quiet() -> Iterator[None]:
+    """ORT's quantization tools log through the root logger (tracebacks included) and print progress
+    to stdout; during their calls both are muted: a failure reaches the user as one error line."""
+    previous = logging.root.manager.disable
+    logging.disable(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            yield
+    finally:
+        logging.disable(previous)
 
 
 def stem_nodes(model: onnx.ModelProto) -> list[str]:
@@ -205,19 +233,20 @@ def _quantize(
     }
     acts = QuantType.QUInt8 if settings.activations == "uint8" else QuantType.QInt8
     try:
-        quantize_static(
-            str(pre),
-            str(out),
-            reader,
-            quant_format=QuantFormat.QDQ,
-            per_channel=True,
-            activation_type=acts,
-            weight_type=QuantType.QInt8,
-            nodes_to_exclude=excluded,
-            calibrate_method=methods[settings.calibration_method],
-            calibration_providers=["CPUExecutionProvider"],
-            use_external_data_format=large,
-        )
+        with ort_quiet():
+            quantize_static(
+                str(pre),
+                str(out),
+                reader,
+                quant_format=QuantFormat.QDQ,
+                per_channel=True,
+                activation_type=acts,
+                weight_type=QuantType.QInt8,
+                nodes_to_exclude=excluded,
+                calibrate_method=methods[settings.calibration_method],
+                calibration_providers=["CPUExecutionProvider"],
+                use_external_data_format=large,
+            )
     except OnnxPruneError:
         raise
     except Exception as e:  # onnxruntime's and onnx's own exception types

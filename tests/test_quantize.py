@@ -1,0 +1,219 @@
+"""Int8 quantization (ORT static QDQ): the int8 model loads and agrees with fp32, exclusions stay float, the
+recipe key parses, and every bad input is one line, a non-zero exit and nothing written."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from onnx import TensorProto, helper
+
+from onnxprune.config.recipe import parse_recipe
+from onnxprune.config.settings import QuantizeSettings
+from onnxprune.errors import DataError, SpecError
+from onnxprune.io import derived_path
+from onnxprune.runtime.quantization import QuantizationError, quantize_int8, quantized_nodes, stem_nodes
+from onnxprune.runtime.sessions import make_session, run_batched
+from tests.builders import GraphBuilder, vgg_like, write_labeled_npz
+from tests.test_cli import assert_one_line_error, only_inputs_left, run
+
+INT8 = QuantizeSettings(mode="int8", calibration_samples=64)
+
+
+def dynamic_cnn(seed: int = 0) -> onnx.ModelProto:
+    """vgg_like with a dynamic batch: Conv-BN-Relu x2, pool, Conv-Relu, pool, flatten, Gemm-Relu-Gemm."""
+    model = vgg_like(seed=seed)
+    for t in (*model.graph.input, *model.graph.output):
+        t.type.tensor_type.shape.dim[0].dim_param = "N"
+    return model
+
+
+@pytest.fixture(scope="module")
+def images() -> np.ndarray:
+    """Inputs in [0, 1] like the images the CLI reads (160 samples of (3, 8, 8))."""
+    return np.random.default_rng(1).random((160, 3, 8, 8)).astype(np.float32)
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    path = tmp_path / "m.onnx"
+    onnx.save(dynamic_cnn(), str(path))
+    return path
+
+
+@pytest.fixture
+def data_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_labeled_npz(tmp_path_factory.mktemp("qd") / "d.npz", samples=120, channels=3)
+
+
+def logits(model: onnx.ModelProto, x: np.ndarray) -> np.ndarray:
+    return run_batched(make_session(model), x)[0]
+
+
+def test_int8_model_loads_and_agrees_with_fp32(images: np.ndarray) -> None:
+    model = dynamic_cnn()
+    q = quantize_int8(model, images[:64], INT8)
+    held_out = images[64:]
+    ref, got = logits(model, held_out), logits(q.model, held_out)  # make_session: ORT loads it
+    assert (ref.argmax(1) == got.argmax(1)).mean() >= 0.9
+    scale = np.abs(ref).max()
+    assert np.abs(got - ref).max() < 0.2 * scale  # int8 rounding, not a different model
+    assert not np.array_equal(got, ref)  # it is quantized
+    weights = {t.name: t for t in q.model.graph.initializer}
+    assert any(t.data_type == TensorProto.INT8 for t in weights.values())
+    # every Conv/Gemm but the stem reads its weight through DequantizeLinear
+    assert q.excluded == stem_nodes(model) == [model.graph.node[0].name]
+    compute = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert q.quantized == [n for n in compute if n not in q.excluded]
+
+
+def test_excluded_nodes_stay_float(images: np.ndarray) -> None:
+    model = dynamic_cnn()
+    gemms = [n.name for n in model.graph.node if n.op_type == "Gemm"]
+    settings = QuantizeSettings(mode="int8", calibration_samples=32, exclude=(gemms[0],), stem=True)
+    q = quantize_int8(model, images, settings)
+    assert gemms[0] not in q.quantized and gemms[0] in q.excluded
+    assert model.graph.node[0].name in q.quantized  # stem=True quantizes the first conv too
+    node = next(n for n in q.model.graph.node if n.name == gemms[0])
+    producers = {o: n.op_type for n in q.model.graph.node for o in n.output}
+    assert all(producers.get(x) != "DequantizeLinear" for x in node.input[1:])
+    floats = {t.name for t in q.model.graph.initializer if t.data_type == TensorProto.FLOAT}
+    assert node.input[1] in floats
+    with pytest.raises(SpecError, match="matches no node"):
+        quantize_int8(model, images, QuantizeSettings(mode="int8", exclude=("/nothing/*",)))
+
+
+def test_no_calibration_samples_and_quantized_models_are_refused(images: np.ndarray) -> None:
+    with pytest.raises(DataError, match="no calibration data"):
+        quantize_int8(dynamic_cnn(), images[:0], INT8)
+    q = quantize_int8(dynamic_cnn(), images[:32], INT8)
+    with pytest.raises(QuantizationError, match="quantized already"):
+        quantize_int8(q.model, images[:32], INT8)
+    assert quantized_nodes(dynamic_cnn()) == []
+
+
+def test_recipe_key_parses_as_mode_or_section() -> None:
+    assert parse_recipe({"quantize": "int8"}, "r").quantize.quantize == "int8"
+    rec = parse_recipe(
+        {"quantize": {"mode": "int8", "calibration_samples": 64, "exclude": "/head/*", "stem": True}}, "r"
+    )
+    built = rec.quantize.build(QuantizeSettings)
+    assert (built.mode, built.calibration_samples, built.exclude, built.stem) == (
+        "int8",
+        64,
+        ("/head/*",),
+        True,
+    )
+    with pytest.raises(SpecError, match="unknown quantize mode 'int4'"):
+        parse_recipe({"quantize": "int4"}, "r")
+    with pytest.raises(SpecError, match="quantize: unknown key 'bits'"):
+        parse_recipe({"quantize": {"bits": 8}}, "r")
+
+
+def test_derived_output_names() -> None:
+    assert derived_path(Path("models/x.onnx"), "pruned", "int8") == Path("models/x.pruned.int8.onnx")
+    assert derived_path(Path("x.onnx"), "int8") == Path("x.int8.onnx")
+
+
+def test_quantize_command_writes_int8_and_reports_agreement(
+    model_path: Path, data_path: Path, tmp_path: Path
+) -> None:
+    report = tmp_path / "r.json"
+    code, out = run(
+        ["quantize", model_path, "--data", data_path, "--calibration-samples", "64", "--report", report, "-q"]
+    )
+    assert code == 0, out
+    written = derived_path(model_path, "int8")
+    assert f"wrote {written}" in out and "agreement" in out
+    r = json.loads(report.read_text())
+    assert r["vs_fp32"]["agreement"] >= 0.9 and r["int8_top1"] is not None
+    assert r["vs_fp32"]["max_abs_diff"] >= r["vs_fp32"]["mean_abs_diff"] > 0
+    make_session(onnx.load(str(written)))
+    code, out = run(["quantize", model_path, "--data", data_path, "-q"])  # exists: needs --force
+    assert_one_line_error(code, out, "pass --force")
+    code, out = run(["quantize", model_path, "--data", data_path, "--force", "-q"])
+    assert code == 0, out
+
+
+def custom_op_model(path: Path) -> Path:
+    """A Conv followed by an op of a domain ONNX Runtime does not know: loadable, not runnable by ORT."""
+    b = GraphBuilder((1, 3, 8, 8))
+    x = b.conv("input", 4)
+    nodes = [*b.nodes, helper.make_node("Foo", [x], ["y"], name="foo", domain="custom.ops")]
+    graph = helper.make_graph(
+        nodes,
+        "g",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["N", 3, 8, 8])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4, 8, 8])],
+        b.inits,
+    )
+    ops = [helper.make_opsetid("", 17), helper.make_opsetid("custom.ops", 1)]
+    model = helper.make_model(graph, opset_imports=ops)
+    model.ir_version = 8
+    onnx.save(model, str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["--calibration-method", "kmeans"], "unknown calibration method 'kmeans'"),
+        (["--calibration-samples", "0"], "calibration_samples must be >= 1"),
+        (["--quantize-exclude", "/nothing/*"], "matches no node"),
+        (["--quantize-activations", "int4"], "unknown quantize activation type"),
+    ],
+)
+def test_quantize_command_bad_settings(
+    model_path: Path, data_path: Path, args: list[str], needle: str
+) -> None:
+    code, out = run(["quantize", model_path, "--data", data_path, *args, "-q"])
+    assert_one_line_error(code, out, needle)
+    only_inputs_left(model_path.parent, {"m.onnx"})
+
+
+def test_quantize_command_bad_inputs(model_path: Path, data_path: Path, tmp_path: Path) -> None:
+    code, out = run(["quantize", model_path, "-q"])
+    assert_one_line_error(code, out, "quantize needs --data")
+    code, out = run(["quantize", model_path, model_path, "--data", data_path, "--force", "-q"])
+    assert_one_line_error(code, out, "is the input model")
+    bad = custom_op_model(tmp_path / "custom.onnx")
+    code, out = run(["quantize", bad, "--data", data_path, "-q"])
+    assert_one_line_error(code, out, "onnxruntime cannot")
+    only_inputs_left(tmp_path, {"m.onnx", "custom.onnx"})
+
+
+@pytest.mark.torch
+def test_compress_quantize_int4_is_one_line(model_path: Path, data_path: Path) -> None:
+    code, out = run(
+        ["compress", model_path, "-s", "filter:0.5", "--data", data_path, "--quantize", "int4", "-q"]
+    )
+    assert_one_line_error(code, out, "unknown quantize mode 'int4'")
+    only_inputs_left(model_path.parent, {"m.onnx"})
+
+
+@pytest.mark.torch
+def test_compress_quantize_int8_writes_the_gated_int8_model(model_path: Path, data_path: Path) -> None:
+    args = ["compress", model_path, "-s", "filter:0.5", "--data", data_path, "--method", "magnitude"]
+    args += ["--finetune-epochs", "0", "--quantize", "int8", "--calibration-samples", "32", "-q"]
+    report = model_path.parent / "r.json"
+    code, out = run([*args, "--bench-batch", "1", "--report", report, "--min-fidelity", "0"])
+    assert code == 0, out
+    written = derived_path(model_path, "pruned", "int8")
+    assert f"wrote {written}" in out
+    r = json.loads(report.read_text())
+    assert r["verification"]["passed"]  # pruned ≡ masked, on fp32
+    q = r["quantization"]
+    assert q["vs_fp32"]["agreement"] >= 0.8 and q["quantized_nodes"]
+    assert set(q) >= {"int8_top1", "fp32_top1", "vs_dense"}
+    row = r["latency"]["speedups"][0]
+    assert {"int8_ms", "int8_speedup", "int8_vs_pruned"} <= set(row)
+    gate = r["gates"][0]  # the fidelity gate reads the int8 model against the dense one
+    assert gate["value"] == pytest.approx(q["vs_dense"]["fidelity"])
+    assert quantized_nodes(onnx.load(str(written))) == q["quantized_nodes"]
+    # a gate the int8 model misses: nothing written
+    written.unlink()
+    code, out = run([*args, "--no-bench", "--min-fidelity", "1", "-o", written])
+    assert code == 4 and "quality gate missed" in out and not written.exists()
