@@ -223,3 +223,17 @@ def test_compress_quantize_int8_writes_the_gated_int8_model(model_path: Path, da
     written.unlink()
     code, out = run([*args, "--no-bench", "--min-fidelity", "1", "-o", written])
     assert code == 4 and "quality gate missed" in out and not written.exists()
+
+
+def test_bench_times_fp32_and_int8_side_by_side(images: np.ndarray, tmp_path: Path) -> None:
+    from onnxprune.runtime.benchmark import bench
+
+    dense = tmp_path / "dense.onnx"
+    onnx.save(dynamic_cnn(), str(dense))
+    int8 = tmp_path / "dense.int8.onnx"
+    onnx.save(quantize_int8(dynamic_cnn(), images[:32], INT8).model, str(int8))
+    report = bench([dense, int8], batch_sizes=(1, 4), providers=["cpu"], threads=1, warmup=1, repeats=5)
+    assert {(r.model, r.batch) for r in report.rows} == {
+        (m, b) for m in ("dense", "dense.int8") for b in (1, 4)
+    }
+    assert all(r.median_ms > 0 for r in report.rows)
