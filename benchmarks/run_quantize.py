@@ -3,6 +3,7 @@
     python -m benchmarks.run_quantize                      # VGG, ResNet, MobileNetV2 at filter:0.7, ADMM 2+2
     python -m benchmarks.run_quantize --method magnitude --finetune-epochs 1     # quicker pruned models
     python -m benchmarks.run_quantize --arch vgg resnet --repeats 300 --threads 1
+    python -m benchmarks.run_quantize --align 8            # kept filter counts multiples of 8
     python -m benchmarks.run_quantize --quick              # tiny sizes: proves it runs (numbers: noise)
     python -m benchmarks.run_quantize --render-only        # README block from results/quantize.json
 
@@ -42,7 +43,7 @@ TARGET_SPEEDUP, TARGET_DROP_PP = 1.5, 0.5
 def build_models(arch: str, args: argparse.Namespace, out: Path) -> list[Path]:
     """The four models of ``arch``: dense, pruned (trained as ``args`` say), and both quantized."""
     dense = common.MODELS / f"fmnist_{arch}.onnx"
-    tag = f"{arch}_filter{args.ratio:g}_{args.method}" + ("_quick" if args.quick else "")
+    tag = f"{arch}_filter{args.ratio:g}_{args.method}_align{args.align}" + ("_quick" if args.quick else "")
     pruned = out / f"{tag}.onnx"
     for path in (pruned, out / f"{tag}.int8.onnx", out / f"{arch}_dense.int8.onnx"):
         path.unlink(missing_ok=True)  # the runs here are the measurement: no stale models
@@ -56,6 +57,7 @@ def build_models(arch: str, args: argparse.Namespace, out: Path) -> list[Path]:
         pruned,
         method=args.method,
         train=train,
+        align=args.align,
         max_samples=args.max_samples,
         bench_batches=(),
         quiet=True,
@@ -90,7 +92,7 @@ def run_arch(arch: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     drop = 100 * (accuracy["pruned fp32"] - accuracy["pruned int8"])
     return {
         "arch": arch,
-        "sparsity": f"filter:{args.ratio:g}",
+        "sparsity": f"filter:{args.ratio:g}" + (f", align {args.align}" if args.align > 1 else ""),
         "method": args.method,
         "epochs": f"{args.admm_epochs if args.admm_epochs is not None else 2}+"
         f"{args.finetune_epochs if args.finetune_epochs is not None else 2}",
@@ -148,6 +150,12 @@ def main() -> None:
     ap.add_argument("--arch", nargs="+", default=list(ARCHS), choices=ARCHS)
     ap.add_argument("--ratio", type=float, default=0.7)
     ap.add_argument("--method", default="admm", choices=("admm", "magnitude"))
+    ap.add_argument(
+        "--align",
+        type=int,
+        default=1,
+        help="kept filters rounded to a multiple (8: MLAS's blocks; default 1)",
+    )
     ap.add_argument("--admm-epochs", type=int)
     ap.add_argument("--finetune-epochs", type=int)
     ap.add_argument("--train-threads", type=int, help="torch training threads (default: torch's)")

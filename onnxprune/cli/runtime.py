@@ -66,7 +66,10 @@ def bench(
     json_path: Path | None,
     plot_path: Path | None,
 ) -> None:
-    """Latency of MODELS (median, p90, speedup vs the first) in ONNX Runtime and optionally PyTorch."""
+    """Latency of MODELS (median, p90, speedup vs the first) in ONNX Runtime and optionally PyTorch.
+
+    Int8 QDQ models (``onnxprune quantize``, ``compress --quantize int8``) run fused int8 kernels on the
+    CPU provider; ORT's CUDA provider runs them as float math plus Q/DQ ops (TensorRT would run int8)."""
     from ..io import atomic_path, check_outputs, write_text
     from ..runtime.benchmark import bench as run
     from ..runtime.benchmark import default_batch_sizes

@@ -22,6 +22,7 @@ from ..config.settings import DataOptions, DataSettings, QuantizeOptions, Quanti
 from ..data import SOURCES
 from ..data.preprocess import Preprocess, as_preprocess
 from ..errors import DataError
+from ..graph.protos import model_nbytes
 from ..io import check_new_outputs, save_model, write_text
 from ..report.summary import quantization_lines
 from ..runtime.fidelity import evaluate
@@ -52,7 +53,8 @@ def quantization_entry(
     model) on the held-out split, and against ``dense`` (the unpruned model) when given."""
     test, split = samples.splits.test, samples.test_split
     vs_fp32 = evaluate(reference, quantized.model, test, split)
-    entry = {**quantized.to_dict(), "vs_fp32": vs_fp32}
+    sizes = {"bytes_fp32": model_nbytes(reference), "bytes_int8": model_nbytes(quantized.model)}
+    entry = {**quantized.to_dict(), **sizes, "vs_fp32": vs_fp32}
     if "pruned_top1" in vs_fp32:
         entry |= {"fp32_top1": vs_fp32["dense_top1"], "int8_top1": vs_fp32["pruned_top1"]}
     if dense is not None:

@@ -137,6 +137,8 @@ def quantization_lines(q: dict[str, Any]) -> list[str]:
         f"int8 ({q['format']}; {q['calibration_method']} calibration on {q['calibration_samples']} samples): "
         f"{len(q['quantized_nodes'])} nodes quantized; kept float: {kept}"
     ]
+    if "bytes_int8" in q:
+        lines[0] += f"; file {q['bytes_fp32'] / 1e6:.2f} MB -> {q['bytes_int8'] / 1e6:.2f} MB"
     f = q["vs_fp32"]
     top1 = ""
     if q.get("int8_top1") is not None:
