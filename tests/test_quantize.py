@@ -237,3 +237,16 @@ def test_bench_times_fp32_and_int8_side_by_side(images: np.ndarray, tmp_path: Pa
         (m, b) for m in ("dense", "dense.int8") for b in (1, 4)
     }
     assert all(r.median_ms > 0 for r in report.rows)
+
+
+@pytest.mark.torch
+def test_compress_recipe_quantize_key_names_the_int8_output(model_path: Path, data_path: Path) -> None:
+    recipe = model_path.parent / "r.yaml"
+    recipe.write_text("sparsity: filter:0.5\nquantize: {mode: int8, calibration_samples: 16, stem: true}\n")
+    args = ["compress", model_path, "--config", recipe, "--data", data_path, "--method", "magnitude"]
+    code, out = run([*args, "--finetune-epochs", "0", "--no-bench", "-q"])
+    assert code == 0, out
+    written = derived_path(model_path, "pruned", "int8")
+    assert f"wrote {written}" in out
+    first_conv = dynamic_cnn().graph.node[0].name
+    assert first_conv in quantized_nodes(onnx.load(str(written)))  # stem: true from the recipe
