@@ -18,9 +18,10 @@ folded into the Conv, so the Conv's per-channel weight scales include it). Node 
 excluded nodes are matched there by the names of the input model.
 
 U8S8 (uint8 activations, int8 weights) is the default: ORT's MLAS fast path on x86 (AVX2/AVX-512 VNNI);
-S8S8 was slower on the ResNet-style reference. The *stem* — the Conv/Gemm/MatMul nodes the model input
-reaches before any other compute op — stays float unless asked: with 1 input channel (Fashion-MNIST) there
-int8 cost accuracy and time. ONNX side: onnx and onnxruntime only.
+S8S8 was slower on the ResNet-style reference (asymmetric int8 activations are the uint8 grid shifted by
+128: the same values, other kernels). The *stem* — the Conv/Gemm/MatMul nodes the model input reaches
+before any other compute op — stays float unless asked: with 1 input channel (Fashion-MNIST) int8 there
+was found slower. ONNX side: onnx and onnxruntime only.
 """
 
 from __future__ import annotations
