@@ -4,6 +4,7 @@
     python -m benchmarks.run_quantize --method magnitude --finetune-epochs 1     # quicker pruned models
     python -m benchmarks.run_quantize --arch vgg resnet --repeats 300 --threads 1
     python -m benchmarks.run_quantize --align 8            # kept filter counts multiples of 8
+    python -m benchmarks.run_quantize --min-reduction 128  # layers of reduction depth < 128 stay float
     python -m benchmarks.run_quantize --quick              # tiny sizes: proves it runs (numbers: noise)
     python -m benchmarks.run_quantize --render-only        # README block from results/quantize.json
 
@@ -43,9 +44,11 @@ TARGET_SPEEDUP, TARGET_DROP_PP = 1.5, 0.5
 def build_models(arch: str, args: argparse.Namespace, out: Path) -> list[Path]:
     """The four models of ``arch``: dense, pruned (trained as ``args`` say), and both quantized."""
     dense = common.MODELS / f"fmnist_{arch}.onnx"
-    tag = f"{arch}_filter{args.ratio:g}_{args.method}_align{args.align}" + ("_quick" if args.quick else "")
+    tag = f"{arch}_filter{args.ratio:g}_{args.method}_align{args.align}_k{args.min_reduction}"
+    tag += "_quick" if args.quick else ""
     pruned = out / f"{tag}.onnx"
-    for path in (pruned, out / f"{tag}.int8.onnx", out / f"{arch}_dense.int8.onnx"):
+    dense_int8 = out / f"{arch}_dense_k{args.min_reduction}.int8.onnx"
+    for path in (pruned, out / f"{tag}.int8.onnx", dense_int8):
         path.unlink(missing_ok=True)  # the runs here are the measurement: no stale models
     train = TrainOptions(
         admm_epochs=args.admm_epochs, finetune_epochs=args.finetune_epochs, threads=args.train_threads
@@ -62,9 +65,11 @@ def build_models(arch: str, args: argparse.Namespace, out: Path) -> list[Path]:
         bench_batches=(),
         quiet=True,
     )
-    options = QuantizeOptions(calibration_samples=args.calibration_samples)
+    options = QuantizeOptions(
+        calibration_samples=args.calibration_samples, quantize_min_reduction=args.min_reduction
+    )
     quantized = []
-    for fp32, int8 in ((pruned, out / f"{tag}.int8.onnx"), (dense, out / f"{arch}_dense.int8.onnx")):
+    for fp32, int8 in ((pruned, out / f"{tag}.int8.onnx"), (dense, dense_int8)):
         quantize_model(fp32, "fashion-mnist", int8, options=options, max_samples=args.max_samples)
         quantized.append(int8)
     return [dense, pruned, quantized[0], quantized[1]]
@@ -93,6 +98,7 @@ def run_arch(arch: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     return {
         "arch": arch,
         "sparsity": f"filter:{args.ratio:g}" + (f", align {args.align}" if args.align > 1 else ""),
+        "min_reduction": args.min_reduction,
         "method": args.method,
         "epochs": f"{args.admm_epochs if args.admm_epochs is not None else 2}+"
         f"{args.finetune_epochs if args.finetune_epochs is not None else 2}",
@@ -120,7 +126,9 @@ def table(runs: list[dict[str, Any]]) -> str:
         ]
         body.append(
             [
-                r["arch"] + (" (quick)" if r["quick"] else ""),
+                r["arch"]
+                + (f", int8 K >= {r['min_reduction']}" if r.get("min_reduction") else "")
+                + (" (quick)" if r["quick"] else ""),
                 f"{r['sparsity']}, {r['method']} ({r['epochs']})",
                 *cells,
                 f"{r['int8_speedup_b32']:.2f}x",
@@ -163,6 +171,9 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--calibration-samples", type=int, default=256)
+    ap.add_argument(
+        "--min-reduction", type=int, default=0, help="--quantize-min-reduction: narrower layers stay float"
+    )
     ap.add_argument("--max-samples", type=int, help="cap every data split (training and calibration)")
     ap.add_argument("--test-samples", type=int, help="score on the first N test samples (default: all)")
     ap.add_argument("--quick", action="store_true", help="tiny sizes, results to benchmarks/out/")

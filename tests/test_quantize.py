@@ -250,3 +250,15 @@ def test_compress_recipe_quantize_key_names_the_int8_output(model_path: Path, da
     assert f"wrote {written}" in out
     first_conv = dynamic_cnn().graph.node[0].name
     assert first_conv in quantized_nodes(onnx.load(str(written)))  # stem: true from the recipe
+
+
+def test_narrow_layers_stay_float_below_the_min_reduction(images: np.ndarray) -> None:
+    model = dynamic_cnn()
+    convs = [n.name for n in model.graph.node if n.op_type == "Conv"]
+    # reduction depths: conv 3->8 3x3 = 27, 8->6 = 72, 6->5 = 54; the Gemms 20 and 7
+    settings = QuantizeSettings(mode="int8", calibration_samples=32, stem=True, min_reduction=60)
+    q = quantize_int8(model, images, settings)
+    assert q.quantized == [convs[1]]
+    compute = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
+    assert sorted(q.excluded) == sorted(n for n in compute if n != convs[1])
+    assert q.to_dict()["min_reduction"] == 60

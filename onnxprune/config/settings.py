@@ -395,6 +395,12 @@ class QuantizeSettings:
         "Quantize the stem too (the Conv/Gemm/MatMul nodes the model input reaches first; float by default).",
         option="quantize_stem",
     )
+    min_reduction: int = setting(
+        0,
+        "Conv/Gemm/MatMul nodes whose reduction depth (input channels per group x kernel size; Gemm/MatMul: "
+        "the inner dim) is below K stay float (default 0: none): narrow pruned layers may be slower in int8.",
+        option="quantize_min_reduction",
+    )
     activations: str = setting(
         "uint8",
         "Activation type: uint8 (default; U8S8, ORT's fast path on x86) or int8 (S8S8).",
@@ -414,6 +420,8 @@ class QuantizeSettings:
         ):
             if value not in known:
                 raise SpecError(f"unknown {what} {value!r} (known: {', '.join(known)})")
+        if self.min_reduction < 0:
+            raise SpecError(f"quantize min_reduction must be >= 0, not {self.min_reduction}")
         if self.calibration_samples < 1:
             raise SpecError(f"calibration_samples must be >= 1, not {self.calibration_samples}")
         if self.exclude is not None and not all(isinstance(x, str) for x in self.exclude):
@@ -517,7 +525,8 @@ class RunOptions(Options):
 
 class QuantizeOptions(Options):
     """Quantization settings given (keywords: ``quantize='int8'``, ``calibration_samples``,
-    ``calibration_method``, ``quantize_exclude``, ``quantize_stem``, ``quantize_activations``)."""
+    ``calibration_method``, ``quantize_exclude``, ``quantize_stem``, ``quantize_min_reduction``,
+    ``quantize_activations``)."""
 
     SETTINGS = (QuantizeSettings,)
 
