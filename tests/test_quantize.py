@@ -15,7 +15,13 @@ from onnxprune.config.recipe import parse_recipe
 from onnxprune.config.settings import QuantizeSettings
 from onnxprune.errors import DataError, SpecError
 from onnxprune.io import derived_path
-from onnxprune.runtime.quantization import QuantizationError, quantize_int8, quantized_nodes, stem_nodes
+from onnxprune.runtime.quantization import (
+    QuantizationError,
+    is_quantized,
+    quantize_int8,
+    quantized_nodes,
+    stem_nodes,
+)
 from onnxprune.runtime.sessions import make_session, run_batched
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import assert_one_line_error, only_inputs_left, run
@@ -98,7 +104,7 @@ def test_no_calibration_samples_and_quantized_models_are_refused(images: np.ndar
     q = quantize_int8(dynamic_cnn(), images[:32], INT8)
     with pytest.raises(QuantizationError, match="quantized already"):
         quantize_int8(q.model, images[:32], INT8)
-    assert quantized_nodes(dynamic_cnn()) == []
+    assert quantized_nodes(dynamic_cnn()) == [] and not is_quantized(dynamic_cnn()) and is_quantized(q.model)
 
 
 def test_recipe_key_parses_as_mode_or_section() -> None:

@@ -73,6 +73,7 @@ def bench(
     from ..io import atomic_path, check_outputs, write_text
     from ..runtime.benchmark import bench as run
     from ..runtime.benchmark import default_batch_sizes
+    from ..runtime.quantization import is_quantized
 
     check_outputs(list(models), [json_path, plot_path])
     report = run(
@@ -87,6 +88,12 @@ def bench(
     click.echo(report.format_table(machine=True))
     for reason in report.settings["skipped"]:
         click.echo(f"skipped: {reason}", err=True)
+    if "cuda" in report.settings["providers"] and any(is_quantized(m) for m in models):
+        click.echo(
+            "note: ORT's CUDA provider runs int8 QDQ models as float math plus Q/DQ ops (no int8 kernels; "
+            "TensorRT runs them as int8): their cuda rows are not int8 speed",
+            err=True,
+        )
     if json_path:
         write_text(json.dumps(report.to_dict(), indent=2), json_path)
     if plot_path:

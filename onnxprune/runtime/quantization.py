@@ -293,6 +293,17 @@ def _check_loads(model: onnx.ModelProto) -> None:
         raise QuantizationError(f"onnxruntime cannot load the int8 model: {_first_line(e)}") from None
 
 
+def is_quantized(model: onnx.ModelProto | str | Path) -> bool:
+    """Whether ``model`` (a proto or a file, read without its external data) holds quantized ops."""
+    try:
+        proto = (
+            model if isinstance(model, onnx.ModelProto) else onnx.load(str(model), load_external_data=False)
+        )
+    except Exception:  # unreadable: whoever runs it reports that
+        return False
+    return any(n.op_type in QUANTIZED_OPS for n in proto.graph.node)
+
+
 def quantized_nodes(model: onnx.ModelProto) -> list[str]:
     """Compute nodes whose weight (an input other than the first) comes out of a DequantizeLinear."""
     dq = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -305,6 +316,7 @@ __all__ = [
     "QuantizationError",
     "Quantized",
     "excluded_nodes",
+    "is_quantized",
     "narrow_nodes",
     "quantize_int8",
     "quantized_nodes",
