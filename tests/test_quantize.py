@@ -268,3 +268,22 @@ def test_narrow_layers_stay_float_below_the_min_reduction(images: np.ndarray) ->
     compute = [n.name for n in model.graph.node if n.op_type in ("Conv", "Gemm")]
     assert sorted(q.excluded) == sorted(n for n in compute if n != convs[1])
     assert q.to_dict()["min_reduction"] == 60
+
+
+def test_gates_read_the_int8_model_when_there_is_one() -> None:
+    from onnxprune.config.gates import Gates
+    from onnxprune.pipeline.quantization import gate_inputs
+
+    fp32 = {"drop_pp": 0.1, "fidelity": 0.99, "measure": "top-1 agreement"}
+    int8 = {"drop_pp": 0.9, "fidelity": 0.95, "measure": "top-1 agreement"}
+    rows = [{"provider": "cpu", "batch": 1, "speedup": 3.0, "int8_speedup": 6.0}]
+    gates = Gates(max_accuracy_drop=0.5, min_fidelity=0.97, min_speedup=5.0)
+    plain = {g.gate: g.passed for g in gates.evaluate(*gate_inputs(fp32, fp32, rows, None))}
+    assert plain == {"max_accuracy_drop": True, "min_fidelity": True, "min_speedup": False}
+    quantized = {"vs_fp32": {}, "vs_dense": int8}
+    judged = {g.gate: (g.passed, g.value) for g in gates.evaluate(*gate_inputs(fp32, fp32, rows, quantized))}
+    assert judged == {
+        "max_accuracy_drop": (False, 0.9),
+        "min_fidelity": (False, 0.95),
+        "min_speedup": (True, 6.0),
+    }
