@@ -186,7 +186,10 @@ def test_quantize_command_bad_settings(
     only_inputs_left(model_path.parent, {"m.onnx"})
 
 
-def test_quantize_command_bad_inputs(model_path: Path, data_path: Path, tmp_path: Path) -> None:
+def test_quantize_command_bad_inputs(
+    model_path: Path, data_path: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)  # ORT's tools write temporary files to the working directory: not here
     code, out = run(["quantize", model_path, "-q"])
     assert_one_line_error(code, out, "quantize needs --data")
     code, out = run(["quantize", model_path, model_path, "--data", data_path, "--force", "-q"])

@@ -131,15 +131,15 @@ def _pre_process(model: onnx.ModelProto, tmp: Path) -> Path:
     src, dst = tmp / "float.onnx", tmp / "pre.onnx"
     large = model_nbytes(model) > _LARGE
     onnx.save_model(model, str(src), save_as_external_data=large)
-    try:
-        with ort_quiet():
+    try:  # in tmp: an incomplete symbolic inference saves sym_shape_infer_temp.onnx to the working dir
+        with ort_quiet(), contextlib.chdir(tmp):
             quant_pre_process(str(src), str(dst), save_as_external_data=large)
         return dst
     except Exception as e:  # symbolic shape inference fails on some graphs: ONNX's alone then
         first = _first_line(e)
     log.info("quant_pre_process: %s; retrying without symbolic shape inference", first)
     try:
-        with ort_quiet():
+        with ort_quiet(), contextlib.chdir(tmp):
             quant_pre_process(str(src), str(dst), skip_symbolic_shape=True, save_as_external_data=large)
     except Exception as e:  # onnxruntime's and onnx's own exception types
         raise QuantizationError(
