@@ -46,7 +46,7 @@ from ..runtime.timing import PhaseClock
 from .loading import load, read_data
 from .planning import analyze_model
 from .prune import export
-from .quantization import QuantizeResult, quantization_entry, quantize_model, quantize_stage
+from .quantization import QuantizeResult, quantize_model, quantize_stage, with_quantization
 from .reporting import build_report, measure_latency
 from .resolve import Given, Outputs, resolve
 from .saving import check_gates, save
@@ -56,7 +56,7 @@ from .writing import write_forms
 
 @dataclass
 class CompressResult:
-    model: onnx.ModelProto
+    model: onnx.ModelProto  # the model written: pruned, or pruned and quantized with quantize='int8'
     masked: onnx.ModelProto | None  # None for a model over LARGE_MODEL_BYTES: only streamed to a file
     plan: PruningPlan
     masks: dict[str, np.ndarray]
@@ -139,19 +139,15 @@ def compress(
         config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
     )
     written = write_forms(config, samples, planned, exported, clock)
-    quantized = quantize_stage(config, samples, written, clock)  # None unless --quantize
+    quantized = quantize_stage(config, samples, written, clock)  # None unless --quantize int8
     report = build_report(config, loaded, samples, planned, trained, exported, written, clock)
+    report = with_quantization(report, quantized, written, samples, loaded, clock)
     int8 = None if quantized is None else quantized.model
-    if quantized is not None:
-        with clock.phase("evaluate"):
-            entry = quantization_entry(written.model, quantized, samples, loaded.base)
-        report = replace(report, quantization=entry)
-    latency = measure_latency(config, loaded, samples, written, clock, int8)
+    latency = measure_latency(config, loaded, samples, written, clock, int8)  # dense, pruned (, int8)
     report = check_gates(config, report, latency, clock)
-    if int8 is not None:
-        written = replace(written, model=int8)  # the model gated is the one saved and returned
-    save(config, planned, exported, written, report, clock)
-    return CompressResult(written.model, exported.masked, planned.plan, exported.masks, report)
+    final = written if int8 is None else replace(written, model=int8)  # the model gated is the one saved
+    save(config, planned, exported, final, report, clock)
+    return CompressResult(final.model, exported.masked, planned.plan, exported.masks, report)
 
 
 __all__ = [

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from ..data.preprocess import Preprocess, as_preprocess
 from ..errors import DataError
 from ..graph.protos import model_nbytes
 from ..io import check_new_outputs, save_model, write_text
+from ..report import Report
 from ..report.summary import quantization_lines
 from ..runtime.fidelity import evaluate
 from ..runtime.quantization import Quantized, quantize_int8
@@ -41,6 +42,23 @@ def quantize_stage(config: Config, samples: Samples, written: Written, clock: Ph
         return None
     with clock.phase("quantize"):
         return quantize_int8(written.model, samples.splits.train.x, config.quantize)
+
+
+def with_quantization(
+    report: Report,
+    quantized: Quantized | None,
+    written: Written,
+    samples: Samples,
+    loaded: Loaded,
+    clock: PhaseClock,
+) -> Report:
+    """The report with its ``quantization`` entry (the int8 model against the fp32 pruned and the dense
+    model); unchanged without quantization."""
+    if quantized is None:
+        return report
+    with clock.phase("evaluate"):
+        entry = quantization_entry(written.model, quantized, samples, loaded.base)
+    return replace(report, quantization=entry)
 
 
 def quantization_entry(
@@ -149,4 +167,5 @@ __all__ = [
     "quantization_entry",
     "quantize_model",
     "quantize_stage",
+    "with_quantization",
 ]
