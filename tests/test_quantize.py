@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
-from onnx import TensorProto, helper
+from onnx import TensorProto, helper, numpy_helper
 
 from onnxprune.config.recipe import parse_recipe
 from onnxprune.config.settings import QuantizeSettings
@@ -290,3 +290,27 @@ def test_gates_read_the_int8_model_when_there_is_one() -> None:
         "min_fidelity": (False, 0.95),
         "min_speedup": (True, 6.0),
     }
+
+
+def test_two_input_model_calibrates_on_arrays_by_name() -> None:
+    """Inputs a, b -> Add -> Conv (the stem: reached through the Add) -> Relu -> Conv."""
+    rng = np.random.default_rng(0)
+    weights = [rng.standard_normal(s).astype(np.float32) * 0.3 for s in ((8, 3, 3, 3), (16, 8, 3, 3))]
+    nodes = [
+        helper.make_node("Add", ["a", "b"], ["s"], name="add"),
+        helper.make_node("Conv", ["s", "w1"], ["c1"], name="conv1", pads=[1] * 4),
+        helper.make_node("Relu", ["c1"], ["r1"], name="relu"),
+        helper.make_node("Conv", ["r1", "w2"], ["y"], name="conv2", pads=[1] * 4),
+    ]
+
+    def vi(name: str, channels: int) -> onnx.ValueInfoProto:
+        return helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", channels, 8, 8])
+
+    inits = [numpy_helper.from_array(w, f"w{i + 1}") for i, w in enumerate(weights)]
+    graph = helper.make_graph(nodes, "g", [vi("a", 3), vi("b", 3)], [vi("y", 16)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    x = {n: rng.standard_normal((40, 3, 8, 8)).astype(np.float32) for n in ("a", "b")}
+    q = quantize_int8(model, x, INT8)
+    assert (q.quantized, q.excluded) == (["conv2"], ["conv1"])
+    ref, got = run_batched(make_session(model), x)[0], run_batched(make_session(q.model), x)[0]
+    assert np.abs(got - ref).max() < 0.1 * np.abs(ref).max()
