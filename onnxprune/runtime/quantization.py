@@ -82,10 +82,10 @@ def quantize_int8(model: onnx.ModelProto, calibration: Inputs, settings: Quantiz
     Raises :class:`DataError` without samples, :class:`SpecError` for an exclusion matching no node,
     :class:`QuantizationError` when ORT cannot pre-process, quantize or load the model."""
     settings.validate()
-    done = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
-    if done:
+    already = sorted({n.op_type for n in model.graph.node if n.op_type in QUANTIZED_OPS})
+    if already:
         raise QuantizationError(
-            f"the model is quantized already ({', '.join(done)} nodes): give its float model"
+            f"the model is quantized already ({', '.join(already)} nodes): give its float model"
         )
     count = min(n_samples(calibration), settings.calibration_samples)
     if count < 1:
