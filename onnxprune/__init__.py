@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config.gates import GateError, Gates
-from .config.settings import TrainOptions
+from .config.settings import QuantizeOptions, TrainOptions
 from .errors import (
     DataError,
     DependencyError,
@@ -110,6 +110,7 @@ def compress(
     bench_repeats: int = 30,
     rtol: float = 1e-4,
     quiet: bool = False,
+    quantize: str | QuantizeOptions | None = None,
 ) -> CompressResult:
     """Prune ``model`` to ``sparsity``, train it on ``data`` (required: no default data set), verify it,
     and return it with its report. See :func:`onnxprune.pipeline.compress` for every parameter."""
@@ -144,6 +145,7 @@ def compress(
         bench_repeats=bench_repeats,
         rtol=rtol,
         quiet=quiet,
+        quantize=quantize,
     )
 
 
@@ -253,6 +255,7 @@ __all__ = [
     "ProfileReport",
     "PruneResult",
     "PruningPlan",
+    "QuantizeOptions",
     "Recipe",
     "Report",
     "SparsitySpec",

@@ -48,6 +48,14 @@ def check_outputs(
             raise OutputError(f"output directory {parent} is not writable")
 
 
+def derived_path(model: str | Path, *tags: str) -> Path:
+    """The default output beside ``model``: ``models/x.onnx`` + ('pruned', 'int8') ->
+    ``models/x.pruned.int8.onnx``."""
+    path = Path(model)
+    stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
+    return path.with_name(".".join([stem, *tags, "onnx"]))
+
+
 def _can_create_in(directory: Path) -> bool:
     """Try it: permission bits say nothing for root or on a read-only mount."""
     try:

@@ -251,7 +251,7 @@ def test_torchrun_two_processes(model_path: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("wrote ") == 1  # one summary, from rank 0
     assert json.loads(report.read_text())["verification"]["passed"]
-    proc = launch("--batch-size", "15")
+    proc = launch("--batch-size", "15", "--force")
     assert proc.returncode != 0
     errors = sorted(line for line in proc.stderr.splitlines() if line.startswith("error: "))
     assert errors == [f"error: [rank {r}] batch_size 15 is not divisible by the 2 processes" for r in (0, 1)]

@@ -14,7 +14,7 @@ from typing import Any
 import click
 
 from ..config.gates import Gates
-from ..config.settings import SECTIONS, GateOptions, GateSettings, TrainOptions, entries
+from ..config.settings import SECTIONS, GateOptions, GateSettings, QuantizeOptions, TrainOptions, entries
 from .common import main, setup_logging, user_errors
 from .options import setting_options
 
@@ -53,7 +53,8 @@ PathOption = click.Path(dir_okay=False, path_type=Path)
     "--output",
     "-o",
     type=PathOption,
-    help="Where the pruned model goes (or OUT; default: beside MODEL as <stem>.pruned.onnx).",
+    help="Where the pruned model goes (or OUT; default: beside MODEL as <stem>.pruned.onnx, "
+    "<stem>.pruned.int8.onnx with --quantize int8).",
 )
 @click.option("--force", is_flag=True, help="Overwrite existing output files (never the input model).")
 @click.option(
@@ -109,10 +110,11 @@ def compress(
     train = TrainOptions.take(settings)
     gate_values = GateOptions.take(settings)  # none given: the recipe's gates, if any
     gates = Gates.of(gate_values.build(GateSettings)) if gate_values.given() else None
+    quantize = QuantizeOptions.take(settings)
     if dry_run:
-        _dry_run(model, settings, train, gates)
+        _dry_run(model, settings, train, gates, quantize)
         return
-    target = output_path(model, out, output)
+    target = output_path(out, output) or default_output(model, quantize, settings.get("recipe"))
     main_rank = job_context().main  # under torchrun, rank 0 alone logs and prints
     quiet = quiet or not main_rank
     setup_logging(quiet)
@@ -122,6 +124,7 @@ def compress(
             output=target,
             train=train,
             gates=gates,
+            quantize=quantize,
             report_path=report_path,
             html_path=html_path,
             overwrite=force,
@@ -136,17 +139,18 @@ def compress(
     click.echo("wrote " + ", ".join(written))
 
 
-def output_path(model: Path, out: Path | None, output: Path | None) -> Path:
-    """OUT or ``-o`` (not both), else ``<stem>.pruned.onnx`` beside the input."""
+def output_path(out: Path | None, output: Path | None) -> Path | None:
+    """OUT or ``-o`` (not both); None when neither is given."""
     from ..errors import SpecError
-    from ..pipeline.resolve import default_output
 
     if out is not None and output is not None:
         raise SpecError(f"the output is given twice (OUT {out} and -o {output}): give one")
-    return out or output or default_output(model)
+    return out or output
 
 
-def _dry_run(model: Path, settings: dict[str, Any], train: TrainOptions, gates: Gates | None) -> None:
+def _dry_run(
+    model: Path, settings: dict[str, Any], train: TrainOptions, gates: Gates | None, quantize: QuantizeOptions
+) -> None:
     """Plan and print; the output options are ignored (nothing is written)."""
     from ..pipeline.dryrun import dry_run
     from ..pipeline.resolve import Given
@@ -155,10 +159,24 @@ def _dry_run(model: Path, settings: dict[str, Any], train: TrainOptions, gates: 
     for key in ("plot_path", "emit_masked"):
         settings.pop(key, None)
     setup_logging(True)
-    click.echo(dry_run(model, recipe, Given.of(train=train, gates=gates, **settings)).format())
+    click.echo(
+        dry_run(model, recipe, Given.of(train=train, gates=gates, quantize=quantize, **settings)).format()
+    )
 
 
 def _parsed(given: dict[str, Any]) -> dict[str, Any]:
     """The command line's values, settings with a text form (``--input-shape``) parsed."""
     parsers = {e.option: e.meta.parse for cls in SECTIONS for e in entries(cls) if e.meta.parse}
     return {k: parsers[k](v) if k in parsers and v is not None else v for k, v in given.items()}
+
+
+def default_output(model: Path, quantize: QuantizeOptions, recipe: Path | None) -> Path:
+    """``<stem>.pruned.onnx`` beside ``model``, ``<stem>.pruned.int8.onnx`` when the command line or the
+    recipe quantizes."""
+    from ..config.recipe import load_recipe
+    from ..io import derived_path
+
+    mode = quantize.quantize
+    if mode is None and recipe is not None:
+        mode = load_recipe(recipe).quantize.quantize
+    return derived_path(model, "pruned", *(["int8"] if mode not in (None, "off") else []))

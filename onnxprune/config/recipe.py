@@ -20,6 +20,8 @@
     data: {source: imgs/, labels: true, preprocess: "resize=32,crop=28", max_samples: 50000,
            val_fraction: 0.1, input_shape: [1, 1, 28, 28]}
     gates: {max_accuracy_drop: 1.0, min_fidelity: 0.97, min_speedup: 1.5, speedup_on: "cpu:1"}
+    quantize: {mode: int8, calibration_samples: 256, calibration_method: minmax, exclude: ["/classifier/*"],
+               stem: false, activations: uint8}     # or just: quantize: int8
 
 Every section is optional. Unknown keys, wrong types and impossible values are rejected with a message
 that names them. Command-line options (or explicit ``compress`` arguments) override the recipe.
@@ -42,6 +44,8 @@ from .settings import (
     DistillSettings,
     GateOptions,
     GateSettings,
+    QuantizeOptions,
+    QuantizeSettings,
     RunOptions,
     RunSettings,
     TrainOptions,
@@ -53,7 +57,9 @@ from .sparsity import KINDS, Rule, SparsitySpec, check_kind, check_nm, check_rat
 
 SPEC_KEYS = ("sparsity", "target_macs", "exclude", "align")
 
-_SECTIONS = tuple(cls.SECTION for cls in (TrainSettings, DistillSettings, DataSettings, GateSettings))
+_SECTIONS = tuple(
+    cls.SECTION for cls in (TrainSettings, DistillSettings, DataSettings, GateSettings, QuantizeSettings)
+)
 TOP_KEYS = (*SPEC_KEYS, *(e.name for e in entries(RunSettings) if e.meta.recipe), *_SECTIONS)
 RULE_KEYS = ("type", "ratio", "match", "op", "n", "m")
 
@@ -70,6 +76,7 @@ class Recipe:
     data: DataOptions = field(default_factory=DataOptions)
     gates: Gates | None = None
     source: str = "<recipe>"
+    quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
 
     @property
     def method(self) -> str | None:
@@ -125,6 +132,7 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
     )
     data = DataOptions(**_section(content, DataSettings, where))
     gates = _section(content, GateSettings, where)
+    quantize = _quantize(content, where)
     return Recipe(
         sparsity,
         target_macs,
@@ -133,7 +141,29 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
         data,
         Gates.of(GateOptions(**gates).build(GateSettings)) if gates else None,
         source,
+        quantize,
     )
+
+
+def _quantize(content: Mapping[str, Any], where: str) -> QuantizeOptions:
+    """Section ``quantize``: a mapping, or its mode alone (``quantize: int8``); checked here."""
+    value = content.get("quantize")
+    if isinstance(value, str):
+        content = {"quantize": {"mode": value}}
+    given = _section(content, QuantizeSettings, where)
+    exclude = given.get("quantize_exclude")
+    if isinstance(exclude, str):
+        given["quantize_exclude"] = (exclude,)
+    elif isinstance(exclude, list | tuple):
+        given["quantize_exclude"] = tuple(exclude)
+    elif exclude is not None:
+        raise SpecError(f"{where}: quantize.exclude must be a list of node names or globs")
+    options = QuantizeOptions(**given)
+    try:
+        options.build(QuantizeSettings).validate()
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
+    return options
 
 
 def _section(content: Mapping[str, Any], cls: type, where: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ results of the stages before it:
 * :mod:`.prune` — the torch-free stage: masks, surgery, dead channels, verification (the whole run, with
   no training, for ``--method magnitude --finetune-epochs 0`` and :func:`prune_without_training`);
 * :mod:`.writing` — the shape form and the storage of the written model;
+* :mod:`.quantization` — ``--quantize int8``: the verified fp32 model to int8 (ORT static QDQ);
 * :mod:`.reporting` — the report, the latency comparison;
 * :mod:`.saving` — the gates and the outputs.
 
@@ -27,7 +28,7 @@ writes the remaining zero columns dense or lowered, whichever ORT CPU runs faste
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +37,7 @@ import onnx
 
 from ..config.gates import Gates
 from ..config.recipe import Recipe
-from ..config.settings import METHODS, TrainOptions
+from ..config.settings import METHODS, QuantizeOptions, TrainOptions
 from ..config.sparsity import SparsitySpec
 from ..data.preprocess import Preprocess
 from ..graph.verify import compare_models
@@ -46,6 +47,7 @@ from ..runtime.timing import PhaseClock
 from .loading import Loaded, load, read_data
 from .planning import analyze_model
 from .prune import Exported, PruneResult, export, prune_stage
+from .quantization import QuantizeResult, quantize_model, quantize_stage, with_quantization
 from .reporting import build_report, measure_latency
 from .resolve import Config, Given, Outputs, resolve
 from .saving import check_gates, save, write_models
@@ -55,7 +57,7 @@ from .writing import write_forms
 
 @dataclass
 class CompressResult:
-    model: onnx.ModelProto
+    model: onnx.ModelProto  # the model written: pruned, or pruned and quantized with quantize='int8'
     masked: onnx.ModelProto | None  # None for a model over LARGE_MODEL_BYTES: only streamed to a file
     plan: PruningPlan
     masks: dict[str, np.ndarray]
@@ -91,6 +93,7 @@ def compress(
     bench_repeats: int = 30,
     rtol: float = 1e-4,
     quiet: bool = False,
+    quantize: str | QuantizeOptions | None = None,
 ) -> CompressResult:
     """Prune ``model`` to ``sparsity``, train it on ``data``, verify it, and return it with its report.
 
@@ -109,6 +112,9 @@ def compress(
     self-contained HTML page of the report); ``overwrite=False`` refuses existing files (the command line
     without ``--force``). ``method='magnitude'`` with ``finetune_epochs=0`` trains nothing and runs
     without torch (:func:`~.prune.prune_stage`). Progress goes to the ``onnxprune`` logger.
+    ``quantize``: ``'int8'`` or :class:`~onnxprune.config.settings.QuantizeOptions`: the verified fp32
+    model is quantized (ORT static QDQ), scored against it, and is the model gated and written
+    (:mod:`.quantization`).
     """
     given = Given.of(
         sparsity,
@@ -126,6 +132,7 @@ def compress(
         val_fraction=val_fraction,
         sparse_initializers=sparse_initializers,
         shape_form=shape_form,
+        quantize=QuantizeOptions(quantize=quantize) if isinstance(quantize, str) else quantize,
     )
     outputs = Outputs.of(output, emit_masked, report_path, plot_path, html_path, overwrite=overwrite)
     config = resolve(model, recipe, given, outputs, (bench_batches, bench_repeats), rtol, quiet)
@@ -145,10 +152,15 @@ def compress(
             config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
         )
     written = write_forms(config, samples, planned, exported, clock)
+    quantized = quantize_stage(config, samples, written, clock)  # None unless --quantize int8
     report = build_report(config, loaded, samples, planned, trained, exported, written, clock)
-    report = check_gates(config, report, measure_latency(config, loaded, samples, written, clock), clock)
-    save(config, planned, exported, written, report, clock)
-    return CompressResult(written.model, exported.masked, planned.plan, exported.masks, report)
+    report = with_quantization(report, quantized, written, samples, loaded, clock)
+    int8 = None if quantized is None else quantized.model
+    latency = measure_latency(config, loaded, samples, written, clock, int8)  # dense, pruned (, int8)
+    report = check_gates(config, report, latency, clock)
+    final = written if int8 is None else replace(written, model=int8)  # the model gated is the one saved
+    save(config, planned, exported, final, report, clock)
+    return CompressResult(final.model, exported.masked, planned.plan, exported.masks, report)
 
 
 def prune_without_training(
@@ -220,8 +232,11 @@ __all__ = [
     "CompressResult",
     "Gates",
     "PruneResult",
+    "QuantizeOptions",
+    "QuantizeResult",
     "TrainOptions",
     "compare_models",
     "compress",
     "prune_without_training",
+    "quantize_model",
 ]

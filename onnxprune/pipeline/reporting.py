@@ -154,10 +154,15 @@ def group_summary(
 
 
 def measure_latency(
-    config: Config, loaded: Loaded, samples: Samples, written: Written, clock: PhaseClock
+    config: Config,
+    loaded: Loaded,
+    samples: Samples,
+    written: Written,
+    clock: PhaseClock,
+    int8: onnx.ModelProto | None = None,
 ) -> dict[str, Any] | None:
-    """Dense vs pruned ORT latency at the bench batch sizes on CPU (and the speedup gate's provider and
-    batch); None when nothing is timed (``--no-bench``, or not rank 0)."""
+    """Dense vs pruned (and its ``int8`` model) ORT latency at the bench batch sizes on CPU (and the speedup
+    gate's provider and batch); None when nothing is timed (``--no-bench``, or not rank 0)."""
     batches = samples.runnable_batches(config.bench_batches)
     if tuple(batches) != tuple(config.bench_batches):
         log.info("latency at batch %s only: the model's batch is fixed", batches[0])
@@ -165,7 +170,9 @@ def measure_latency(
     if not runs:
         return None
     with clock.phase("bench"):
-        return latency(loaded.base, written.model, samples.inputs.first_shape, runs, config.bench_repeats)
+        return latency(
+            loaded.base, written.model, samples.inputs.first_shape, runs, config.bench_repeats, int8
+        )
 
 
 def bench_runs(batches: Sequence[int], gates: Gates) -> list[tuple[str, int]]:
@@ -182,23 +189,28 @@ def latency(
     shape: Sequence[int],
     runs: Sequence[tuple[str, int]],
     repeats: int,
+    int8: onnx.ModelProto | None = None,
 ) -> dict[str, Any]:
-    """Dense vs pruned ORT latency for each (provider, batch) of ``runs``."""
+    """Dense vs pruned ORT latency for each (provider, batch) of ``runs``; with ``int8`` (the pruned model
+    quantized) also its time, its speedup over dense (``int8_speedup``) and over pruned fp32."""
     providers = sorted({p for p, _ in runs}, key=[p for p, _ in runs].index)
     batches = sorted({b for _, b in runs})
-    result = bench_apart([dense, pruned], ["dense", "pruned"], batches, providers, repeats, shape)
+    models, names = [dense, pruned, *([int8] if int8 is not None else [])], ["dense", "pruned", "int8"]
+    result = bench_apart(models, names[: len(models)], batches, providers, repeats, shape)
     speedups = []
     for provider, batch in runs:
         d, p = result.row("dense", provider, batch), result.row("pruned", provider, batch)
-        speedups.append(
-            {
-                "provider": provider,
-                "batch": batch,
-                "dense_ms": d.median_ms,
-                "pruned_ms": p.median_ms,
-                "speedup": d.median_ms / p.median_ms,
-            }
-        )
+        row = {
+            "provider": provider,
+            "batch": batch,
+            "dense_ms": d.median_ms,
+            "pruned_ms": p.median_ms,
+            "speedup": d.median_ms / p.median_ms,
+        }
+        if int8 is not None:
+            q = result.row("int8", provider, batch).median_ms
+            row |= {"int8_ms": q, "int8_speedup": d.median_ms / q, "int8_vs_pruned": p.median_ms / q}
+        speedups.append(row)
     return {"speedups": speedups, "bench": result.to_dict()}
 
 

@@ -24,6 +24,8 @@ from ..config.settings import (
     DataOptions,
     DataSettings,
     DistillSettings,
+    QuantizeOptions,
+    QuantizeSettings,
     RunOptions,
     RunSettings,
     TrainOptions,
@@ -61,12 +63,6 @@ class Outputs:
         return [self.model, self.masked, self.report, self.plot, self.html]
 
 
-def default_output(model: str | Path, tag: str = "pruned") -> Path:
-    """Where the command line writes when no output is named: beside the input, ``<stem>.<tag>.onnx``."""
-    path = Path(model)
-    return path.with_name(f"{path.stem if path.suffix == '.onnx' else path.name}.{tag}.onnx")
-
-
 def no_data_error() -> DataError:
     """The one-line error of a run given no data (no toy default: the model decides what fits)."""
     return DataError(
@@ -86,6 +82,7 @@ class Given:
     sparsity: str | SparsitySpec | None = None
     target_macs: float | None = None
     align: int | str | None = None
+    quantize: QuantizeOptions | None = None
 
     @staticmethod
     def of(
@@ -105,6 +102,7 @@ class Given:
         val_fraction: float | None = None,
         sparse_initializers: bool | None = None,
         shape_form: str | None = None,
+        quantize: QuantizeOptions | None = None,
     ) -> Given:
         """The layers of ``compress``'s keyword arguments (None: not given)."""
         run = RunOptions(
@@ -118,7 +116,7 @@ class Given:
             val_fraction=val_fraction,
             input_shape=input_shape,
         )
-        return Given(run, data_given, train, gates, sparsity, target_macs, align)
+        return Given(run, data_given, train, gates, sparsity, target_macs, align, quantize)
 
 
 @dataclass(frozen=True)
@@ -140,6 +138,7 @@ class Config:
     rtol: float = 1e-4
     quiet: bool = False
     main_rank: bool = True  # under torchrun only rank 0 benchmarks and writes outputs
+    quantize: QuantizeSettings = field(default_factory=QuantizeSettings)  # int8 after verification
 
     @property
     def source(self) -> str | Path | None:
@@ -177,8 +176,10 @@ def resolve(
     run = rec.run.merged(given.run).build(RunSettings)
     data = rec.data.merged(given.data).build(DataSettings)
     train = rec.train.merged(given.train)
+    quantize = rec.quantize.merged(given.quantize).build(QuantizeSettings)
     run.validate()
     data.validate()
+    quantize.validate()
     if data.source is None:
         if require_data:
             raise no_data_error()
@@ -205,6 +206,7 @@ def resolve(
         rtol=rtol,
         quiet=quiet,
         main_rank=job_context().main,
+        quantize=quantize,
     )
 
 
@@ -260,7 +262,6 @@ __all__ = [
     "Config",
     "Given",
     "Outputs",
-    "default_output",
     "no_data_error",
     "require_matplotlib",
     "resolve",

@@ -19,6 +19,7 @@ from ..report.html import render_html
 from ..runtime.timing import PhaseClock
 from .planning import Planned
 from .prune import Exported
+from .quantization import gate_inputs
 from .resolve import Config
 from .writing import Written
 
@@ -27,7 +28,11 @@ def check_gates(config: Config, report: Report, latency: dict[str, Any] | None, 
     """The report with the latency, every gate's verdict and the phase times (the clock's own dict: phases
     timed later still land in it)."""
     speedups = list((latency or {}).get("speedups", []))
-    gates = config.gates.evaluate(report.accuracy, report.fidelity, speedups)
+    # the gates judge the model written: with --quantize int8, the int8 one
+    accuracy, fidelity, speedups = gate_inputs(
+        report.accuracy, report.fidelity, speedups, report.quantization
+    )
+    gates = config.gates.evaluate(accuracy, fidelity, speedups)
     return replace(report, latency=latency, gates=gates, phases=clock.phases)
 
 

@@ -34,6 +34,7 @@ class Report:
     latency: dict[str, Any] | None = None
     shape_form: dict[str, Any] | None = None  # shape sparsity: forms, timings, choice (runtime.forms)
     budget: dict[str, Any] | None = None  # --target-macs: see onnxprune.pipeline.budget.BudgetResult.to_dict
+    quantization: dict[str, Any] | None = None  # --quantize int8: onnxprune.pipeline.quantization
     history: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
@@ -110,15 +111,50 @@ def format_summary(r: Report) -> str:
             f"verify pruned == masked: max relative error {v.max_rel_error:.2e} "
             f"(tolerance {v.rtol:g}, {v.samples} samples) {'PASS' if v.passed else 'FAIL'}"
         )
+    if r.quantization:
+        lines += quantization_lines(r.quantization)
     if r.latency:
         for row in r.latency.get("speedups", []):
+            int8 = ""
+            if "int8_ms" in row:
+                int8 = (
+                    f"; int8 {row['int8_ms']:.3f} ms -> {row['int8_speedup']:.2f}x "
+                    f"({row['int8_vs_pruned']:.2f}x over pruned fp32)"
+                )
             lines.append(
                 f"ORT {row['provider']} batch {row['batch']}: dense {row['dense_ms']:.3f} ms, "
-                f"pruned {row['pruned_ms']:.3f} ms (median) -> {row['speedup']:.2f}x"
+                f"pruned {row['pruned_ms']:.3f} ms (median) -> {row['speedup']:.2f}x{int8}"
             )
     if r.phases:
         lines.append("wall time " + ", ".join(f"{k} {v:.1f}s" for k, v in r.phases.items()))
     return "\n".join(lines)
+
+
+def quantization_lines(q: dict[str, Any]) -> list[str]:
+    """What was quantized, and the int8 model against its fp32 model (and the dense one in compress)."""
+    kept = ", ".join(q["excluded_nodes"]) or "none"
+    lines = [
+        f"int8 ({q['format']}; {q['calibration_method']} calibration on {q['calibration_samples']} samples): "
+        f"{len(q['quantized_nodes'])} nodes quantized; kept float: {kept}"
+    ]
+    if "bytes_int8" in q:
+        lines[0] += f"; file {q['bytes_fp32'] / 1e6:.2f} MB -> {q['bytes_int8'] / 1e6:.2f} MB"
+    f = q["vs_fp32"]
+    top1 = ""
+    if q.get("int8_top1") is not None:
+        top1 = (
+            f"top-1 int8 {100 * q['int8_top1']:.2f}% vs fp32 {100 * q['fp32_top1']:.2f}% "
+            f"({-f['drop_pp']:+.2f} pp); "
+        )
+    agree = f"agreement {100 * f['agreement']:.2f}%; " if f.get("agreement") is not None else ""
+    lines.append(
+        f"int8 vs fp32: {top1}{agree}max abs diff {f['max_abs_diff']:.3g}, mean {f['mean_abs_diff']:.3g} "
+        f"({f['samples']} {f['split']} samples)"
+    )
+    d = q.get("vs_dense")
+    if d and d.get("drop_pp") is not None:
+        lines.append(f"int8 vs dense: top-1 drop {d['drop_pp']:+.2f} pp (the gates read this model)")
+    return lines
 
 
 def _element_lines(r: Report) -> list[str]:
