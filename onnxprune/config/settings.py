@@ -184,8 +184,9 @@ class TrainSettings:
     finetune_lr: float = setting(1e-3, "Peak learning rate of retraining.", low=0, low_open=True)
     lr_schedule: str = setting(
         "warmup-cosine",
-        "warmup-cosine: each phase warms up linearly, then decays by a cosine (ADMM to 0.1x, retraining to "
-        "0; restarted at the hard prune); constant: ADMM at a constant lr, retraining cosine from the peak.",
+        "warmup-cosine: each phase warms up linearly, then ADMM holds the peak and retraining decays it by "
+        "a cosine to 0 (restarted at the hard prune); constant: ADMM constant, retraining cosine from its "
+        "peak.",
         choices=LR_SCHEDULES,
     )
     warmup: float = setting(0.1, "Fraction of each phase's steps spent warming up the lr.", low=0, high=1)

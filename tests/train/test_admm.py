@@ -216,7 +216,12 @@ def test_dropout_off_during_admm_on_during_retraining():
     x = np.random.default_rng(5).standard_normal((32, 12)).astype(np.float32)
     train, val = split(x, teacher_labels(G.mlp_matmul(), x), 16)
     run_admm(
-        imported, mlp_plan(), {"h": 4}, train, val, TrainConfig(admm_epochs=1, finetune_epochs=1, max_extra_rounds=0, **FAST)
+        imported,
+        mlp_plan(),
+        {"h": 4},
+        train,
+        val,
+        TrainConfig(admm_epochs=1, finetune_epochs=1, max_extra_rounds=0, **FAST),
     )
     steps = [training for training, grad in seen if grad]  # evaluation runs without grad
     assert steps == [False] * (len(steps) // 2) + [True] * (len(steps) // 2) and steps
