@@ -22,6 +22,7 @@ values (:meth:`TrainSettings.validate`, :meth:`DistillSettings.validate`). No to
 
 from __future__ import annotations
 
+import dataclasses
 import types
 import typing
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,6 +45,7 @@ AUGMENTS = ("crop", "flip")
 DEFAULT_EPOCHS = 2  # of each phase, when neither --epochs nor the phase's own option is given
 
 _KEY = "onnxprune.setting"
+TS = TypeVar("TS", bound="TrainSettings")
 
 
 @dataclass(frozen=True)
@@ -274,6 +276,12 @@ class TrainSettings:
                 raise SpecError(msg)
         parse_augment(self.augment)
         self.split("admm")
+
+    def resolved(self: TS, method: str) -> TS:
+        """A copy with ``admm_epochs`` and ``finetune_epochs`` set as :meth:`split` gives them (what the
+        run trains and its report records)."""
+        admm, finetune = self.split(method)
+        return dataclasses.replace(self, admm_epochs=admm, finetune_epochs=finetune)
 
     def _epochs(self) -> tuple[int | None, int | None, int | None]:
         return self.epochs, self.admm_epochs, self.finetune_epochs

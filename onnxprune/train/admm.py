@@ -620,9 +620,8 @@ class _Run:
         total, n = 0.0, 0
         with torch.no_grad():
             for x, y, t in itertools.islice(self._batches(loader, self.labeled), max(batches, 1)):
-                x = self.augment(x)
-                with self.amp.autocast():
-                    total, n = total + float(objective(self.model(*x), x, y, t)), n + 1
+                x = self.augment(x)  # in float32 like every evaluation, whatever --amp
+                total, n = total + float(objective(self.model(*x), x, y, t)), n + 1
             for k, v in module.state_dict().items():
                 v.copy_(saved[k])
         (mean,) = distributed.mean([total / max(n, 1)], self.ctx, self.device)
