@@ -83,6 +83,8 @@ __all__ = [
 
 log = logging.getLogger("onnxprune")
 
+GUARD_BATCHES = 4  # training batches of the loss guard's probe (see _Run._probe_loss)
+
 # a training batch: model inputs (graph order), labels or None, cached teacher outputs or None
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None, list[torch.Tensor] | None]
 
@@ -252,11 +254,7 @@ class _AdmmRun:
     task_sum: float = 0.0
     pen_sum: float = 0.0
     count: int = 0  # steps of the current round
-
-    @property
-    def extra(self) -> int:
-        """Rounds ended (accepted or backed off) past the regular ones."""
-        return max(0, self.step // self.per_round - self.total // self.per_round)
+    extra: int = 0  # accepted rounds past the regular ones (``primal_tol``)
 
 
 class _Run:
@@ -554,7 +552,7 @@ class _Run:
                     self._admm_step(objective, run, opt, sampler.weight(i, len(x[0])), x, y, t)
                     bar.update(1)
                     if run.step % run.per_round == 0:
-                        self._round_end(run, opt, list(params), epoch, i + 1, bar)
+                        self._round_end(objective, run, opt, list(params), epoch, i + 1, bar)
                         if run.step > run.total and self._admm_over(run):
                             break
                 if epoch < self.admm_epochs:
@@ -592,7 +590,9 @@ class _Run:
                 run.z, _, _ = self._project(w)
                 run.u = {n: torch.zeros_like(t) for n, t in w.items()}
             if cfg.loss_guard > 0 and cfg.guard_rounds > 0:
-                run.guard.dense_loss = self._dense_loss(objective, run.per_round)
+                run.guard.dense_loss = self._probe_loss(objective)
+                # as training sees the probe batches: augmented, when that is on (else the same)
+                run.guard.dense_train_loss = self._probe_loss(objective, augment=True) or run.guard.dense_loss
                 self._info(
                     "loss guard: dense task loss %.4g, limit %.4g", run.guard.dense_loss, run.guard.limit
                 )
@@ -600,30 +600,38 @@ class _Run:
         run.z = {n: t.to(self.device) for n, t in state["z"].items()}
         run.u = {n: t.to(self.device) for n, t in state["u"].items()}
         run.rho, run.step, run.lr.scale = state["rho"], state["step"], state["lr_scale"]
+        run.extra = state["extra"]
         run.guard.load(state["guard"])
         ckpt.load_optimizer(opt, state["optimizer"], names)
         self.amp.load_state_dict(state["scaler"])
         ckpt.set_rng_state(state["rng"])
         return run
 
-    def _dense_loss(self, objective: Objective, batches: int) -> float:
-        """f₀: the dense model's mean task loss over the first ``batches`` training batches (in order), in
-        the ADMM mode, with no gradient; the BatchNorm statistics this updates are put back."""
+    def _probe_loss(self, objective: Objective, augment: bool = False) -> float:
+        """The task loss of the current weights on the loss guard's probe: the first ``GUARD_BATCHES``
+        training batches in order, not augmented (``augment``: as training sees them; 0 when it sees them
+        as they are), in the ADMM mode (the loss the W-step sees), in float32,
+        with no gradient; the BatchNorm statistics these passes update are put back. Measured on the dense
+        model it is the guard's f₀, at the end of a guarded round what is compared to factor·f₀: the same
+        batches, so only the weights differ (a round's mean training loss is taken before each step and
+        would miss what its last step did)."""
         module = self.model.module
-        saved = {k: v.detach().clone() for k, v in module.state_dict().items()}
+        buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
         loader = DataLoader(
             self._dataset(self.train_data, self.train_targets),
             batch_size=self.cfg.batch_size,
             generator=torch.Generator(),  # torch's global RNG (dropout's stream) is left alone
         )
         self._mode("admm")
+        if augment and not self.augment:
+            return 0.0  # no augmentation: the same as without
         total, n = 0.0, 0
         with torch.no_grad():
-            for x, y, t in itertools.islice(self._batches(loader, self.labeled), max(batches, 1)):
-                x = self.augment(x)  # in float32 like every evaluation, whatever --amp
-                total, n = total + float(objective(self.model(*x), x, y, t)), n + 1
-            for k, v in module.state_dict().items():
-                v.copy_(saved[k])
+            for x, y, t in itertools.islice(self._batches(loader, self.labeled), GUARD_BATCHES):
+                x = self.augment(x) if augment else x
+                total, n = total + float(objective(self.model(*x), x, y, t)) * len(x[0]), n + len(x[0])
+            for k, v in module.named_buffers():
+                v.copy_(buffers[k])
         (mean,) = distributed.mean([total / max(n, 1)], self.ctx, self.device)
         return mean
 
@@ -659,6 +667,7 @@ class _Run:
 
     def _round_end(
         self,
+        objective: Objective,
         run: _AdmmRun,
         opt: torch.optim.Optimizer,
         names: list[str],
@@ -671,25 +680,32 @@ class _Run:
             [run.task_sum / run.count, run.pen_sum / run.count], self.ctx, self.device
         )
         run.task_sum, run.pen_sum, run.count = 0.0, 0.0, 0
-        if run.guard.active(self._rounds()) and self._backs_off(run, opt, task, run.step):
+        guarded = run.guard.active(self._rounds())
+        probe = self._probe_loss(objective) if guarded else None
+        if probe is not None and self._backs_off(run, opt, task, probe, run.step):
             return
         lr = run.lr.at(run.step - 1)
+        extra = run.step > run.total
+        run.extra += int(extra)
         run.z, (primal, dual) = self._z_step(run.w, run.z, run.u, run.rho, run.step, epoch, task, pen)
-        rho, why = run.penalty.next(run.rho, primal, dual, extra=run.step > run.total)
-        self.history[-1].update(lr=lr, rho_change=why)
+        rho, why = run.penalty.next(run.rho, primal, dual, extra=extra)
+        self.history[-1].update(lr=lr, rho_change=why, **({} if probe is None else {"guard_loss": probe}))
         bar.set_postfix(loss=f"{task:.4g}", primal=f"{self.history[-1]['primal_max']:.3g}")
         if self.cfg.rescale_dual:  # keep the unscaled dual ρU fixed across the ρ change
             rescale_dual(run.u.values(), run.rho, rho)
         run.rho = rho
         self._save_admm(epoch, done, run, opt, names)
 
-    def _backs_off(self, run: _AdmmRun, opt: torch.optim.Optimizer, task: float, step: int) -> bool:
-        """The guard's decision on a round of mean task loss ``task``; on a back-off, restore and halve."""
+    def _backs_off(
+        self, run: _AdmmRun, opt: torch.optim.Optimizer, task: float, probe: float, step: int
+    ) -> bool:
+        """The guard's decision on a round whose weights have task loss ``probe`` on the probe batches
+        (``task``: the round's mean training loss, logged); on a back-off, restore and halve the lr."""
         guard = run.guard
-        if not guard.exceeds(task) or not guard.can_back_off():
-            if guard.exceeds(task):
+        if not guard.exceeds(probe, task) or not guard.can_back_off():
+            if guard.exceeds(probe, task):
                 log.warning(
-                    "loss guard: round kept after %d back-offs (task loss %.4g)", guard.backoffs, task
+                    "loss guard: round kept after %d back-offs (task loss %.4g)", guard.backoffs, probe
                 )
             guard.accept()
             return False
@@ -700,17 +716,21 @@ class _Run:
             "round": self._rounds(),
             "step": step,
             "task_loss": task,
+            "guard_loss": probe,
             "dense_loss": guard.dense_loss,
             "limit": guard.limit,
+            "dense_train_loss": guard.dense_train_loss,
             "lr_scale": run.lr.scale,
         }
         self.history.append(entry)
         log.warning(
-            "loss guard: round %d task loss %.4g > %.4g (%.3gx the dense model's): weights of the round's "
-            "start restored, ADMM lr halved to %.3g",
+            "loss guard: round %d task loss %.4g at its end, %.4g over its steps (limits %.4g, %.4g: %.3gx "
+            "the dense model's): weights of the round's start restored, ADMM lr halved to %.3g",
             entry["round"],
+            probe,
             task,
             guard.limit,
+            guard.train_limit,
             guard.factor,
             run.lr.peak * run.lr.scale,
         )
@@ -767,6 +787,7 @@ class _Run:
                 "step": run.step,
                 "rho": run.rho,
                 "lr_scale": run.lr.scale,
+                "extra": run.extra,
                 "guard": run.guard.state(),
                 "z": {n: t.detach().cpu() for n, t in run.z.items()},
                 "u": {n: t.detach().cpu() for n, t in run.u.items()},
