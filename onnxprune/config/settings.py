@@ -322,9 +322,9 @@ class DistillSettings:
     :mod:`onnxprune.train.objective`).
 
     ``weight``: None = 1 without labels and 0 (labels only) with them; a value in [0, 1] mixes.
-    ``teacher``: 'cache' computes the teacher's outputs once per sample before training (the data has no
-    augmentation, so this equals on-the-fly), 'online' every step; 'auto' caches when they fit in
-    ``cache_mb``.
+    ``teacher``: 'cache' computes the teacher's outputs once per sample before training (equal to
+    on-the-fly without augmentation; with ``train.augment`` the training batches' are computed online, on
+    the augmented inputs), 'online' every step; 'auto' caches when they fit in ``cache_mb``.
     """
 
     SECTION: ClassVar[str] = "distill"

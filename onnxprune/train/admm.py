@@ -6,15 +6,22 @@ dimension). Scaled ADMM over the SOURCE tensors of the pruned groups and the ele
 layout, projections from :mod:`.projection` and :mod:`.elements`; the sets act on disjoint tensors, so
 the joint projection is the product of the projections):
 
-    Z ← Π(W);  U ← 0
-    every round (``round_iters`` Adam steps on  f(W) + Σ_t ρ/2 ‖W_t − Z_t + U_t‖²_F):
-        Z ← Π(W + U);  U ← U + W − Z;  ρ ← min(ρ·growth, ρ_max)
+    Z ← Π(W);  U ← 0;  f₀ ← f(W) on the loss guard's probe batches
+    every round (``round_iters`` optimizer steps on  f(W) + Σ_t ρ/2 ‖W_t − Z_t + U_t‖²_F):
+        [first rounds] f(W) > 2·f₀: restore the round's start, halve the lr, redo (:mod:`.guard`)
+        Z ← Π(W + U);  U ← U + W − Z;  ρ ← residual balancing (:mod:`.penalty`), U ← U·ρ_old/ρ_new
         log f, ‖W − Z‖_F/‖W‖_F and ‖Z − Z_prev‖_F per group, ρ
-    hard prune: keep = support(Π(W)); W ← W ⊙ M
-    masked retraining on f alone (fresh Adam, cosine-decayed lr): ∇W ← ∇W ⊙ M before, W ← W ⊙ M after
-    every step, so pruned slices stay exactly 0.
+    after ``admm_epochs`` epochs: extra rounds while max ‖W − Z‖/‖W‖ > ``primal_tol`` (at most
+    ``max_extra_rounds``); the history's 'admm_end' entry records the final residual and whether it met it
+    hard prune: keep = support(Π(W)); W ← W ⊙ M  [``bn_recalibrate``: BatchNorm statistics re-estimated]
+    masked retraining on f alone (fresh optimizer, lr warm-up then cosine to 0): ∇W ← ∇W ⊙ M before,
+    W ← W ⊙ M after every step, so pruned slices stay exactly 0.
 
-ρ is common to all groups (same ρ0 and growth). When ρ grows, the scaled dual is rescaled,
+Optimizer Adam or SGD (Nesterov momentum), learning-rate schedules: :mod:`.schedules`; training-time
+augmentation of image inputs (``augment``): :mod:`.augment`; the epoch budget (``epochs``):
+:meth:`TrainSettings.split <onnxprune.config.settings.TrainSettings.split>`.
+
+ρ is common to all groups (same ρ0 and schedule). When ρ changes, the scaled dual is rescaled,
 U ← U·ρ_old/ρ_new, so that the multiplier Λ = ρU is unchanged (Boyd et al., "Distributed optimization ...
 ADMM", §3.4.1). The authors' code does not (``rescale_dual=False``); then Λ jumps by the growth factor every
 round, which feeds the support flip-flop seen when the W-step cannot follow Z − U. On a Fashion-MNIST CNN
@@ -94,12 +101,17 @@ class TrainConfig(TrainSettings):
     """The user's settings (:class:`~onnxprune.config.settings.TrainSettings`, defined there once) and what a
     run adds: seed, logging, BatchNorm handling, the distillation settings and the dual rescaling.
 
-    The defaults were chosen on a 2-conv+BN, 2-Gemm Fashion-MNIST CNN (pretrained to 89 % val), keeping 6/16,
+    The lr and ρ0 defaults were chosen on a 2-conv+BN, 2-Gemm Fashion-MNIST CNN (pretrained to 89 % val),
+    with a constant lr and geometric ρ (the defaults before issue 20), keeping 6/16,
     10/32, 20/64 channels: with them the last-round primal residual was 0.05 (max over groups), the accuracy
     right after the hard prune 87.5 % (one-shot magnitude: 10 %), 89.8 % after one retraining epoch
     (magnitude + 3 retraining epochs: 88.1 %).
     Adam's step is about lr whatever the gradient scale, so a round moves a weight at most ~lr·round_iters:
     the W-step must be able to reach Z − U (lr 1e-3 left the support flip-flopping for 10 rounds).
+    Issue 20 (a well-trained model: that lr wrecked it in the first steps, and ρ ×1.3 from 0.01 stayed too
+    weak) added the warm-up, the loss guard, residual balancing and the extra rounds to ``primal_tol``; see
+    the README's "ADMM defaults" for what each default is and why. ``--lr-schedule constant --loss-guard 0
+    --rho-schedule geometric --rho-max 1 --max-extra-rounds 0`` gives the run of before, bit for bit.
     """
 
     seed: int = 0
