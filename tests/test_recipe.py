@@ -74,7 +74,7 @@ def test_full_recipe_parses(tmp_path: Path) -> None:
         ("sparsity: filter:0.5\nalign: 0", "align must be a positive integer or 'auto', not 0"),
         ("sparsity: filter:0.5\nalign: eight", "align must be a positive integer or 'auto', not 'eight'"),
         ("train: {admm_epochs: two}", "train.admm_epochs must be int"),
-        ("train: {epochs: 2}", "train: unknown key 'epochs'"),
+        ("train: {epoch: 2}", "train: unknown key 'epoch'"),  # epochs is a key (the total budget)
         ("distill: {weigth: 1}", "distill: unknown key 'weigth'"),
         ("data: {src: x}", "data: unknown key 'src'"),
         ("gates: {min_fidelty: 0.9}", "gates: unknown key 'min_fidelty'"),

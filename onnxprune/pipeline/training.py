@@ -91,7 +91,7 @@ def train(
         quiet=config.quiet,
         synthetic_data=samples.splits.name == "random",
         distill=config.distill,
-    )
+    ).resolved(config.run.method)  # --epochs split: the report records the epochs each phase trains
     splits, method = samples.splits, config.run.method
     with clock.phase("train"), torch_threads(config.train.threads):
         result = train_pruned(
