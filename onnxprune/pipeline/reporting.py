@@ -56,7 +56,7 @@ def build_report(
         sparsity=config.sparsity_text,
         method=config.run.method,
         data=splits.name + ("" if config.data.labels else " (labels withheld from training)"),
-        config=_settings(config, samples, trained),
+        config=_settings(config, samples, trained) | {"alignment": _alignment(config, planned)},
         notes=loaded.normalized.notes,
         groups=[group_summary(g.name, plan, masks, config.spec) for g in plan.groups],
         layers=_with_element_status(layers, elements, written.lowered),
@@ -83,6 +83,11 @@ def _settings(config: Config, samples: Samples, trained: Trained) -> dict[str, A
         "preprocess": str(config.preprocess) if config.preprocess is not None else None,
         "max_samples": config.data.max_samples,
     }
+
+
+def _alignment(config: Config, planned: Planned) -> dict[str, Any]:
+    """The channel multiple used, why, and the pruned groups too small to align."""
+    return {**config.alignment.to_dict(), "step": config.spec.align, "unaligned": list(planned.unaligned)}
 
 
 def _with_element_status(

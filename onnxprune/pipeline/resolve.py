@@ -17,7 +17,7 @@ from typing import Any
 
 import onnx
 
-from ..config.alignment import resolve_alignment
+from ..config.alignment import Alignment, alignment_of, resolve_alignment
 from ..config.gates import Gates
 from ..config.recipe import Recipe, load_recipe
 from ..config.settings import (
@@ -34,6 +34,8 @@ from ..data.preprocess import Preprocess, as_preprocess
 from ..errors import SpecError
 from ..io import check_outputs
 from ..runtime.machine import job_context
+
+EXACT = Alignment(1, "exact ratios (--align 1)")
 
 
 @dataclass(frozen=True)
@@ -82,6 +84,7 @@ class Config:
     rtol: float = 1e-4
     quiet: bool = False
     main_rank: bool = True  # under torchrun only rank 0 benchmarks and writes outputs
+    alignment: Alignment = EXACT  # the step of spec.align, and why
 
     @property
     def source(self) -> str | Path | None:
@@ -113,8 +116,9 @@ def resolve(
     gates = given.gates or rec.gates
     target = target_macs(given.sparsity, given.target_macs, rec)
     provider = gates.speedup_provider if gates else "cpu"
-    spec = sparsity_spec(given.sparsity, rec, given.align, provider, target is not None)
     run = rec.run.merged(given.run).build(RunSettings)
+    alignment = choose_alignment(given, rec, provider, int8=will_be_int8(run))
+    spec = sparsity_spec(given.sparsity, rec, alignment.step, provider, target is not None)
     data = rec.data.merged(given.data).build(DataSettings)
     train = rec.train.merged(given.train)
     run.validate()
@@ -137,7 +141,27 @@ def resolve(
         rtol=rtol,
         quiet=quiet,
         main_rank=job_context().main,
+        alignment=alignment,
     )
+
+
+def will_be_int8(run: RunSettings) -> bool:
+    """Whether the written model will be quantized to int8 (``--align auto`` then means 32). The hook of
+    a quantize setting: a ``quantize`` field of :class:`RunSettings` equal to 'int8' turns it on."""
+    return str(getattr(run, "quantize", None) or "").lower() == "int8"
+
+
+def choose_alignment(given: Given, rec: Recipe, provider: str, int8: bool = False) -> Alignment:
+    """The run's channel multiple and why: ``--align`` as given, else the recipe's, else ``'auto'`` (the
+    target's step, :func:`~onnxprune.config.alignment.auto_alignment`). A :class:`SparsitySpec` passed as
+    the sparsity carries its own ``align`` (the caller built the whole spec), unless ``align`` is given."""
+    value = given.align if given.align is not None else rec.align
+    if value is None and isinstance(given.sparsity, SparsitySpec):
+        return Alignment(given.sparsity.align, f"the given SparsitySpec's align {given.sparsity.align}")
+    try:
+        return alignment_of(value, provider, int8=int8)
+    except ValueError as e:
+        raise SpecError(str(e)) from None
 
 
 def target_macs(sparsity: str | SparsitySpec | None, target: float | None, rec: Recipe) -> float | None:
@@ -182,4 +206,13 @@ def sparsity_spec(
         raise SpecError(str(e)) from None
 
 
-__all__ = ["Config", "Given", "Outputs", "resolve", "sparsity_spec", "target_macs"]
+__all__ = [
+    "Config",
+    "Given",
+    "Outputs",
+    "choose_alignment",
+    "resolve",
+    "sparsity_spec",
+    "target_macs",
+    "will_be_int8",
+]

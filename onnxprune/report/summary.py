@@ -73,10 +73,19 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _alignment_lines(alignment: dict[str, Any] | None) -> list[str]:
+    """``align N: why`` and the groups too small to align (none for reports without it)."""
+    if not alignment:
+        return []
+    lines = [f"align  {alignment['step']}: {alignment['reason']}"]
+    return lines + [f"       {note}" for note in alignment.get("unaligned", [])]
+
+
 def format_summary(r: Report) -> str:
     t = r.totals
     lines = [
         f"model {r.model}  sparsity {r.sparsity}  method {r.method}  data {r.data}",
+        *_alignment_lines(r.config.get("alignment")),
         f"MACs   {human(t['macs_before'])} -> {human(t['macs_after'])} ({t['mac_reduction']:.2f}x fewer); "
         f"conv MACs {t['conv_mac_reduction']:.2f}x fewer",
         f"params {human(t['params_before'])} -> {human(t['params_after'])} "
