@@ -1,4 +1,4 @@
-"""Command line: ``onnxprune compress | inspect | bench | profile``, one module per command family.
+"""Command line: ``onnxprune compress | inspect | bench | profile | latency``, one module per command family.
 
 :mod:`.common` holds the ``onnxprune`` group and the one-line error handling every command shares,
 :mod:`.options` the options generated from :mod:`onnxprune.config.settings` and those ``bench`` and
@@ -8,7 +8,7 @@ print one line (``error: ...``) and exit non-zero; no traceback, no partial outp
 
 from __future__ import annotations
 
-from . import compression, inspection, runtime  # noqa: F401  (registers the commands)
+from . import compression, inspection, latency, runtime  # noqa: F401  (registers the commands)
 from .common import main
 
 __all__ = ["main"]
