@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from ..config.gates import Gates
-from ..config.settings import SECTIONS, GateOptions, GateSettings, TrainOptions, entries
+from ..config.settings import SECTIONS, GateOptions, GateSettings, LatencyOptions, TrainOptions, entries
 from .common import main, setup_logging, user_errors
 from .options import setting_options
 
@@ -81,6 +81,7 @@ def compress(
     train = TrainOptions.take(settings)
     gate_values = GateOptions.take(settings)  # none given: the recipe's gates, if any
     gates = Gates.of(gate_values.build(GateSettings)) if gate_values.given() else None
+    latency = LatencyOptions.take(settings)
     main_rank = job_context().main  # under torchrun, rank 0 alone logs and prints
     quiet = quiet or not main_rank
     setup_logging(quiet)
@@ -90,6 +91,7 @@ def compress(
             output=output,
             train=train,
             gates=gates,
+            latency=latency,
             report_path=report_path,
             bench_batches=() if no_bench else (bench_batches or (1, 32)),
             quiet=quiet,

@@ -20,6 +20,7 @@
     data: {source: imgs/, labels: true, preprocess: "resize=32,crop=28", max_samples: 50000,
            val_fraction: 0.1, input_shape: [1, 1, 28, 28]}
     gates: {max_accuracy_drop: 1.0, min_fidelity: 0.97, min_speedup: 1.5, speedup_on: "cpu:1"}
+    # latency: {on: "cpu:32", target_speedup: 3}   # instead of 'sparsity': a budget on the target
 
 Every section is optional. Unknown keys, wrong types and impossible values are rejected with a message
 that names them. Command-line options (or explicit ``compress`` arguments) override the recipe.
@@ -42,6 +43,8 @@ from .settings import (
     DistillSettings,
     GateOptions,
     GateSettings,
+    LatencyOptions,
+    LatencySettings,
     RunOptions,
     RunSettings,
     TrainOptions,
@@ -53,7 +56,9 @@ from .sparsity import KINDS, Rule, SparsitySpec, check_kind, check_nm, check_rat
 
 SPEC_KEYS = ("sparsity", "target_macs", "exclude", "align")
 
-_SECTIONS = tuple(cls.SECTION for cls in (TrainSettings, DistillSettings, DataSettings, GateSettings))
+_SECTIONS = tuple(
+    cls.SECTION for cls in (TrainSettings, DistillSettings, DataSettings, GateSettings, LatencySettings)
+)
 TOP_KEYS = (*SPEC_KEYS, *(e.name for e in entries(RunSettings) if e.meta.recipe), *_SECTIONS)
 RULE_KEYS = ("type", "ratio", "match", "op", "n", "m")
 
@@ -71,6 +76,7 @@ class Recipe:
     gates: Gates | None = None
     source: str = "<recipe>"
     align: int | str | None = None  # as given ('auto' or N; None: not given); the run resolves 'auto'
+    latency: LatencyOptions = field(default_factory=LatencyOptions)  # section latency
 
     @property
     def method(self) -> str | None:
@@ -136,6 +142,7 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
         Gates.of(GateOptions(**gates).build(GateSettings)) if gates else None,
         source,
         align,
+        LatencyOptions(**_section(content, LatencySettings, where)),
     )
 
 

@@ -35,7 +35,7 @@ import onnx
 
 from ..config.gates import Gates
 from ..config.recipe import Recipe
-from ..config.settings import METHODS, DataOptions, RunOptions, TrainOptions
+from ..config.settings import METHODS, DataOptions, LatencyOptions, RunOptions, TrainOptions
 from ..config.sparsity import SparsitySpec
 from ..data.preprocess import Preprocess
 from ..graph.verify import compare_models
@@ -76,6 +76,7 @@ def compress(
     preprocess: str | Mapping[str, Any] | Preprocess | None = None,
     max_samples: int | None = None,
     gates: Gates | None = None,
+    latency: LatencyOptions | None = None,
     align: int | str | None = None,
     seed: int | None = None,
     val_fraction: float | None = None,
@@ -98,11 +99,14 @@ def compress(
     recipe's value, else the default of :mod:`onnxprune.config.settings`). ``data``: any source of
     :func:`onnxprune.data.load_data`; ``labels=False`` trains on the inputs alone (self-distillation).
     ``train``: :class:`~onnxprune.config.settings.TrainOptions`. ``gates``: conditions the pruned model
-    must meet, else :class:`~onnxprune.config.gates.GateError` and no model is written. ``align``: kept
-    filter counts rounded to a multiple (``'auto'``: the gated runtime's). ``sparse_initializers``,
-    ``shape_form``: how element- and shape-pruned weights are written (:mod:`.writing`). Outputs given as
-    paths are checked before any work and written atomically at the end. Progress goes to the
-    ``onnxprune`` logger.
+    must meet, else :class:`~onnxprune.config.gates.GateError` and no model is written. ``latency``:
+    :class:`~onnxprune.config.settings.LatencyOptions`, e.g. ``LatencyOptions(on="cpu:32",
+    target_speedup=3)``: instead of ``sparsity``, a latency budget on that target chooses the kept counts
+    (:mod:`.latency_budget`). ``align``: kept filter counts rounded to a multiple (default ``'auto'``: the
+    target's step, :func:`~onnxprune.config.alignment.auto_alignment`; 1: exact ratios).
+    ``sparse_initializers``, ``shape_form``: how element- and shape-pruned weights are written
+    (:mod:`.writing`). Outputs given as paths are checked before any work and written atomically at the
+    end. Progress goes to the ``onnxprune`` logger.
     """
     given = Given(
         run=RunOptions(
@@ -118,6 +122,7 @@ def compress(
         ),
         train=train,
         gates=gates,
+        latency=latency,
         sparsity=sparsity,
         target_macs=target_macs,
         align=align,
@@ -139,4 +144,12 @@ def compress(
     return CompressResult(written.model, exported.masked, planned.plan, exported.masks, report)
 
 
-__all__ = ["METHODS", "CompressResult", "Gates", "TrainOptions", "compare_models", "compress"]
+__all__ = [
+    "METHODS",
+    "CompressResult",
+    "Gates",
+    "LatencyOptions",
+    "TrainOptions",
+    "compare_models",
+    "compress",
+]

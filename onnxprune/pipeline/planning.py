@@ -27,6 +27,7 @@ from ..graph.weights import weight_targets
 from ..plan import PruningPlan
 from ..runtime.timing import PhaseClock
 from .budget import BudgetResult, budget_keep_counts
+from .latency_budget import LatencyBudgetResult, latency_keep_counts
 from .loading import Loaded, Samples
 from .resolve import Config
 
@@ -43,6 +44,7 @@ class Planned:
     elements: dict[str, ElementConstraint]
     budget: BudgetResult | None = None
     unaligned: tuple[str, ...] = ()  # pruned groups the step cannot align (fewer channels than it)
+    latency: LatencyBudgetResult | None = None  # --target-speedup / --target-latency: the choice
 
     @property
     def shape_weights(self) -> list[str]:
@@ -82,6 +84,13 @@ def plan(
             keep, budget = budget_keep_counts(
                 base, analysis, cost, spec, config.target_macs, train, seed=seed
             )
+    latency = None
+    if config.latency.targeted:
+        with clock.phase("latency budget"):
+            train, seed = samples.splits.train, config.run.seed
+            keep, latency = latency_keep_counts(
+                base, analysis, spec, config.latency, samples.inputs.shape, train, seed=seed
+            )
     unaligned = unaligned_groups(analysis, keep, spec.align)
     log.info("align %d: %s", spec.align, config.alignment.reason)
     if unaligned:  # info, not a warning: tiny groups are expected; the report lists each one
@@ -93,7 +102,7 @@ def plan(
         len(result.prunable),
         sum(g.kind == "channel" for g in result.groups),
     )
-    return Planned(result, keep, elements, budget, tuple(unaligned))
+    return Planned(result, keep, elements, budget, tuple(unaligned), latency)
 
 
 def unaligned_groups(plan: PruningPlan, keep: dict[str, int], step: int) -> list[str]:

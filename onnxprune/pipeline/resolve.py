@@ -24,6 +24,8 @@ from ..config.settings import (
     DataOptions,
     DataSettings,
     DistillSettings,
+    LatencyOptions,
+    LatencySettings,
     RunOptions,
     RunSettings,
     TrainOptions,
@@ -60,6 +62,7 @@ class Given:
     data: DataOptions = field(default_factory=DataOptions)
     train: TrainOptions | None = None
     gates: Gates | None = None
+    latency: LatencyOptions | None = None
     sparsity: str | SparsitySpec | None = None
     target_macs: float | None = None
     align: int | str | None = None
@@ -78,6 +81,7 @@ class Config:
     distill: DistillSettings
     gates: Gates
     preprocess: Preprocess | None
+    latency: LatencySettings = field(default_factory=LatencySettings)  # a latency budget, if any
     outputs: Outputs = Outputs()
     bench_batches: tuple[int, ...] = (1, 32)
     bench_repeats: int = 30
@@ -94,9 +98,14 @@ class Config:
     @property
     def sparsity_text(self) -> str:
         """The sparsity as the report names it."""
-        if self.target_macs is None:
+        lat = self.latency
+        if lat.targeted:
+            what = f"target-speedup {lat.target_speedup:g}" if lat.target_speedup else ""
+            text = (what or f"target-latency {lat.target_latency:g} ms") + f" on {lat.on}"
+        elif self.target_macs is None:
             return str(self.spec)
-        text = f"target-macs {self.target_macs:g}"
+        else:
+            text = f"target-macs {self.target_macs:g}"
         if self.spec.exclude:
             text += f"; exclude {', '.join(self.spec.exclude)}"
         return text + (f"; align {self.spec.align}" if self.spec.align > 1 else "")
@@ -114,11 +123,14 @@ def resolve(
     """The configuration of a run (see the module docstring); raises on anything that cannot work."""
     rec = load_recipe(recipe) if recipe is not None else Recipe()
     gates = given.gates or rec.gates
-    target = target_macs(given.sparsity, given.target_macs, rec)
-    provider = gates.speedup_provider if gates else "cpu"
+    latency = latency_settings(rec, given)
+    target = target_macs(given.sparsity, given.target_macs, rec, latency)
+    provider = latency.on.partition(":")[0].strip().lower() if latency.on else None
+    provider = provider or (gates.speedup_provider if gates else "cpu")
     run = rec.run.merged(given.run).build(RunSettings)
     alignment = choose_alignment(given, rec, provider, int8=will_be_int8(run))
-    spec = sparsity_spec(given.sparsity, rec, alignment.step, provider, target is not None)
+    budget = target is not None or latency.targeted
+    spec = sparsity_spec(given.sparsity, rec, alignment.step, provider, budget)
     data = rec.data.merged(given.data).build(DataSettings)
     train = rec.train.merged(given.train)
     run.validate()
@@ -142,7 +154,27 @@ def resolve(
         quiet=quiet,
         main_rank=job_context().main,
         alignment=alignment,
+        latency=latency,
     )
+
+
+def latency_settings(rec: Recipe, given: Given) -> LatencySettings:
+    """The latency budget's settings: the recipe's section under the caller's; checked. A latency target
+    replaces an explicit ``sparsity`` only by conflict (one-line error), like ``target_macs``; over a
+    recipe's rules or budget it wins."""
+    latency = rec.latency.merged(given.latency).build(LatencySettings)
+    latency.validate()
+    if latency.on:
+        from ..runtime.latency import parse_target
+
+        parse_target(latency.on, latency.latency_threads)  # unknown or missing provider: fail now
+    if latency.targeted:
+        flag = "--target-speedup" if latency.target_speedup is not None else "--target-latency"
+        if given.sparsity is not None:
+            raise SpecError(f"--sparsity and {flag} conflict: give one (ratios, or a latency budget)")
+        if given.target_macs is not None:
+            raise SpecError(f"--target-macs and {flag} conflict: give one (a MAC or a latency budget)")
+    return latency
 
 
 def will_be_int8(run: RunSettings) -> bool:
@@ -164,8 +196,16 @@ def choose_alignment(given: Given, rec: Recipe, provider: str, int8: bool = Fals
         raise SpecError(str(e)) from None
 
 
-def target_macs(sparsity: str | SparsitySpec | None, target: float | None, rec: Recipe) -> float | None:
-    """The MAC budget, if this run has one: the argument, else the recipe's unless ``sparsity`` is given."""
+def target_macs(
+    sparsity: str | SparsitySpec | None,
+    target: float | None,
+    rec: Recipe,
+    latency: LatencySettings | None = None,
+) -> float | None:
+    """The MAC budget, if this run has one: the argument, else the recipe's unless ``sparsity`` or a
+    latency target is given."""
+    if latency is not None and latency.targeted:
+        return None
     if target is not None and sparsity is not None:
         raise SpecError(
             "--sparsity and --target-macs conflict: give one (ratios, or a MAC budget that chooses them)"
@@ -211,6 +251,7 @@ __all__ = [
     "Given",
     "Outputs",
     "choose_alignment",
+    "latency_settings",
     "resolve",
     "sparsity_spec",
     "target_macs",
