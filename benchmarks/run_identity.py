@@ -31,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMON = ["--seed", "0", "--threads", "1", "--max-samples", "6000", "--no-bench", "-q", "--align", "1"]
+COMMON = ["--data", "fashion-mnist", "--seed", "0", "--threads", "1", "--max-samples", "6000"]
+COMMON += ["--no-bench", "-q", "--align", "1"]
 ONE_PLUS_ONE = ["--admm-epochs", "1", "--finetune-epochs", "1"]
 
 # name -> (model, compress options); epochs as in the README row (2+2 unless it says 1+1)

@@ -46,8 +46,8 @@ def only_inputs_left(directory: Path, inputs: set[str]) -> None:
     assert {p.name for p in directory.iterdir()} == inputs
 
 
-@pytest.mark.torch
 def test_preview_run_writes_pruned_and_masked(model_path: Path, tmp_path: Path) -> None:
+    """Torch-free: the preview (magnitude, no fine-tuning) trains nothing."""
     out, masked, report = tmp_path / "p.onnx", tmp_path / "q.onnx", tmp_path / "r.json"
     code, text = run(
         [
@@ -203,16 +203,30 @@ def test_checkpoint_resume_and_mismatch(model_path: Path, tmp_path: Path) -> Non
     assert {p.name for p in ckpt.iterdir()} == {"checkpoint.pt"}
     first = onnx.load(str(out))
     # resuming a finished run redoes nothing of the training and writes the same model
-    code, text = run(["compress", model_path, *train, "-o", out, "--checkpoint-dir", ckpt, "--resume"])
+    code, text = run(
+        ["compress", model_path, *train, "-o", out, "--checkpoint-dir", ckpt, "--resume", "--force"]
+    )
     assert code == 0, text
     again = onnx.load(str(out))
     for a, b in zip(first.graph.initializer, again.graph.initializer, strict=True):
         np.testing.assert_array_equal(onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b))
     code, text = run(
-        ["compress", model_path, *train, "--seed", "3", "-o", out, "--checkpoint-dir", ckpt, "--resume"]
+        [
+            "compress",
+            model_path,
+            *train,
+            "--seed",
+            "3",
+            "-o",
+            out,
+            "--checkpoint-dir",
+            ckpt,
+            "--resume",
+            "--force",
+        ]
     )
     assert_one_line_error(code, text, "from a different run")
-    code, text = run(["compress", model_path, *train, "-o", out, "--resume"])
+    code, text = run(["compress", model_path, *train, "-o", out, "--resume", "--force"])
     assert_one_line_error(code, text, "resume needs a checkpoint directory")
 
 

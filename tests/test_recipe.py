@@ -127,7 +127,7 @@ def test_recipe_align_auto_is_the_gated_runtimes_default(speedup_on: str | None,
     ):
         r = parse_recipe(content, "test")
         assert r.align == content.get("align")  # resolved by the run, for its target
-        config = resolve(vgg_like(), r, Given(), Outputs())
+        config = resolve(vgg_like(), r, Given(), Outputs(), require_data=False)
         assert config.spec.align == expected == config.alignment.step and config.alignment.auto
 
 
@@ -186,7 +186,7 @@ def test_cli_config_and_overrides(tmp_path: Path) -> None:
     assert kept["Conv16"][2] == "filter:0.75" and kept["Conv16"][0] == round(6 * 0.25)
     # --sparsity replaces the recipe's rules (its exclusions stay); --seed overrides its seed
     args = ["compress", model, "--config", recipe, "-s", "filter:0.5", "--seed", "1", "-o", out, "--report"]
-    code, text = run([*args, report, "--no-bench", "-q"])
+    code, text = run([*args, report, "--no-bench", "-q", "--force"])
     saved = __import__("json").loads(report.read_text())
     assert code == 0 and saved["sparsity"] == "filter:0.5; exclude Conv4" and saved["config"]["seed"] == 1
 

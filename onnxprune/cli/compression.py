@@ -1,5 +1,10 @@
-"""``onnxprune compress``: its options are the settings of :mod:`onnxprune.config.settings` (generated,
-:func:`.options.setting_options`) plus the model, the sparsity and the outputs."""
+"""``onnxprune compress IN [OUT]``: its options are the settings of :mod:`onnxprune.config.settings`
+(generated, :func:`.options.setting_options`) plus the model, the sparsity and the outputs.
+
+The conventions of onnxsim/onnxslim: OUT (or ``-o``) names the pruned model, else it goes beside the input
+as ``<stem>.pruned.onnx``; an existing output is refused without ``--force`` and the input is never
+overwritten; ``--data`` has no default (a missing one stops the run before any work); ``--dry-run`` plans
+and prints, trains and writes nothing."""
 
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ PathOption = click.Path(dir_okay=False, path_type=Path)
 
 @main.command()
 @click.argument("model", type=PathOption)
+@click.argument("out", required=False, type=PathOption)
 @click.option(
     "--sparsity",
     "-s",
@@ -44,9 +50,27 @@ PathOption = click.Path(dir_okay=False, path_type=Path)
     "'auto': the target's step - ORT CPU's NCHWc block on this machine (16 with AVX-512, 8 with AVX2), 8 on "
     "CUDA, 32 for an int8 model. --align 1 keeps exact ratios.",
 )
-@click.option("--output", "-o", required=True, type=PathOption, help="Where the pruned model goes.")
+@click.option(
+    "--output",
+    "-o",
+    type=PathOption,
+    help="Where the pruned model goes (or OUT; default: beside MODEL as <stem>.pruned.onnx).",
+)
+@click.option("--force", is_flag=True, help="Overwrite existing output files (never the input model).")
+@click.option(
+    "--dry-run",
+    is_flag=True,
+    help="Load, resolve the recipe, plan (budget, alignment); print the plan and the resolved recipe as "
+    "YAML. Trains nothing, writes nothing.",
+)
 @click.option("--report", "report_path", type=PathOption, help="JSON report path.")
-@click.option("--plot", "plot_path", type=PathOption, help="PNG report plot path.")
+@click.option("--plot", "plot_path", type=PathOption, help="PNG report plot path (needs matplotlib).")
+@click.option(
+    "--html",
+    "html_path",
+    type=PathOption,
+    help="One self-contained HTML report: layers, plots (with matplotlib), verification, latency, gates.",
+)
 @click.option("--emit-masked", type=PathOption, help="Also write the masked dense model (for audit).")
 @setting_options(*SECTIONS)
 @click.option(
@@ -61,14 +85,19 @@ PathOption = click.Path(dir_okay=False, path_type=Path)
 @user_errors
 def compress(
     model: Path,
-    output: Path,
+    out: Path | None,
+    output: Path | None,
+    force: bool,
+    dry_run: bool,
     report_path: Path | None,
+    html_path: Path | None,
     bench_batches: tuple[int, ...],
     no_bench: bool,
     quiet: bool,
     **given: Any,
 ) -> None:
-    """Prune MODEL, train it on --data, verify it, write the smaller model to --output.
+    """Prune MODEL, train it on --data, verify it, write the smaller model to OUT (default: beside MODEL
+    as <stem>.pruned.onnx).
 
     Exit status: 0 written, 2 bad input, 3 verification failed, 4 a quality gate missed (nothing written).
     """
@@ -82,17 +111,23 @@ def compress(
     gate_values = GateOptions.take(settings)  # none given: the recipe's gates, if any
     gates = Gates.of(gate_values.build(GateSettings)) if gate_values.given() else None
     latency = LatencyOptions.take(settings)
+    if dry_run:
+        _dry_run(model, settings, train, gates, latency)
+        return
+    target = output_path(model, out, output)
     main_rank = job_context().main  # under torchrun, rank 0 alone logs and prints
     quiet = quiet or not main_rank
     setup_logging(quiet)
     with logging_redirect_tqdm():  # log lines print above the progress bars, not through them
         result = run(
             model,
-            output=output,
+            output=target,
             train=train,
             gates=gates,
             latency=latency,
             report_path=report_path,
+            html_path=html_path,
+            overwrite=force,
             bench_batches=() if no_bench else (bench_batches or (1, 32)),
             quiet=quiet,
             **settings,
@@ -100,7 +135,38 @@ def compress(
     if not main_rank:
         return
     click.echo(result.report.format())
-    click.echo(f"wrote {output}" + (f" and {report_path}" if report_path else ""))
+    written = [str(p) for p in (target, report_path, html_path) if p is not None]
+    click.echo("wrote " + ", ".join(written))
+
+
+def output_path(model: Path, out: Path | None, output: Path | None) -> Path:
+    """OUT or ``-o`` (not both), else ``<stem>.pruned.onnx`` beside the input."""
+    from ..errors import SpecError
+    from ..pipeline.resolve import default_output
+
+    if out is not None and output is not None:
+        raise SpecError(f"the output is given twice (OUT {out} and -o {output}): give one")
+    return out or output or default_output(model)
+
+
+def _dry_run(
+    model: Path,
+    settings: dict[str, Any],
+    train: TrainOptions,
+    gates: Gates | None,
+    latency: LatencyOptions | None = None,
+) -> None:
+    """Plan and print; the output options are ignored (nothing is written)."""
+    from ..pipeline.dryrun import dry_run
+    from ..pipeline.resolve import Given
+
+    recipe = settings.pop("recipe", None)
+    for key in ("plot_path", "emit_masked"):
+        settings.pop(key, None)
+    setup_logging(True)
+    click.echo(
+        dry_run(model, recipe, Given.of(train=train, gates=gates, latency=latency, **settings)).format()
+    )
 
 
 def _parsed(given: dict[str, Any]) -> dict[str, Any]:

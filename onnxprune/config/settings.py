@@ -269,9 +269,11 @@ class DataSettings:
 
     SECTION: ClassVar[str] = "data"
 
+    # no default: a run without data (nor a recipe's) stops before any work (pipeline.resolve), never
+    # silently training on a toy data set whatever the model is
     source: object = setting(
-        "fashion-mnist",
-        "'fashion-mnist' (default), 'random' (Gaussian; --input-shape for dynamic dims), an .npz or IDX "
+        None,
+        "Required: 'fashion-mnist', 'random' (Gaussian; --input-shape for dynamic dims), an .npz or IDX "
         "file, an image folder (class sub-folders or flat) or module:function returning a DataLoader.",
         option="data",
         short="-d",

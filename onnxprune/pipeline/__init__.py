@@ -12,7 +12,8 @@ results of the stages before it:
 * :mod:`.loading` — the normalized model and its inputs; the data splits, inputs resolved to shapes;
 * :mod:`.planning` — groups, kept counts, element constraints, the MAC budget (:mod:`.budget`);
 * :mod:`.training` — the torch side: import, train, write back;
-* :mod:`.prune` — the torch-free stage: masks, surgery, dead channels, verification;
+* :mod:`.prune` — the torch-free stage: masks, surgery, dead channels, verification (the whole run, with
+  no training, for ``--method magnitude --finetune-epochs 0`` and :func:`prune_without_training`);
 * :mod:`.writing` — the shape form and the storage of the written model;
 * :mod:`.reporting` — the report, the latency comparison;
 * :mod:`.saving` — the gates and the outputs.
@@ -26,7 +27,7 @@ writes the remaining zero columns dense or lowered, whichever ORT CPU runs faste
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +36,20 @@ import onnx
 
 from ..config.gates import Gates
 from ..config.recipe import Recipe
-from ..config.settings import METHODS, DataOptions, LatencyOptions, RunOptions, TrainOptions
+from ..config.settings import METHODS, LatencyOptions, TrainOptions
 from ..config.sparsity import SparsitySpec
 from ..data.preprocess import Preprocess
 from ..graph.verify import compare_models
 from ..plan import PruningPlan
 from ..report import Report
 from ..runtime.timing import PhaseClock
-from .loading import load, read_data
+from .loading import Loaded, load, read_data
 from .planning import analyze_model
-from .prune import export
+from .prune import Exported, PruneResult, export, prune_stage
 from .reporting import build_report, measure_latency
-from .resolve import Given, Outputs, resolve
-from .saving import check_gates, save
-from .training import plan_and_train
+from .resolve import Config, Given, Outputs, resolve
+from .saving import check_gates, save, write_models
+from .training import Trained, plan_and_train, require_torch
 from .writing import write_forms
 
 
@@ -85,6 +86,8 @@ def compress(
     shape_form: str = "auto",
     report_path: str | Path | None = None,
     plot_path: str | Path | None = None,
+    html_path: str | Path | None = None,
+    overwrite: bool = True,
     bench_batches: Sequence[int] = (1, 32),
     bench_repeats: int = 30,
     rtol: float = 1e-4,
@@ -96,8 +99,9 @@ def compress(
     :class:`~onnxprune.config.sparsity.SparsitySpec`; ``target_macs`` instead: the fraction of the MACs to
     keep, each group's ratio chosen by a sensitivity probe (:mod:`.budget`). ``recipe``: a YAML path or
     mapping (:mod:`onnxprune.config.recipe`); an argument given here overrides it, None = not given (the
-    recipe's value, else the default of :mod:`onnxprune.config.settings`). ``data``: any source of
-    :func:`onnxprune.data.load_data`; ``labels=False`` trains on the inputs alone (self-distillation).
+    recipe's value, else the default of :mod:`onnxprune.config.settings`). ``data`` (required, here or in
+    the recipe: there is no default data set): any source of :func:`onnxprune.data.load_data`;
+    ``labels=False`` trains on the inputs alone (self-distillation).
     ``train``: :class:`~onnxprune.config.settings.TrainOptions`. ``gates``: conditions the pruned model
     must meet, else :class:`~onnxprune.config.gates.GateError` and no model is written. ``latency``:
     :class:`~onnxprune.config.settings.LatencyOptions`, e.g. ``LatencyOptions(on="cpu:32",
@@ -106,37 +110,46 @@ def compress(
     target's step, :func:`~onnxprune.config.alignment.auto_alignment`; 1: exact ratios).
     ``sparse_initializers``, ``shape_form``: how element- and shape-pruned weights are written
     (:mod:`.writing`). Outputs given as paths are checked before any work and written atomically at the
-    end. Progress goes to the ``onnxprune`` logger.
+    end (``html_path``: one self-contained HTML page of the report); ``overwrite=False`` refuses existing
+    files (the command line without ``--force``). ``method='magnitude'`` with ``finetune_epochs=0``
+    trains nothing and runs without torch (:func:`~.prune.prune_stage`). Progress goes to the
+    ``onnxprune`` logger.
     """
-    given = Given(
-        run=RunOptions(
-            method=method, seed=seed, sparse_initializers=sparse_initializers, shape_form=shape_form
-        ),
-        data=DataOptions(
-            data=data,
-            labels=labels,
-            preprocess=preprocess,
-            max_samples=max_samples,
-            val_fraction=val_fraction,
-            input_shape=input_shape,
-        ),
-        train=train,
-        gates=gates,
-        latency=latency,
-        sparsity=sparsity,
+    given = Given.of(
+        sparsity,
+        data,
         target_macs=target_macs,
+        input_shape=input_shape,
+        method=method,
+        train=train,
+        labels=labels,
+        preprocess=preprocess,
+        max_samples=max_samples,
+        gates=gates,
         align=align,
+        seed=seed,
+        val_fraction=val_fraction,
+        sparse_initializers=sparse_initializers,
+        shape_form=shape_form,
+        latency=latency,
     )
-    outputs = Outputs.of(output, emit_masked, report_path, plot_path)
+    outputs = Outputs.of(output, emit_masked, report_path, plot_path, html_path, overwrite=overwrite)
     config = resolve(model, recipe, given, outputs, (bench_batches, bench_repeats), rtol, quiet)
+    preview = trains_nothing(config)  # the torch-free stage does it all: no import, no import check
+    if not preview:
+        require_torch()
     clock = PhaseClock()
     loaded = load(config, clock)
     samples = read_data(config, loaded, clock)
     analysis = analyze_model(loaded, samples, clock)
-    planned, trained = plan_and_train(config, loaded, samples, analysis, clock)
-    exported = export(
-        config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
-    )
+    if preview:
+        planned, exported = prune_stage(config, loaded, samples, analysis, clock)
+        trained = untrained(config, loaded, exported)
+    else:
+        planned, trained = plan_and_train(config, loaded, samples, analysis, clock)
+        exported = export(
+            config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
+        )
     written = write_forms(config, samples, planned, exported, clock)
     report = build_report(config, loaded, samples, planned, trained, exported, written, clock)
     report = check_gates(config, report, measure_latency(config, loaded, samples, written, clock), clock)
@@ -144,12 +157,78 @@ def compress(
     return CompressResult(written.model, exported.masked, planned.plan, exported.masks, report)
 
 
+def prune_without_training(
+    model: str | Path | onnx.ModelProto,
+    sparsity: str | SparsitySpec | None = None,
+    masks: Mapping[str, np.ndarray] | None = None,
+    *,
+    data: Any = None,
+    recipe: str | Path | Mapping[str, Any] | Recipe | None = None,
+    input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+    preprocess: str | Mapping[str, Any] | Preprocess | None = None,
+    max_samples: int | None = None,
+    align: int | str | None = None,
+    seed: int | None = None,
+    output: str | Path | None = None,
+    emit_masked: str | Path | None = None,
+    overwrite: bool = True,
+    rtol: float = 1e-4,
+) -> PruneResult:
+    """Plan -> masks -> surgery -> verify, without torch and without training (``onnxprune.prune``).
+
+    ``masks``: the caller's keep masks (group name -> bool per channel, True = kept; the group names of
+    ``onnxprune.inspect(model).plan``), e.g. from a training done elsewhere; the groups it does not name
+    keep the channels of largest L2 norm at ``sparsity`` (all of them when ``sparsity`` is None). The
+    pruned model must reproduce the masked dense model on ONNX Runtime, else
+    :class:`~onnxprune.errors.VerificationError`. ``data``: only checks and shapes need samples; None =
+    seeded random inputs. ``output``, ``emit_masked``: written atomically when given.
+    """
+    if sparsity is None and masks is not None:
+        sparsity = SparsitySpec(())  # no rule: every group the caller does not name keeps its channels
+    given = Given.of(
+        sparsity,
+        data,
+        input_shape=input_shape,
+        method="magnitude",
+        preprocess=preprocess,
+        max_samples=max_samples,
+        align=align,
+        seed=seed,
+    )
+    outputs = Outputs.of(output, emit_masked, overwrite=overwrite)
+    config = resolve(model, recipe, given, outputs, ((), 30), rtol, quiet=True, require_data=False)
+    clock = PhaseClock()
+    loaded = load(config, clock)
+    samples = read_data(config, loaded, clock)
+    planned, exported = prune_stage(
+        config, loaded, samples, analyze_model(loaded, samples, clock), clock, masks
+    )
+    write_models(config, planned, exported, exported.pruned)
+    return PruneResult(exported.pruned, exported.masked, planned.plan, exported.masks, exported.verification)
+
+
+def trains_nothing(config: Config) -> bool:
+    """Whether the run is the magnitude preview (no training: the torch-free stage does it all). Element
+    sparsity keeps the torch side, whose projections it needs."""
+    return (
+        config.run.method == "magnitude" and config.train.finetune_epochs == 0 and not config.spec.elementwise
+    )
+
+
+def untrained(config: Config, loaded: Loaded, exported: Exported) -> Trained:
+    """What the report reads of a training that did not happen: the model as it is, no history."""
+    settings = {**asdict(config.train), "seed": config.run.seed, "distill": asdict(config.distill)}
+    return Trained(loaded.base, exported.masks, {}, [], settings | {"trained": False})
+
+
 __all__ = [
     "METHODS",
     "CompressResult",
     "Gates",
     "LatencyOptions",
+    "PruneResult",
     "TrainOptions",
     "compare_models",
     "compress",
+    "prune_without_training",
 ]

@@ -32,8 +32,10 @@ from ..config.settings import (
     TrainSettings,
 )
 from ..config.sparsity import SparsitySpec, check_target, parse_sparsity
+from ..data import SOURCES
 from ..data.preprocess import Preprocess, as_preprocess
-from ..errors import SpecError
+from ..errors import DataError, DependencyError, SpecError
+from ..extras import installed
 from ..io import check_outputs
 from ..runtime.machine import job_context
 
@@ -42,16 +44,39 @@ EXACT = Alignment(1, "exact ratios (--align 1)")
 
 @dataclass(frozen=True)
 class Outputs:
-    """Where the run writes (None: not written): the pruned model, the masked model, report, plot."""
+    """Where the run writes (None: not written): the pruned model, the masked model, report, plot, HTML
+    page; ``overwrite=False``: an existing file is an error before any work (the CLI without --force)."""
 
     model: Path | None = None
     masked: Path | None = None
     report: Path | None = None
     plot: Path | None = None
+    html: Path | None = None
+    overwrite: bool = True
 
     @staticmethod
-    def of(*paths: str | Path | None) -> Outputs:
-        return Outputs(*(None if p is None else Path(p) for p in paths))
+    def of(*paths: str | Path | None, overwrite: bool = True) -> Outputs:
+        named = [None if p is None else Path(p) for p in paths]
+        kinds = ("model", "masked", "report", "plot", "html")
+        return Outputs(**dict(zip(kinds, named, strict=False)), overwrite=overwrite)
+
+    @property
+    def paths(self) -> list[Path | None]:
+        return [self.model, self.masked, self.report, self.plot, self.html]
+
+
+def default_output(model: str | Path, tag: str = "pruned") -> Path:
+    """Where the command line writes when no output is named: beside the input, ``<stem>.<tag>.onnx``."""
+    path = Path(model)
+    return path.with_name(f"{path.stem if path.suffix == '.onnx' else path.name}.{tag}.onnx")
+
+
+def no_data_error() -> DataError:
+    """The one-line error of a run given no data (no toy default: the model decides what fits)."""
+    return DataError(
+        f"no data: give --data SOURCE ({SOURCES}; 'random' previews the structure only) or a recipe "
+        "with data.source"
+    )
 
 
 @dataclass(frozen=True)
@@ -62,10 +87,44 @@ class Given:
     data: DataOptions = field(default_factory=DataOptions)
     train: TrainOptions | None = None
     gates: Gates | None = None
-    latency: LatencyOptions | None = None
     sparsity: str | SparsitySpec | None = None
     target_macs: float | None = None
     align: int | str | None = None
+    latency: LatencyOptions | None = None
+
+    @staticmethod
+    def of(
+        sparsity: str | SparsitySpec | None = None,
+        data: Any = None,
+        *,
+        target_macs: float | None = None,
+        input_shape: Sequence[int] | Mapping[str, Sequence[int]] | None = None,
+        method: str | None = None,
+        train: TrainOptions | None = None,
+        labels: bool | None = None,
+        preprocess: str | Mapping[str, Any] | Preprocess | None = None,
+        max_samples: int | None = None,
+        gates: Gates | None = None,
+        align: int | str | None = None,
+        seed: int | None = None,
+        val_fraction: float | None = None,
+        sparse_initializers: bool | None = None,
+        shape_form: str | None = None,
+        latency: LatencyOptions | None = None,
+    ) -> Given:
+        """The layers of ``compress``'s keyword arguments (None: not given)."""
+        run = RunOptions(
+            method=method, seed=seed, sparse_initializers=sparse_initializers, shape_form=shape_form
+        )
+        data_given = DataOptions(
+            data=data,
+            labels=labels,
+            preprocess=preprocess,
+            max_samples=max_samples,
+            val_fraction=val_fraction,
+            input_shape=input_shape,
+        )
+        return Given(run, data_given, train, gates, sparsity, target_macs, align, latency)
 
 
 @dataclass(frozen=True)
@@ -119,8 +178,10 @@ def resolve(
     bench: tuple[Sequence[int], int] = ((1, 32), 30),
     rtol: float = 1e-4,
     quiet: bool = False,
+    require_data: bool = True,
 ) -> Config:
-    """The configuration of a run (see the module docstring); raises on anything that cannot work."""
+    """The configuration of a run (see the module docstring); raises on anything that cannot work.
+    ``require_data=False`` (a dry run, the torch-free stage): no data given means random inputs."""
     rec = load_recipe(recipe) if recipe is not None else Recipe()
     gates = given.gates or rec.gates
     latency = latency_settings(rec, given)
@@ -135,8 +196,17 @@ def resolve(
     train = rec.train.merged(given.train)
     run.validate()
     data.validate()
+    if data.source is None:
+        if require_data:
+            raise no_data_error()
+        if target is not None or latency.targeted:  # the sensitivity probe means nothing on random inputs
+            flag = "--target-macs" if target is not None else "a latency target"
+            raise DataError(f"{flag} chooses ratios on the data: give --data SOURCE")
+        data = replace(data, source="random")
     source = None if isinstance(model, onnx.ModelProto) else model
-    check_outputs([source], [outputs.model, outputs.masked, outputs.report, outputs.plot])
+    check_outputs([source], outputs.paths, outputs.overwrite)
+    if outputs.plot is not None:
+        require_matplotlib("--plot")
     return Config(
         model=model,
         spec=spec,
@@ -156,6 +226,12 @@ def resolve(
         alignment=alignment,
         latency=latency,
     )
+
+
+def require_matplotlib(what: str) -> None:
+    """A :class:`DependencyError` naming the extra when matplotlib is not installed."""
+    if not installed("matplotlib"):
+        raise DependencyError(f"{what} needs matplotlib: pip install 'onnxprune[plot]'")
 
 
 def latency_settings(rec: Recipe, given: Given) -> LatencySettings:
@@ -251,7 +327,10 @@ __all__ = [
     "Given",
     "Outputs",
     "choose_alignment",
+    "default_output",
     "latency_settings",
+    "no_data_error",
+    "require_matplotlib",
     "resolve",
     "sparsity_spec",
     "target_macs",

@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from ..errors import SpecError
 
@@ -43,6 +42,8 @@ class MachineInfo:
 
     @classmethod
     def collect(cls, providers: Sequence[str] = (), threads: int | None = None) -> MachineInfo:
+        import onnxruntime as ort  # here: ``onnxprune env`` reads the CPU where ORT is not installed
+
         return cls(
             cpu=cpu_model(),
             cores=os.cpu_count(),
