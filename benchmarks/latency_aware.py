@@ -76,7 +76,7 @@ def table_runs(model: Path, on: str, threads: str, out: Path, cache: Path) -> di
 
 def compress_runs(model: Path, args: argparse.Namespace, out: Path, cache: Path) -> dict[str, Path]:
     """The three pruned models: latency-aware, the same MACs by --target-macs, uniform filter:R."""
-    common_opts = ["--threads", "1", "-q", "--no-bench", "--seed", "0"]
+    common_opts = ["--data", "fashion-mnist", "--threads", "1", "-q", "--no-bench", "--seed", "0", "--force"]
     common_opts += ["--admm-epochs", str(args.admm_epochs), "--finetune-epochs", str(args.finetune_epochs)]
     if args.max_samples:
         common_opts += ["--max-samples", str(args.max_samples)]
