@@ -222,3 +222,59 @@ def test_auto_on_cuda_and_int8_and_explicit_values() -> None:
     assert alignment_of("4", "cuda").step == 4
     with pytest.raises(ValueError, match="align must be"):
         alignment_of("fast")
+
+
+def test_the_report_and_log_say_which_alignment_and_why(caplog) -> None:
+    import logging
+
+    from onnxprune import compress
+    from onnxprune.pipeline import TrainOptions
+    from tests.builders import vgg_like
+
+    def run(**kwargs):
+        with caplog.at_level(logging.INFO, logger="onnxprune"):
+            return compress(
+                vgg_like(), "filter:0.5", "random", method="magnitude", train=TrainOptions(finetune_epochs=0),
+                bench_batches=(), quiet=True, **kwargs,
+            ).report  # fmt: skip
+
+    step = nchwc_block(machine.cpu_flags())
+    report = run()
+    got = report.config["alignment"]
+    assert got["step"] == step and got["auto"] and "NCHWc block" in got["reason"]
+    assert f"align  {step}: auto" in report.format()
+    assert f"align {step}: auto" in caplog.text
+    # every pruned group is aligned unless it has fewer filters than the step, and those are listed
+    small = [g for g in report.groups if g["prunable"] and g["kept"] < g["channels"] and g["kept"] % step]
+    assert len(got["unaligned"]) == len(small)
+    assert all(g["channels"] < step for g in small)
+    exact = run(align=1)
+    assert exact.config["alignment"] == {"step": 1, "reason": "exact ratios (--align 1)", "auto": False,
+                                         "unaligned": []}  # fmt: skip
+    assert "align  1: exact ratios" in exact.format()
+
+
+@pytest.mark.parametrize(("cpuinfo", "step"), [(AVX512, 16), (AVX2, 8)])
+def test_with_auto_no_pruned_conv_keeps_an_unaligned_width(cpuinfo: str, step: int, monkeypatch) -> None:
+    from onnx import numpy_helper
+
+    from onnxprune import compress
+    from onnxprune.pipeline import TrainOptions
+    from tests.test_budget import wide
+
+    flags = machine.cpu_flags(cpuinfo)
+    monkeypatch.setattr(machine, "cpu_flags", lambda text=None: flags)
+    dense = wide(24)  # 24, 48, 48, 24 filters: none a multiple of 16 whole
+    full = {n.name: n for n in dense.graph.node if n.op_type == "Conv"}
+    for ratio in (0.3, 0.5, 0.7):
+        result = compress(
+            dense, f"filter:{ratio}", "random", method="magnitude", train=TrainOptions(finetune_epochs=0),
+            bench_batches=(), quiet=True,
+        )  # fmt: skip
+        assert result.report.config["alignment"]["step"] == step
+        weights = {t.name: numpy_helper.to_array(t) for t in result.model.graph.initializer}
+        convs = [n for n in result.model.graph.node if n.op_type == "Conv" and n.name in full]
+        assert convs
+        for node in convs:
+            filters = weights[node.input[1]].shape[0]
+            assert filters % step == 0, (ratio, node.name, filters)

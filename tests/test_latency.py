@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -132,3 +133,23 @@ def test_a_cached_table_is_read_back_without_measuring(model_and_plan, tmp_path,
     # another target (batch) is another cache entry: measured again
     other = LatencyCache.open(Target("cpu", 3, 1), tmp_path / "cache")
     assert other.entries == {}
+
+
+def test_cli_prints_the_table_and_predicts_a_pruned_model(tmp_path: Path) -> None:
+    from tests.builders import preview
+
+    model, pruned, out = tmp_path / "m.onnx", tmp_path / "p.onnx", tmp_path / "t.json"
+    onnx.save(vgg_like(), str(model))
+    onnx.save(preview(vgg_like(), "filter:0.5").model, str(pruned))
+    args = ["latency", model, "--on", "cpu:2", "--threads", "1", "--points", "2", "--repeats", "2"]
+    code, text = run([*args, "--align", "1", "--cache", tmp_path / "c", "--pruned", pruned, "--json", out])
+    assert code == 0, text
+    saved = json.loads(out.read_text())
+    assert saved["align"] == 1 and saved["target"] == "cpu:2" and len(saved["layers"]) == 5
+    assert saved["predicted_full_ms"] == pytest.approx(saved["measured_ms"])
+    widths = saved["pruned"]["widths"]
+    assert widths and all(
+        widths[x["layer"]][1] <= x["full"][1] for x in saved["layers"] if x["layer"] in widths
+    )
+    assert saved["pruned"]["measured_ms"] > 0 and "predicted" in text and "measured" in text
+    assert "whole model: measured" in text
