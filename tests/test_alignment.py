@@ -278,3 +278,12 @@ def test_with_auto_no_pruned_conv_keeps_an_unaligned_width(cpuinfo: str, step: i
         for node in convs:
             filters = weights[node.input[1]].shape[0]
             assert filters % step == 0, (ratio, node.name, filters)
+
+
+def test_the_int8_hook_reads_a_quantize_setting() -> None:
+    from types import SimpleNamespace
+
+    from onnxprune.pipeline.resolve import will_be_int8
+
+    assert will_be_int8(SimpleNamespace(mode="int8")) and will_be_int8(SimpleNamespace(quantize="INT8"))
+    assert not will_be_int8(SimpleNamespace(mode="off"), SimpleNamespace()) and not will_be_int8()

@@ -253,10 +253,12 @@ def latency_settings(rec: Recipe, given: Given) -> LatencySettings:
     return latency
 
 
-def will_be_int8(run: RunSettings) -> bool:
-    """Whether the written model will be quantized to int8 (``--align auto`` then means 32). The hook of
-    a quantize setting: a ``quantize`` field of :class:`RunSettings` equal to 'int8' turns it on."""
-    return str(getattr(run, "quantize", None) or "").lower() == "int8"
+def will_be_int8(*settings: object) -> bool:
+    """Whether the written model will be quantized to int8 (``--align auto`` then means 32): the hook of
+    the quantize settings (the ``quant`` branch's ``QuantizeSettings.mode``, or a ``quantize`` field)
+    of any of ``settings`` equal to 'int8'. On merging ``quant``: pass its resolved settings here."""
+    modes = (getattr(s, "mode", None) or getattr(s, "quantize", None) for s in settings)
+    return any(str(m or "").lower() == "int8" for m in modes)
 
 
 def choose_alignment(given: Given, rec: Recipe, provider: str, int8: bool = False) -> Alignment:
