@@ -146,3 +146,15 @@ def test_compress_to_a_speedup_reports_predicted_and_measured(tmp_path: Path) ->
     measured = saved["latency"]["latency_target"]
     assert measured["target"] == "cpu:2" and measured["dense_ms"] > 0 and measured["pruned_ms"] > 0
     assert "latency budget on cpu:2" in text and saved["sparsity"].startswith("target-latency")
+
+
+def test_layers_measuring_more_than_the_model_are_scaled_down(fake_timer, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(model_module, "time_model", lambda *a, **k: 0.1)  # less than the layers' ~0.19 ms
+    base = normalize(vgg_like()).model
+    plan = analyze(base, SHAPE)
+    widths = {g.name: group_widths(g, 1, 4) for g in plan.prunable}
+    target = Target("cpu", 1, 1)
+    lm = build_latency_model(base, plan, SHAPE, target, widths, LatencyCache.open(target, tmp_path))
+    assert 0 < lm.scale < 1 and lm.remainder_ms == 0 and lm.notes
+    assert lm.predict({}) == pytest.approx(0.1)
+    assert 0 < lm.predict({g: w[0] for g, w in widths.items()}) < 0.1

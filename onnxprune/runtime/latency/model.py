@@ -9,6 +9,10 @@ the table gives ``T_l(len_in, len_out)``, measured on the grid of the lengths th
 
 ``R`` — pools, adds, reshapes, unpruned layers, the per-run cost — is measured once at full width and
 held constant (it shrinks a little with the channels in truth, so predictions of narrow models err high).
+When the layers alone sum to more than the whole model (each standalone graph pays its own layout
+reorders and output allocation, which the model shares or fuses away — small layers, as in MobileNets),
+every layer time is scaled by ``s = T_measured / Σ_l T_l(full)`` and ``R = 0``: the prediction stays the
+measurement at full width and positive everywhere (the scale is in the notes and the JSON).
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ class LatencyModel:
     seconds: float = 0.0  # building the table
     measured: int = 0  # layer timings taken (0: every one from the cache)
     notes: list[str] = field(default_factory=list)
+    scale: float = 1.0  # < 1 when the layers alone measured more than the whole model (see above)
 
     def layer_ms(self, layer: Layer, len_in: int, len_out: int) -> float:
         """``T_l`` at these lengths: the measured grid point at or above each (see the module docstring)."""
@@ -58,7 +63,7 @@ class LatencyModel:
         outs = sorted({p[1] for p in table})
         i = ins[min(bisect.bisect_left(ins, len_in), len(ins) - 1)]
         o = outs[min(bisect.bisect_left(outs, len_out), len(outs) - 1)]
-        return table[(i, o)]
+        return self.scale * table[(i, o)]
 
     def layer_times(self, keep: Mapping[str, int]) -> dict[str, float]:
         return {x.key: self.layer_ms(x, *x.lengths(keep, self.channels)) for x in self.layers}
@@ -92,6 +97,7 @@ class LatencyModel:
             "key": self.target.key(),
             "measured_ms": self.measured_ms,
             "remainder_ms": self.remainder_ms,
+            "layer_scale": self.scale,
             "predicted_full_ms": self.full_ms,
             "predicted_ms": self.predict(keep),
             "table_seconds": self.seconds,
@@ -158,9 +164,14 @@ def build_latency_model(
         time.perf_counter() - start,
         cache.measured,
     )
-    lm.remainder_ms = measured_ms - sum(lm.layer_ms(x, *x.full) for x in layers)
-    if lm.remainder_ms < 0:
-        lm.notes.append(f"the layers alone measure {-lm.remainder_ms:.3f} ms more than the whole model")
+    layers_ms = sum(lm.layer_ms(x, *x.full) for x in layers)
+    lm.remainder_ms = measured_ms - layers_ms
+    if lm.remainder_ms < 0 and layers_ms > 0:
+        lm.scale, lm.remainder_ms = measured_ms / layers_ms, 0.0
+        lm.notes.append(
+            f"the layers alone measure {layers_ms:.3f} ms, more than the whole model ({measured_ms:.3f} ms): "
+            f"layer times scaled by {lm.scale:.3f}"
+        )
     return lm
 
 
