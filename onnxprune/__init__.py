@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from .config.gates import GateError, Gates
-from .config.settings import QuantizeOptions, TrainOptions
+from .config.settings import LatencyOptions, QuantizeOptions, TrainOptions
 from .errors import (
     DataError,
     DependencyError,
@@ -96,6 +96,7 @@ def compress(
     preprocess: str | Mapping[str, Any] | Preprocess | None = None,
     max_samples: int | None = None,
     gates: Gates | None = None,
+    latency: LatencyOptions | None = None,
     align: int | str | None = None,
     seed: int | None = None,
     val_fraction: float | None = None,
@@ -131,6 +132,7 @@ def compress(
         preprocess=preprocess,
         max_samples=max_samples,
         gates=gates,
+        latency=latency,
         align=align,
         seed=seed,
         val_fraction=val_fraction,
@@ -250,6 +252,7 @@ __all__ = [
     "Gates",
     "Inspection",
     "InvalidModelError",
+    "LatencyOptions",
     "OnnxPruneError",
     "OutputError",
     "ProfileReport",

@@ -538,6 +538,45 @@ class QuantizeSettings:
             raise SpecError("quantize exclude must be a list of node names or globs")
 
 
+@dataclass(frozen=True)
+class LatencySettings:
+    """A latency budget on the target the model serves on (recipe section ``latency``; see
+    :mod:`onnxprune.pipeline.latency_budget`): instead of ratios, each group's kept count is chosen to
+    keep the most importance within the budget, from a measured latency table of the target."""
+
+    SECTION: ClassVar[str] = "latency"
+
+    on: str | None = setting(
+        None,
+        "Target PROVIDER:BATCH the model serves on (cpu:32, cuda:8): what --target-speedup and "
+        "--target-latency measure, and what --align auto aligns for.",
+    )
+    target_speedup: float | None = setting(
+        None, "Instead of --sparsity: run X times faster than the dense model on --on.", low=1, low_open=True
+    )
+    target_latency: float | None = setting(
+        None, "Instead of --sparsity: at most MS milliseconds per batch on --on.", low=0, low_open=True
+    )
+    latency_threads: int | None = setting(None, "ORT intra-op threads on --on (default: ORT's).", low=1)
+    latency_cache: str | None = setting(
+        None, "Directory of the latency table cache (default ~/.cache/onnxprune/latency).", directory=True
+    )
+
+    @property
+    def targeted(self) -> bool:
+        return self.target_speedup is not None or self.target_latency is not None
+
+    def validate(self) -> None:
+        if self.target_speedup is not None and self.target_latency is not None:
+            raise SpecError("--target-speedup and --target-latency conflict: give one")
+        if self.targeted and not self.on:
+            raise SpecError("--target-speedup and --target-latency need --on PROVIDER:BATCH (e.g. cpu:32)")
+        if self.target_speedup is not None and not self.target_speedup > 1:
+            raise SpecError(f"--target-speedup must be > 1, not {self.target_speedup:g}")
+        if self.target_latency is not None and not self.target_latency > 0:
+            raise SpecError(f"--target-latency must be > 0 ms, not {self.target_latency:g}")
+
+
 SECTIONS: tuple[type, ...] = (
     RunSettings,
     TrainSettings,
@@ -545,6 +584,7 @@ SECTIONS: tuple[type, ...] = (
     DataSettings,
     GateSettings,
     QuantizeSettings,
+    LatencySettings,
 )
 
 
@@ -650,6 +690,10 @@ class QuantizeOptions(Options):
     SETTINGS = (QuantizeSettings,)
 
 
+class LatencyOptions(Options):
+    SETTINGS = (LatencySettings,)
+
+
 # --------------------------------------------------------------------------------------------- recipes
 
 
@@ -703,6 +747,8 @@ __all__ = [
     "Entry",
     "GateOptions",
     "GateSettings",
+    "LatencyOptions",
+    "LatencySettings",
     "Options",
     "QuantizeOptions",
     "QuantizeSettings",

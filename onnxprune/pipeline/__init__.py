@@ -37,7 +37,7 @@ import onnx
 
 from ..config.gates import Gates
 from ..config.recipe import Recipe
-from ..config.settings import METHODS, QuantizeOptions, TrainOptions
+from ..config.settings import METHODS, LatencyOptions, QuantizeOptions, TrainOptions
 from ..config.sparsity import SparsitySpec
 from ..data.preprocess import Preprocess
 from ..graph.verify import compare_models
@@ -79,6 +79,7 @@ def compress(
     preprocess: str | Mapping[str, Any] | Preprocess | None = None,
     max_samples: int | None = None,
     gates: Gates | None = None,
+    latency: LatencyOptions | None = None,
     align: int | str | None = None,
     seed: int | None = None,
     val_fraction: float | None = None,
@@ -105,13 +106,17 @@ def compress(
     the recipe: there is no default data set): any source of :func:`onnxprune.data.load_data`;
     ``labels=False`` trains on the inputs alone (self-distillation).
     ``train``: :class:`~onnxprune.config.settings.TrainOptions`. ``gates``: conditions the pruned model
-    must meet, else :class:`~onnxprune.config.gates.GateError` and no model is written. ``align``: kept
-    filter counts rounded to a multiple (``'auto'``: the gated runtime's). ``sparse_initializers``,
-    ``shape_form``: how element- and shape-pruned weights are written (:mod:`.writing`). Outputs given as
-    paths are checked before any work and written atomically at the end (``html_path``: one
-    self-contained HTML page of the report); ``overwrite=False`` refuses existing files (the command line
-    without ``--force``). ``method='magnitude'`` with ``finetune_epochs=0`` trains nothing and runs
-    without torch (:func:`~.prune.prune_stage`). Progress goes to the ``onnxprune`` logger.
+    must meet, else :class:`~onnxprune.config.gates.GateError` and no model is written. ``latency``:
+    :class:`~onnxprune.config.settings.LatencyOptions`, e.g. ``LatencyOptions(on="cpu:32",
+    target_speedup=3)``: instead of ``sparsity``, a latency budget on that target chooses the kept counts
+    (:mod:`.latency_budget`). ``align``: kept filter counts rounded to a multiple (default ``'auto'``: the
+    target's step, :func:`~onnxprune.config.alignment.auto_alignment`; 1: exact ratios).
+    ``sparse_initializers``, ``shape_form``: how element- and shape-pruned weights are written
+    (:mod:`.writing`). Outputs given as paths are checked before any work and written atomically at the
+    end (``html_path``: one self-contained HTML page of the report); ``overwrite=False`` refuses existing
+    files (the command line without ``--force``). ``method='magnitude'`` with ``finetune_epochs=0``
+    trains nothing and runs without torch (:func:`~.prune.prune_stage`). Progress goes to the
+    ``onnxprune`` logger.
     ``quantize``: ``'int8'`` or :class:`~onnxprune.config.settings.QuantizeOptions`: the verified fp32
     model is quantized (ORT static QDQ), scored against it, and is the model gated and written
     (:mod:`.quantization`).
@@ -133,6 +138,7 @@ def compress(
         sparse_initializers=sparse_initializers,
         shape_form=shape_form,
         quantize=QuantizeOptions(quantize=quantize) if isinstance(quantize, str) else quantize,
+        latency=latency,
     )
     outputs = Outputs.of(output, emit_masked, report_path, plot_path, html_path, overwrite=overwrite)
     config = resolve(model, recipe, given, outputs, (bench_batches, bench_repeats), rtol, quiet)
@@ -156,8 +162,8 @@ def compress(
     report = build_report(config, loaded, samples, planned, trained, exported, written, clock)
     report = with_quantization(report, quantized, written, samples, loaded, clock)
     int8 = None if quantized is None else quantized.model
-    latency = measure_latency(config, loaded, samples, written, clock, int8)  # dense, pruned (, int8)
-    report = check_gates(config, report, latency, clock)
+    timings = measure_latency(config, loaded, samples, written, clock, int8)  # dense, pruned (, int8)
+    report = check_gates(config, report, timings, clock)
     final = written if int8 is None else replace(written, model=int8)  # the model gated is the one saved
     save(config, planned, exported, final, report, clock)
     return CompressResult(final.model, exported.masked, planned.plan, exported.masks, report)
@@ -217,7 +223,9 @@ def trains_nothing(config: Config) -> bool:
     """Whether the run is the magnitude preview (no training: the torch-free stage does it all). Element
     sparsity keeps the torch side, whose projections it needs."""
     return (
-        config.run.method == "magnitude" and config.train.finetune_epochs == 0 and not config.spec.elementwise
+        config.run.method == "magnitude"
+        and config.train.split("magnitude")[1] == 0
+        and not config.spec.elementwise
     )
 
 
@@ -231,6 +239,7 @@ __all__ = [
     "METHODS",
     "CompressResult",
     "Gates",
+    "LatencyOptions",
     "PruneResult",
     "QuantizeOptions",
     "QuantizeResult",

@@ -95,7 +95,13 @@ def recipe_of(config: Config, with_source: bool = True) -> dict[str, Any]:
         out["exclude"] = list(config.spec.exclude)
     out["align"] = config.spec.align
     out |= _section(RunSettings, config.run)
-    out["train"] = _section(TrainSettings, config.train)
+    train = _section(TrainSettings, config.train)
+    admm, finetune = config.train.split(config.run.method)  # the split of --epochs, resolved
+    train = {k: v for k, v in train.items() if k != "epochs"} | {
+        "admm_epochs": admm,
+        "finetune_epochs": finetune,
+    }
+    out["train"] = train
     out["distill"] = _section(DistillSettings, config.distill)
     data = _section(DataSettings, config.data)
     if with_source:

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config.gates import GateResult
 from ..graph.verify import VerifyResult
+from ..runtime.tables import format_table
 from .layers import LayerRow, format_budget, format_layers, human
 
 
@@ -39,6 +40,7 @@ class Report:
     phases: dict[str, float] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    latency_budget: dict[str, Any] | None = None  # --target-speedup/-latency: LatencyBudgetResult.to_dict
 
     @property
     def passed(self) -> bool:
@@ -59,6 +61,8 @@ class Report:
         parts = [format_layers(self.layers), ""]
         if self.budget:
             parts += [format_budget(self.budget), ""]
+        if self.latency_budget:
+            parts += [format_latency_budget(self.latency_budget, self.latency), ""]
         return "\n".join([*parts, format_summary(self)])
 
 
@@ -74,10 +78,55 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _times(x: float | None) -> str:
+    """``2.42x``, or ``-`` where no speedup is defined (a predicted latency <= 0 on a noisy table)."""
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def format_latency_budget(budget: dict[str, Any], latency: dict[str, Any] | None) -> str:
+    """The latency budget's choice: per group its width; per layer its predicted ms; predicted vs
+    measured speedup on the target."""
+    groups = format_table(
+        ("group", "kept", "ratio"),
+        [(g["name"], f"{g['kept']}/{g['channels']}", f"{g['ratio']:.3f}") for g in budget["groups"]],
+        rule=True,
+    )
+    layers = format_table(
+        ("layer", "widths", "dense ms", "predicted ms"),
+        [
+            (x["layer"], f"{x['widths'][0]}x{x['widths'][1]}", f"{x['full_ms']:.3f}", f"{x['ms']:.3f}")
+            for x in budget["layers"]
+        ],
+        rule=True,
+    )
+    line = (
+        f"latency budget on {budget['target']}: {budget['budget_ms']:.3f} ms "
+        f"(target {budget['target_speedup']:.2f}x of dense {budget['dense_ms']:.3f} ms); predicted "
+        f"{budget['predicted_ms']:.3f} ms ({_times(budget['predicted_speedup'])}; best possible "
+        f"{_times(budget['best_speedup'])})"
+    )
+    measured = (latency or {}).get("latency_target")
+    if measured:
+        line += (
+            f"; measured dense {measured['dense_ms']:.3f} ms, pruned {measured['pruned_ms']:.3f} ms "
+            f"({measured['speedup']:.2f}x)"
+        )
+    return "\n".join([groups, layers, line])
+
+
+def _alignment_lines(alignment: dict[str, Any] | None) -> list[str]:
+    """``align N: why`` and the groups too small to align (none for reports without it)."""
+    if not alignment:
+        return []
+    lines = [f"align  {alignment['step']}: {alignment['reason']}"]
+    return lines + [f"       {note}" for note in alignment.get("unaligned", [])]
+
+
 def format_summary(r: Report) -> str:
     t = r.totals
     lines = [
         f"model {r.model}  sparsity {r.sparsity}  method {r.method}  data {r.data}",
+        *_alignment_lines(r.config.get("alignment")),
         f"MACs   {human(t['macs_before'])} -> {human(t['macs_after'])} ({t['mac_reduction']:.2f}x fewer); "
         f"conv MACs {t['conv_mac_reduction']:.2f}x fewer",
         f"params {human(t['params_before'])} -> {human(t['params_after'])} "
