@@ -119,7 +119,10 @@ def _regroup(
                 other = _target_entry(ctx, target, out_axes[i])
                 if other is None or other[2] <= 0:
                     return Stop(f"Reshape {node.name!r} infers or computes a split axis of the channels")
-        if heads:  # one channel per head, on the head axis alone (the products below batch over it)
+        if len(varying) > 1:
+            # the labels along the other split axes are tied to these: one channel per index of the axis
+            # that shrinks (a head; a shuffle's C/g), which is all the ops below need to see (a batched
+            # product over heads, a Gather of q/k/v along a fused axis that never shrinks)
             return eff.output(node.output[0], Channels.of([out_axes[last]], line, line_values))
     return eff.output(node.output[0], _trim(out_axes, ids, values))
 
@@ -299,6 +302,22 @@ class SliceHandler(ShapedInputHandler):
             sl = tuple(slice(s, e) if j == k else slice(None) for j in range(ids.ndim))
             ids, values = ids[sl], values[sl]
         return eff.output(node.output[0], Channels.of(x.axes, ids, values))
+
+
+@register("Gather")
+class GatherHandler(ShapedInputHandler):
+    """Gather along an axis without channels (``qkv[0]`` of a fused projection, a token): the labels move
+    with the axes around it (a scalar index drops the axis, an index tensor of rank r puts r in its place)."""
+
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
+        axis = normalize_axis(ctx.int_attr(node, "axis", 0), len(shape))
+        if axis in x.axes:
+            return Stop(f"Gather {node.name!r} gathers along the channels")
+        indices = shape_of(ctx, node.input[1], node)
+        if isinstance(indices, Stop):
+            return indices
+        new_axes = [a if a < axis else a + len(indices) - 1 for a in x.axes]
+        return Effect().output(node.output[0], Channels(tuple(new_axes), x.ids, x.values))
 
 
 def _dims_read(ctx: GraphIndex, user: onnx.NodeProto, port: int, dims: list[int]) -> list[int] | None:
