@@ -1,0 +1,55 @@
+"""Attention heads and MLP units on transformers exported by their own libraries (random weights): timm's
+ViT-Tiny and ViT-S/32 at 64x64 and a tiny Hugging Face BERT (int64 ids and mask, dynamic batch and
+sequence). At ``filter:0.5`` the preview (one-shot magnitude, no training) removes half the heads (rounded:
+2 of 3 kept in ViT-Tiny) and half the MLP units of every block, verifies pruned == masked on ORT, and
+reduces the MACs — attention's q kᵀ and p v products included. The residual stream (read by LayerNorm)
+stays. Skipped when timm / transformers are not installed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from onnxprune.testing import realworld
+
+pytest.importorskip("torch")
+pytest.importorskip("onnx2torch")
+
+pytestmark = pytest.mark.slow
+
+# entry -> (heads per block, kept heads at filter:0.5, blocks, minimum MAC reduction)
+CASES = {
+    "vit_tiny_patch16_224": (3, 2, 12, 1.7),
+    "vit_small_patch32_224": (6, 3, 12, 1.9),
+    "hf_bert_tiny": (4, 2, 2, 1.9),
+}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_heads_and_mlp_units_prune_exactly(name, tmp_path):
+    from onnxprune.pipeline import TrainOptions, compress
+
+    entry = realworld.ENTRIES[name]
+    for module in entry.requires:
+        pytest.importorskip(module)
+    heads, kept, blocks, ratio = CASES[name]
+    result = compress(
+        entry.export(tmp_path),
+        "filter:0.5",
+        data="random",
+        input_shape=entry.input_shape(),
+        method="magnitude",
+        train=TrainOptions(finetune_epochs=0, threads=1),
+        max_samples=16,
+        bench_batches=(),
+        seed=0,
+        quiet=True,
+    )
+    report = result.report
+    assert report.verification.passed and report.verification.max_rel_error <= 1e-4
+    groups = [g for g in report.groups if g["prunable"]]
+    head_groups = [g for g in groups if g["channels"] == heads]
+    assert len(head_groups) == blocks and len(groups) >= 2 * blocks, [g["name"] for g in groups]
+    assert all(g["kept"] == kept for g in head_groups), head_groups
+    totals = report.totals
+    assert totals["macs_before"] / totals["macs_after"] >= ratio, totals
