@@ -1,6 +1,6 @@
 """Attention heads and MLP units on transformers exported by their own libraries (random weights): timm's
 ViT-Tiny and ViT-S/32 at 64x64 and a tiny Hugging Face BERT (int64 ids and mask, dynamic batch and
-sequence). At ``filter:0.5`` the preview (one-shot magnitude, no training) removes half the heads (rounded:
+sequence) and a tiny Hugging Face ViT. At ``filter:0.5`` the preview (one-shot magnitude, no training) removes half the heads (rounded:
 2 of 3 kept in ViT-Tiny) and half the MLP units of every block, verifies pruned == masked on ORT, and
 reduces the MACs — attention's q kᵀ and p v products included. The residual stream (read by LayerNorm)
 stays. Skipped when timm / transformers are not installed.
@@ -22,6 +22,7 @@ CASES = {
     "vit_tiny_patch16_224": (3, 2, 12, 1.7),
     "vit_small_patch32_224": (6, 3, 12, 1.9),
     "hf_bert_tiny": (4, 2, 2, 1.9),
+    "hf_vit_tiny": (4, 2, 2, 1.7),  # the patch-embedding Conv (on the residual stream) stays
 }
 
 

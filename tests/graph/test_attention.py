@@ -32,9 +32,9 @@ def _linear(b: GraphBuilder, x: str, units: int) -> str:
     return b.node("Add", [bias, y], b.shapes[y])
 
 
-def _split_heads(b: GraphBuilder, x: str, key: bool = False) -> str:
-    """(N, T, C) -> (N, H, T, D), or (N, H, D, T) for the keys."""
-    r = b.reshape(x, [0, 0, H, D], (N, T, H, D))
+def _split_heads(b: GraphBuilder, x: str, key: bool = False, target: tuple[int, int] = (H, D)) -> str:
+    """(N, T, C) -> (N, H, T, D), or (N, H, D, T) for the keys; ``target``: the (H, D) entries."""
+    r = b.reshape(x, [0, 0, *target], (N, T, H, D))
     return b.transpose(r, [0, 2, 3, 1] if key else [0, 2, 1, 3])
 
 
@@ -65,16 +65,21 @@ def _with_mask(b: GraphBuilder, output: str, shape: tuple[int, ...]) -> onnx.Mod
 
 
 def attention_block(
-    fused: str | None = None, scale: str = "Mul", mask: tuple[int, ...] | None = None
+    fused: str | None = None,
+    scale: str = "Mul",
+    mask: tuple[int, ...] | None = None,
+    target: tuple[int, int] = (H, D),
 ) -> onnx.ModelProto:
     """Q/K/V projections (separate, or one fused (C, 3C) projection unbound by ``Split``+``Squeeze`` or by
-    ``Gather``), the attention, the output projection; ``mask``: the shape of an added mask input."""
+    ``Gather``), the attention, the output projection; ``mask``: the shape of an added mask input;
+    ``target``: the (H, D) entries of the head-split Reshape targets (-1: inferred)."""
     b = GraphBuilder((N, T, C))
     if fused is None:
         q, k, v = (_linear(b, "input", C) for _ in range(3))
-        q, kt, v = _split_heads(b, q), _split_heads(b, k, key=True), _split_heads(b, v)
+        q, v = _split_heads(b, q, target=target), _split_heads(b, v, target=target)
+        kt = _split_heads(b, k, key=True, target=target)
     else:
-        qkv = b.reshape(_linear(b, "input", 3 * C), [0, 0, 3, H, D], (N, T, 3, H, D))
+        qkv = b.reshape(_linear(b, "input", 3 * C), [0, 0, 3, *target], (N, T, 3, H, D))
         qkv = b.transpose(qkv, [2, 0, 3, 1, 4])
         if fused == "split":
             parts = [b.squeeze(p, [0]) for p in b.split(qkv, [1, 1, 1], axis=0)]
@@ -109,8 +114,8 @@ def assert_heads_removed(result: Pruned) -> None:
     kept = int(result.masks[g.name].sum())
     assert 0 < kept < H
     for target in _reshape_targets(result.pruned):
-        if len(target) >= 4:  # a head split: (0, 0, [3,] H, D)
-            assert target[-2:] == [kept, D], target
+        if len(target) >= 4:  # a head split: (0, 0, [3,] H, D), one of H and D may be -1
+            assert target[-2:] in ([kept, D], [kept, -1], [-1, D]), target
         else:  # the merge back: (0, 0, H·D)
             assert target == [0, 0, kept * D], target
     assert result.shrunk()
@@ -136,6 +141,16 @@ def test_fused_projection_prunes_by_head(unbind: str, seed: int) -> None:
     # one weight: each head owns D columns in each of the q, k and v thirds
     w = next(m for m in g.sources if m.axis == 1 and m.initializer.startswith("mm"))
     assert w.index_map.per_channel == 3 * D
+    assert_heads_removed(result)
+
+
+@pytest.mark.parametrize("target", [(H, -1), (-1, D)])
+@pytest.mark.parametrize("fused", [None, "split"])
+def test_inferred_head_count_or_width(target: tuple[int, int], fused: str | None) -> None:
+    """``reshape(n, t, H, -1)`` (timm's Swin) and ``view(n, t, -1, D)`` (Hugging Face): the -1 entry is
+    inferred from the shrunk total and comes out right; only an explicit H entry is rewritten."""
+    result = prune_check(attention_block(fused=fused, target=target), (N, T, C), seed=0)
+    assert heads_group(result).prunable, heads_group(result).reason
     assert_heads_removed(result)
 
 
