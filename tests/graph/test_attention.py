@@ -174,6 +174,24 @@ def test_constant_causal_mask() -> None:
     assert_heads_removed(result)
 
 
+@pytest.mark.parametrize("fill", ["before", "after"])
+def test_masked_fill_over_heads(fill: str) -> None:
+    """``scores.masked_fill(mask < 0, -1e4)``: ``Where`` with a condition over (N, 1, 1, T) and a constant
+    fill, the scores on either branch."""
+    b = GraphBuilder((N, T, C))
+    q, kt, v = (_split_heads(b, _linear(b, "input", C), key=i == 1) for i in range(3))
+    s = b.node("MatMul", [q, kt], (N, H, T, T))
+    cond = b.node("Less", ["mask", b.const(np.array(0.0, dtype=np.float32))], (N, 1, 1, T))
+    fill_value = b.const(np.array(-1e4, dtype=np.float32))
+    branches = [fill_value, s] if fill == "before" else [s, fill_value]
+    s = b.node("Where", [cond, *branches], (N, H, T, T))
+    o = b.node("MatMul", [b.node("Softmax", [s], (N, H, T, T), axis=-1), v], (N, H, T, D))
+    o = _linear(b, b.reshape(b.transpose(o, [0, 2, 1, 3]), [0, 0, C], (N, T, C)), C)
+    result = prune_check(_with_mask(b, o, (N, 1, 1, T)), _shapes((N, 1, 1, T)), seed=0)
+    assert heads_group(result).prunable, heads_group(result).reason
+    assert_heads_removed(result)
+
+
 def test_mask_with_a_head_axis_keeps_the_heads() -> None:
     """A computed (N, H, T, T) term would have to lose the removed heads too: the heads stay."""
     mask = (N, H, T, T)

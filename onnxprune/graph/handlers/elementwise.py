@@ -284,6 +284,37 @@ class BinaryHandler(AnyInputHandler):
         return eff.output(node.output[0], ch)
 
 
+@register("Where")
+class WhereHandler(AnyInputHandler):
+    """``Where(cond, x, y)`` (a ``masked_fill`` of attention scores): channels on both branches are tied at
+    each index; a channel on one branch needs the condition and the other branch to broadcast along the
+    channel axes (a mask over keys, a fill constant), and its removed value becomes unknown (the
+    condition picks). Channels on the condition stop."""
+
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]) -> Outcome:
+        if inputs[0] is not None:
+            return Stop(f"Where {node.name!r} takes the channels as its condition")
+        shapes = [shape_of(ctx, i, node) for i in (*node.input, node.output[0])]
+        for sh in shapes:
+            if isinstance(sh, Stop):
+                return sh
+        cond, sx, sy, out_shape = (sh for sh in shapes if not isinstance(sh, Stop))
+        axes, ids, vals = broadcast(inputs[1:], [sx, sy], out_shape)
+        tx, ty = ids[0] >= 0, ids[1] >= 0
+        eff = Effect()
+        eff.tie(ids[0][tx & ty], ids[1][tx & ty])
+        out = np.where(tx, ids[0], ids[1])
+        value = np.where(tx & ty & (vals[0] == vals[1]), vals[0], np.nan)
+        for side, mine, other in ((0, tx, ty), (1, ty, tx)):
+            alone = mine & ~other
+            if alone.any() and not (
+                _spreads(cond, out_shape, axes) and _spreads((sy, sx)[side], out_shape, axes)
+            ):
+                eff.stop(ids[side][alone], f"Where {node.name!r} selects between a channel and a kept tensor")
+                out = np.where(alone, -1, out)
+        return eff.output(node.output[0], Channels.of(axes, out, value))
+
+
 @register("Sum")
 class SumHandler(AnyInputHandler):
     """Variadic Add of computed tensors: every labelled input is tied at each index."""
