@@ -1,9 +1,10 @@
 """Attention heads and MLP units on transformers exported by their own libraries (random weights): timm's
-ViT-Tiny and ViT-S/32 at 64x64 and a tiny Hugging Face BERT (int64 ids and mask, dynamic batch and
-sequence) and a tiny Hugging Face ViT. At ``filter:0.5`` the preview (one-shot magnitude, no training) removes half the heads (rounded:
-2 of 3 kept in ViT-Tiny) and half the MLP units of every block, verifies pruned == masked on ORT, and
-reduces the MACs — attention's q kᵀ and p v products included. The residual stream (read by LayerNorm)
-stays. Skipped when timm / transformers are not installed.
+ViT-Tiny and ViT-S/32 at 64x64, a tiny Hugging Face BERT (int64 ids and mask, dynamic batch and sequence)
+and a tiny Hugging Face ViT. At ``filter:0.5`` the preview (one-shot magnitude, no training) removes half
+the heads (rounded: 2 of 3 kept in ViT-Tiny) and half the MLP units of every block, verifies pruned ==
+masked on ORT, and reduces the MACs — attention's q kᵀ and p v products included. The residual stream
+(read by LayerNorm, and the patch embedding that feeds it) stays. Skipped when timm / transformers are
+not installed.
 """
 
 from __future__ import annotations

@@ -174,6 +174,25 @@ def test_constant_causal_mask() -> None:
     assert_heads_removed(result)
 
 
+def test_per_head_position_bias_goes_with_its_head() -> None:
+    """A constant (1, H, T, T) bias added to the scores (Swin's relative position bias): its slice of head
+    h is a member of head h (zeroed with it in the masked model, removed by surgery)."""
+    b = GraphBuilder((N, T, C))
+    q, kt, v = (_split_heads(b, _linear(b, "input", C), key=i == 1) for i in range(3))
+    bias = b.rng.standard_normal((1, H, T, T)).astype(np.float32)
+    s = b.binary_const("Add", b.node("MatMul", [q, kt], (N, H, T, T)), bias)
+    o = b.node("MatMul", [b.node("Softmax", [s], (N, H, T, T), axis=-1), v], (N, H, T, D))
+    o = b.reshape(b.transpose(o, [0, 2, 1, 3]), [0, 0, C], (N, T, C))
+    result = prune_check(b.build([_linear(b, o, C)]), (N, T, C), seed=0)
+    g = heads_group(result)
+    bias_name = next(t.name for t in result.model.graph.initializer if len(t.dims) == 4)
+    assert any(m.initializer == bias_name and m.axis == 1 for m in g.sources)
+    kept = int(result.masks[g.name].sum())
+    pruned_bias = next(t for t in result.pruned.graph.initializer if t.name == bias_name)
+    assert list(pruned_bias.dims) == [1, kept, T, T]
+    assert_heads_removed(result)
+
+
 @pytest.mark.parametrize("fill", ["before", "after"])
 def test_masked_fill_over_heads(fill: str) -> None:
     """``scores.masked_fill(mask < 0, -1e4)``: ``Where`` with a condition over (N, 1, 1, T) and a constant
