@@ -174,6 +174,23 @@ def test_constant_causal_mask() -> None:
     assert_heads_removed(result)
 
 
+def test_gemm_projections_on_flattened_tokens() -> None:
+    """Projections as Gemm on (N·T, C) (exporters that flatten the tokens): the split
+    (N·T, C) -> (N, T, H, D) and the merge (N, T, H, D) -> (N·T, C) carry the heads the same way."""
+    b = GraphBuilder((N * T, C))
+    q, k, v = (b.reshape(b.gemm("input", C), [-1, T, H, D], (N, T, H, D)) for _ in range(3))
+    q, kt, v = b.transpose(q, [0, 2, 1, 3]), b.transpose(k, [0, 2, 3, 1]), b.transpose(v, [0, 2, 1, 3])
+    o = _attend(b, q, kt, v, "Mul", None)
+    o = b.reshape(o, [-1, C], (N * T, C))
+    result = prune_check(b.build([b.gemm(o, C)], dynamic_batch=False), (N * T, C), seed=0)
+    g = heads_group(result)
+    assert g.prunable and len(g.source_nodes) == 3, g.reason
+    kept = int(result.masks[g.name].sum())
+    targets = _reshape_targets(result.pruned)
+    assert [-1, T, kept, D] in targets and [-1, kept * D] in targets, targets
+    assert result.max_rel_error <= TOL and result.shrunk()
+
+
 def test_per_head_position_bias_goes_with_its_head() -> None:
     """A constant (1, H, T, T) bias added to the scores (Swin's relative position bias): its slice of head
     h is a member of head h (zeroed with it in the masked model, removed by surgery)."""
