@@ -281,6 +281,31 @@ def test_scale_read_from_the_shape_of_q() -> None:
             assert_heads_removed(result)
 
 
+def test_product_over_a_contracted_channel_ties_both_sides() -> None:
+    """``(x W1) @ (x W2)ᵀ``: column k of W1 meets column k of W2 in the sum over k; removing both is
+    exact (either side zero), so they are one channel and the product carries none."""
+    b = GraphBuilder((N, T, C))
+    left, right = _linear(b, "input", 6), b.transpose(_linear(b, "input", 6), [0, 2, 1])
+    s = b.node("MatMul", [left, right], (N, T, T))
+    result = prune_check(b.build([_linear(b, s, 3)]), (N, T, C), seed=0)
+    g = result.group_of(b.nodes[0].name)
+    assert g.prunable and g.channels == 6 and len(g.source_nodes) == 2, g.reason
+    assert result.max_rel_error <= TOL and result.shrunk()
+
+
+def test_product_moves_row_channels() -> None:
+    """``(x W)ᵀ @ y`` with ``y`` computed and untracked: unit k of W is row k of the product, read by the
+    next layer after a transpose; a zeroed row stays zero."""
+    b = GraphBuilder((N, T, C))
+    rows = b.transpose(_linear(b, "input", 6), [0, 2, 1])  # (N, 6, T)
+    y = b.unary("Tanh", "input")  # (N, T, C), no channels
+    s = b.transpose(b.node("MatMul", [rows, y], (N, 6, C)), [0, 2, 1])  # (N, C, 6)
+    result = prune_check(b.build([_linear(b, s, 3)]), (N, T, C), seed=1)
+    g = result.group_of(b.nodes[0].name)
+    assert g.prunable and g.channels == 6, g.reason
+    assert result.max_rel_error <= TOL and result.shrunk()
+
+
 # -- MLP hidden units --------------------------------------------------------------------------------
 
 

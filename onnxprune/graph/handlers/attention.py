@@ -103,20 +103,21 @@ def batched_matmul(ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Chann
     if "mixed" in (side_a, side_b):
         return Stop(f"MatMul {node.name!r} has channels on several parts of one operand")
     if side_a == "col" or side_b == "row":
-        return _contraction(ctx, node, a, b, sa, sb, side_a, side_b)
+        return _contraction(node, a, b, sa, sb, side_a, side_b)
     if side_a in (None, "batch") and side_b in (None, "batch"):
         return _batch(node, a, b, sa, sb, so)
     if side_b is None:  # channels on A's rows
         assert a is not None
-        return _moved(node, a, len(so) - 2 - (len(sa) - 2), so)
+        return _moved(node, a, len(so) - len(sa))
     if side_a is None:  # channels on B's columns
         assert b is not None
-        return _moved(node, b, len(so) - 1 - (len(sb) - 1), so)
+        return _moved(node, b, len(so) - len(sb))
     return Stop(f"MatMul {node.name!r} has channels on different axes of its two operands")
 
 
-def _moved(node: onnx.NodeProto, x: Channels, shift: int, out: Shape) -> Outcome:
-    """Row (column) channels of one operand become the output's row (column) channels."""
+def _moved(node: onnx.NodeProto, x: Channels, shift: int) -> Outcome:
+    """Row (column) channels of one operand become the output's row (column) channels (``shift``: the
+    output's rank minus the operand's)."""
     values = np.where(x.values == 0, 0.0, np.nan)
     return Effect().output(node.output[0], Channels(tuple(ax + shift for ax in x.axes), x.ids, values))
 
@@ -148,7 +149,6 @@ def _batch(
 
 
 def _contraction(
-    ctx: GraphIndex,
     node: onnx.NodeProto,
     a: Channels | None,
     b: Channels | None,
