@@ -55,3 +55,37 @@ def test_heads_and_mlp_units_prune_exactly(name, tmp_path):
     assert all(g["kept"] == kept for g in head_groups), head_groups
     totals = report.totals
     assert totals["macs_before"] / totals["macs_after"] >= ratio, totals
+
+
+def test_bert_with_torch_sdpa_attention(tmp_path):
+    """transformers' default attention (``scaled_dot_product_attention``): a boolean mask turned into an
+    additive one by ``Where``, and the NaN guard ``Where(IsNaN(p), 0, p)`` after the softmax."""
+    transformers = pytest.importorskip("transformers")
+    import torch
+
+    from onnxprune.pipeline import TrainOptions, compress
+
+    torch.manual_seed(0)
+    config = transformers.BertConfig(**realworld._TINY_TEXT, attn_implementation="sdpa")
+    model = realworld._TextWrapper(transformers.BertForSequenceClassification(config).eval())
+    ids, mask = torch.randint(0, 1000, (2, 32)), torch.ones(2, 32, dtype=torch.int64)
+    dyn = {"input_ids": {0: "b", 1: "t"}, "attention_mask": {0: "b", 1: "t"}, "logits": {0: "b"}}
+    path = realworld._torch_export(
+        model, (ids, mask), tmp_path / "bert_sdpa.onnx", ["input_ids", "attention_mask"], ["logits"], dyn
+    )
+    result = compress(
+        path,
+        "filter:0.5",
+        data="random",
+        input_shape={"input_ids": (1, 32), "attention_mask": (1, 32)},
+        method="magnitude",
+        train=TrainOptions(finetune_epochs=0, threads=1),
+        max_samples=16,
+        bench_batches=(),
+        seed=0,
+        quiet=True,
+    )
+    report = result.report
+    assert report.verification.passed and report.verification.max_rel_error <= 1e-4
+    assert sum(g["channels"] == 4 and g["kept"] == 2 for g in report.groups) == 2  # the heads of each layer
+    assert report.totals["macs_before"] / report.totals["macs_after"] >= 1.9

@@ -228,6 +228,22 @@ def test_masked_fill_over_heads(fill: str) -> None:
     assert_heads_removed(result)
 
 
+def test_nan_guard_after_softmax() -> None:
+    """``Where(IsNaN(p), 0, p)`` (torch's scaled_dot_product_attention with a mask): the condition, the
+    fill and the probabilities meet per head."""
+    b = GraphBuilder((N, T, C))
+    q, kt, v = (_split_heads(b, _linear(b, "input", C), key=i == 1) for i in range(3))
+    s = b.node("Add", [b.node("MatMul", [q, kt], (N, H, T, T)), "mask"], (N, H, T, T))
+    p = b.node("Softmax", [s], (N, H, T, T), axis=-1)
+    zero = b.const(np.array([0.0], dtype=np.float32))
+    p = b.node("Where", [b.node("IsNaN", [p], (N, H, T, T)), zero, p], (N, H, T, T))
+    o = b.node("MatMul", [p, v], (N, H, T, D))
+    o = _linear(b, b.reshape(b.transpose(o, [0, 2, 1, 3]), [0, 0, C], (N, T, C)), C)
+    result = prune_check(_with_mask(b, o, (N, 1, 1, T)), _shapes((N, 1, 1, T)), seed=1)
+    assert heads_group(result).prunable, heads_group(result).reason
+    assert_heads_removed(result)
+
+
 def test_mask_with_a_head_axis_keeps_the_heads() -> None:
     """A computed (N, H, T, T) term would have to lose the removed heads too: the heads stay."""
     mask = (N, H, T, T)

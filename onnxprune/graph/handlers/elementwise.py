@@ -68,6 +68,8 @@ UNARY: dict[str, Callable[[np.ndarray, Attrs], np.ndarray]] = {
     "Round": lambda v, a: np.round(v),
     "Sign": lambda v, a: np.sign(v),
     "Identity": lambda v, a: v,
+    "IsNaN": lambda v, a: np.where(np.isnan(v), np.nan, 0.0),  # a known removed value is finite
+    "IsInf": lambda v, a: np.where(np.isnan(v), np.nan, 0.0),
     "Dropout": lambda v, a: v,  # inference: identity
 }
 
@@ -286,32 +288,40 @@ class BinaryHandler(AnyInputHandler):
 
 @register("Where")
 class WhereHandler(AnyInputHandler):
-    """``Where(cond, x, y)`` (a ``masked_fill`` of attention scores): channels on both branches are tied at
-    each index; a channel on one branch needs the condition and the other branch to broadcast along the
-    channel axes (a mask over keys, a fill constant), and its removed value becomes unknown (the
-    condition picks). Channels on the condition stop."""
+    """``Where(cond, x, y)``: a ``masked_fill`` of attention scores, the NaN guard after a softmax
+    (``Where(IsNaN(p), 0, p)``). The output at an index depends on the three operands at that index only:
+    where several carry channels they are tied; an operand without a channel there must broadcast along
+    the channel axes (a mask over keys, a fill constant), else it would have to lose the index too. A
+    removed value is the branch the condition picks when its value is known, else known only if both
+    branches agree."""
 
     def apply(self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]) -> Outcome:
-        if inputs[0] is not None:
-            return Stop(f"Where {node.name!r} takes the channels as its condition")
         shapes = [shape_of(ctx, i, node) for i in (*node.input, node.output[0])]
         for sh in shapes:
             if isinstance(sh, Stop):
                 return sh
-        cond, sx, sy, out_shape = (sh for sh in shapes if not isinstance(sh, Stop))
-        axes, ids, vals = broadcast(inputs[1:], [sx, sy], out_shape)
-        tx, ty = ids[0] >= 0, ids[1] >= 0
+        *in_shapes, out_shape = (sh for sh in shapes if not isinstance(sh, Stop))
+        axes, ids, vals = broadcast(inputs, in_shapes, out_shape)
         eff = Effect()
-        eff.tie(ids[0][tx & ty], ids[1][tx & ty])
-        out = np.where(tx, ids[0], ids[1])
-        value = np.where(tx & ty & (vals[0] == vals[1]), vals[0], np.nan)
-        for side, mine, other in ((0, tx, ty), (1, ty, tx)):
-            alone = mine & ~other
-            if alone.any() and not (
-                _spreads(cond, out_shape, axes) and _spreads((sy, sx)[side], out_shape, axes)
-            ):
-                eff.stop(ids[side][alone], f"Where {node.name!r} selects between a channel and a kept tensor")
-                out = np.where(alone, -1, out)
+        out = np.full(ids[0].shape, -1, dtype=np.int64)
+        for grid_ids in ids:
+            both = (out >= 0) & (grid_ids >= 0)
+            eff.tie(out[both], grid_ids[both])
+            out = np.where(out >= 0, out, grid_ids)
+        known = []
+        for p, (ch, grid_ids) in enumerate(zip(inputs, ids, strict=True)):
+            if (out >= 0).any() and not _spreads(in_shapes[p], out_shape, axes):
+                lone = (out >= 0) & (grid_ids < 0)
+                eff.stop(out[lone], f"Where {node.name!r} selects between a channel and a kept tensor")
+                out = np.where(lone, -1, out)
+            k = const_input(ctx, node, p)
+            const = _const_on_grid(ctx.array(k), out_shape, axes) if k is not None else np.nan
+            known.append(
+                np.where(grid_ids >= 0, vals[p], const) if ch is not None else np.full(out.shape, const)
+            )
+        c, x, y = known
+        agree = np.where(x == y, x, np.nan)
+        value = np.where(np.isnan(c), agree, np.where(c != 0, x, y))
         return eff.output(node.output[0], Channels.of(axes, out, value))
 
 
