@@ -115,12 +115,13 @@ def _regroup(
                 return Stop(f"Reshape {node.name!r} copies the channel count from its input")
             if entry > 0:
                 eff.edits.append(SlotEdit(init, index, reader or node.name, line))
-            # the other split axes keep their size: an explicit entry, or -1 (inferred from the shrunk
-            # total and the shrunk entry, it comes out unchanged); 0 would copy an unrelated input dim
+            # the other split axes keep their size: an explicit entry, -1 (inferred from the shrunk total
+            # and the shrunk entry, it comes out unchanged) or one computed from dims without channels (a
+            # Shape reading a channel axis stops them); 0 would copy an input dim that may shrink
             for i in (v for v in varying if v != last):
                 other = _target_entry(ctx, target, out_axes[i])
-                if other is None or other[2] == 0 or other[2] < -1:
-                    return Stop(f"Reshape {node.name!r} copies or computes a split axis of the channels")
+                if other is not None and (other[2] == 0 or other[2] < -1):
+                    return Stop(f"Reshape {node.name!r} copies its input's dim into a split axis")
         if len(varying) > 1:
             # the labels along the other split axes are tied to these: one channel per index of the axis
             # that shrinks (a head; a shuffle's C/g), which is all the ops below need to see (a batched
