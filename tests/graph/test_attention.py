@@ -191,6 +191,23 @@ def test_gemm_projections_on_flattened_tokens() -> None:
     assert result.max_rel_error <= TOL and result.shrunk()
 
 
+def test_split_axis_with_a_computed_entry_that_keeps_its_size() -> None:
+    """(T, N, C) -> (T, N·H, D) with N·H computed from the dynamic batch (``nn.MultiheadAttention``'s
+    layout): the N·H axis keeps its size whatever is removed, so its computed entry is fine; D shrinks."""
+    b = GraphBuilder((N, T, C))
+    y = b.transpose(_linear(b, "input", C), [1, 0, 2])  # (T, N, C)
+    batch = b.node("Gather", [b.node("Shape", [y], (3,)), b.const(np.array([1], dtype=np.int64))], (1,))
+    nh = b.node("Mul", [batch, b.const(np.array([H], dtype=np.int64))], (1,))
+    t_entry, d_entry = (b.const(np.array([v], dtype=np.int64)) for v in (T, D))
+    target = b.node("Concat", [t_entry, nh, d_entry], (3,), axis=0)
+    z = b.node("Reshape", [y, target], (T, N * H, D))
+    z = b.transpose(b.reshape(z, [T, -1, C], (T, N, C)), [1, 0, 2])
+    result = prune_check(b.build([_linear(b, b.unary("Relu", z), C)]), (N, T, C), seed=0)
+    g = result.group_of(b.nodes[0].name)
+    assert g.prunable and g.channels == D, g.reason  # dim d of every head
+    assert result.max_rel_error <= TOL and result.shrunk()
+
+
 def test_per_head_position_bias_goes_with_its_head() -> None:
     """A constant (1, H, T, T) bias added to the scores (Swin's relative position bias): its slice of head
     h is a member of head h (zeroed with it in the masked model, removed by surgery)."""
