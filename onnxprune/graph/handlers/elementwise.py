@@ -12,6 +12,8 @@
   along the channel axes (size 1: an attention mask ``(N, 1, 1, T)`` added to every head's scores, a
   per-sample scale), else it would have to lose the index too and the channel stays. The removed value
   is then 0 for ``0 * y`` and ``0 / y``, unknown (NaN) for ``v + y``: consumers that need it keep it.
+* ``Where(cond, x, y)`` follows the same rules over three operands (a ``masked_fill``, the NaN guard
+  ``Where(IsNaN(p), 0, p)`` after an attention softmax); ``Pow`` with a constant exponent maps values.
 """
 
 from __future__ import annotations
