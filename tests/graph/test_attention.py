@@ -291,27 +291,64 @@ def test_softmax_over_the_channels_keeps_them() -> None:
     assert not plan.groups[0].prunable and "normalizes across" in (plan.groups[0].reason or "")
 
 
-def test_scale_read_from_the_shape_of_q() -> None:
-    """``1/sqrt(D)`` computed from ``Shape(q)[-1:]`` (torch's scaled_dot_product_attention) reads D, which
-    stays: the heads are still prunable. Reading the head count instead would keep them."""
-    for start, prunable in ((-1, True), (1, False)):
-        b = GraphBuilder((N, T, C))
-        q = _split_heads(b, _linear(b, "input", C))
-        k = _split_heads(b, _linear(b, "input", C), key=True)
-        v = _split_heads(b, _linear(b, "input", C))
-        dims = b.node("Shape", [q], (4,))
-        ends = b.const(np.array([start + 1 if start != -1 else 2**62], dtype=np.int64))
-        d = b.node("Slice", [dims, b.const(np.array([start], dtype=np.int64)), ends], (1,))
-        d = b.node("Cast", [d], (1,), to=TensorProto.FLOAT)
-        qs = b.node("Div", [q, b.node("Sqrt", [d], (1,))], (N, H, T, D))
-        s = b.node("MatMul", [qs, k], (N, H, T, T))
-        o = b.node("MatMul", [b.node("Softmax", [s], (N, H, T, T), axis=-1), v], (N, H, T, D))
-        o = b.reshape(b.transpose(o, [0, 2, 1, 3]), [0, 0, C], (N, T, C))
-        model = b.build([_linear(b, o, C)])
-        result = prune_check(model, (N, T, C), seed=0)
-        assert heads_group(result).prunable is prunable, heads_group(result).reason
-        if prunable:
-            assert_heads_removed(result)
+@pytest.mark.parametrize(
+    ("start", "end", "prunable"),
+    [(-1, 2**62, True), (0, 1, True), (0, 2, False)],
+    ids=["D (folded: static)", "the dynamic batch", "batch and head count"],
+)
+def test_scale_read_from_the_shape_of_q(start: int, end: int, prunable: bool) -> None:
+    """A scale computed from ``Shape(q)[start:end]`` (torch's scaled_dot_product_attention reads
+    ``[-1:]``, D, which normalization folds): reading dims that stay (D, the batch) keeps the heads
+    prunable; reading the head count keeps the heads."""
+    b = GraphBuilder((N, T, C))
+    q = _split_heads(b, _linear(b, "input", C))
+    k = _split_heads(b, _linear(b, "input", C), key=True)
+    v = _split_heads(b, _linear(b, "input", C))
+    dims = b.node("Shape", [q], (4,))
+    bounds = [b.const(np.array([x], dtype=np.int64)) for x in (start, end)]
+    d = b.node("ReduceMax", [b.node("Slice", [dims, *bounds], (min(end, 4) - start % 4,))], (1,), keepdims=1)
+    d = b.node("Cast", [d], (1,), to=TensorProto.FLOAT)
+    qs = b.node("Div", [q, b.node("Sqrt", [d], (1,))], (N, H, T, D))
+    s = b.node("MatMul", [qs, k], (N, H, T, T))
+    o = b.node("MatMul", [b.node("Softmax", [s], (N, H, T, T), axis=-1), v], (N, H, T, D))
+    o = b.reshape(b.transpose(o, [0, 2, 1, 3]), [0, 0, C], (N, T, C))
+    result = prune_check(b.build([_linear(b, o, C)]), (N, T, C), seed=0)
+    assert heads_group(result).prunable is prunable, heads_group(result).reason
+    if prunable:
+        assert_heads_removed(result)
+    else:
+        assert "reads the channel count" in (heads_group(result).reason or "")
+
+
+def test_normalization_folds_static_slices_of_a_dynamic_shape() -> None:
+    """``Shape(x)[1:3]`` of an (N, T, C) tensor with a dynamic N is static (T, C), and ``Mod``/``Reshape``
+    of constants are constants: folded, the Reshape target's channel entry is a constant to rewrite."""
+    b = GraphBuilder((N, T, C))
+    y = _linear(b, "input", C)
+    dims = b.node("Shape", [y], (3,))
+    batch = b.node("Slice", [dims, *(b.const(np.array([x], dtype=np.int64)) for x in (0, 1))], (1,))
+    two = b.node(
+        "Mod", [b.const(np.array([5], dtype=np.int64)), b.const(np.array([3], dtype=np.int64))], (1,)
+    )
+    two = b.node("Reshape", [two, b.const(np.array([1], dtype=np.int64))], (1,))
+    rest = b.node(
+        "Slice",
+        [
+            dims,
+            b.const(np.array([1], dtype=np.int64)),
+            b.node("Add", [two, b.const(np.array([1], dtype=np.int64))], (1,)),
+        ],
+        (2,),
+    )
+    target = b.node("Concat", [batch, rest], (3,), axis=0)
+    z = b.node("Reshape", [y, target], (N, T, C))
+    model = normalize(b.build([_linear(b, b.unary("Relu", z), C)])).model
+    ops = [n.op_type for n in model.graph.node]
+    assert "Mod" not in ops and ops.count("Slice") == 1, ops  # shape[0:1] (the batch) stays computed
+    result = prune_check(model, (N, T, C), seed=0)
+    g = result.group_of(b.nodes[0].name)
+    assert g.prunable and g.shape_edits, g.reason
+    assert result.max_rel_error <= TOL and result.shrunk()
 
 
 def test_product_over_a_contracted_channel_ties_both_sides() -> None:

@@ -106,10 +106,13 @@ def test_block_prunes_heads_and_mlp_units(kind: str, gelu: str) -> None:
     assert before / after >= 1.9  # half the heads and half the units: every MatMul but the head halves
 
 
-def test_multihead_attention_module_prunes_exactly() -> None:
-    """nn.MultiheadAttention folds the heads into the batch axis (T, N·H, D): with a static batch the
-    split is pruned by head width D (each dim d of every head, in q, k and v), exactly."""
-    result = prune_check(exported("mha", dynamic=False), SHAPE, seed=0)
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_multihead_attention_module_prunes_exactly(dynamic: bool) -> None:
+    """nn.MultiheadAttention folds the heads into the batch axis (T, N·H, D), N·H computed from the
+    dynamic batch: the split is pruned by head width D (each dim d of every head, in q, k and v),
+    exactly. (Its shape arithmetic — ``shape[:2]`` of a dynamic-batch tensor, ``Mod`` of constants — is
+    folded by normalization.)"""
+    result = prune_check(exported("mha", dynamic=dynamic), SHAPE, seed=0)
     widths = sorted(g.channels for g in result.plan.prunable)
     assert widths == [C // H, 4 * C], result.plan.format()
     assert result.max_rel_error <= 1e-5 and result.shrunk()
