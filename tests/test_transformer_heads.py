@@ -89,3 +89,38 @@ def test_bert_with_torch_sdpa_attention(tmp_path):
     assert report.verification.passed and report.verification.max_rel_error <= 1e-4
     assert sum(g["channels"] == 4 and g["kept"] == 2 for g in report.groups) == 2  # the heads of each layer
     assert report.totals["macs_before"] / report.totals["macs_after"] >= 1.9
+
+
+def test_torchvision_vit_by_head_width(tmp_path):
+    """torchvision's VisionTransformer (nn.MultiheadAttention inside, dynamic batch): the heads are folded
+    into the batch axis, so each attention block prunes by head width (dim d of every head)."""
+    torchvision = pytest.importorskip("torchvision")
+    import torch
+
+    from onnxprune.pipeline import TrainOptions, compress
+
+    torch.manual_seed(0)
+    vit = torchvision.models.VisionTransformer(
+        image_size=32, patch_size=8, num_layers=2, num_heads=4, hidden_dim=64, mlp_dim=128, num_classes=10
+    ).eval()
+    realworld._redraw_zero_weights(vit)  # the zero-initialized head would make every output 0
+    path = realworld._torch_export(
+        vit, (torch.randn(1, 3, 32, 32),), tmp_path / "vit.onnx", ["x"], ["y"], {"x": {0: "n"}, "y": {0: "n"}}
+    )
+    result = compress(
+        path,
+        "filter:0.5",
+        data="random",
+        input_shape=(1, 3, 32, 32),
+        method="magnitude",
+        train=TrainOptions(finetune_epochs=0, threads=1),
+        max_samples=16,
+        bench_batches=(),
+        seed=0,
+        quiet=True,
+    )
+    report = result.report
+    assert report.verification.passed and report.verification.max_rel_error <= 1e-4
+    widths = [g for g in report.groups if g["prunable"] and g["channels"] == 64 // 4]
+    assert len(widths) == 2 and all(g["kept"] == 8 for g in widths), report.groups
+    assert report.totals["macs_before"] / report.totals["macs_after"] >= 1.5
