@@ -44,6 +44,6 @@ def test_preview_and_training_verify(name, tmp_path):
             quiet=True,
         )
         report = result.report
-        assert report.verification["passed"] and report.verification["max_rel_error"] <= 1e-4, method
+        assert report.verification.passed and report.verification.max_rel_error <= 1e-4, method
         assert report.totals["macs_after"] < report.totals["macs_before"], method
         assert any(g["prunable"] for g in report.groups)
