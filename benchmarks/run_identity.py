@@ -7,12 +7,15 @@
 
 Each case is one ``onnxprune compress`` child process (the ``onnxprune`` found on the Python path: run it
 from the checkout to fingerprint) with seed 0, ``--threads 1``, ``--max-samples 6000 --no-bench`` (a
-bounded CPU cost on a shared machine) and the README row's epochs. For each run it records the sha256 of
-the written model's bytes, the sha256 of the masks (every group's ``removed`` list of the JSON report,
-in group order) and the pruned top-1. A refactor that changes none of the behaviour leaves every hash
-equal. ``benchmarks/results/identity.json`` holds the fingerprint of the tree before issue 18's refactor
-(torch/onnxruntime versions and CPU recorded: float results may differ on other builds). Self-contained on
-purpose (no other benchmarks module): it must run on old checkouts too.
+bounded CPU cost on a shared machine), ``--align 1`` and the README row's epochs. ``--align 1``: the
+default became ``auto`` (issue 19: the target's step, read from the machine, so 8 or 16 or 1 by CPU);
+the fingerprint measures the old, machine-independent behaviour (exact ratios), which ``--align 1``
+reproduces on every checkout that has the option (the start commit's default was 1). For each run it
+records the sha256 of the written model's bytes, the sha256 of the masks (every group's ``removed`` list
+of the JSON report, in group order) and the pruned top-1. A refactor that changes none of the behaviour
+leaves every hash equal. ``benchmarks/results/identity.json`` holds the fingerprint of the tree before
+issue 18's refactor (torch/onnxruntime versions and CPU recorded: float results may differ on other
+builds). Self-contained on purpose (no other benchmarks module): it must run on old checkouts too.
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-COMMON = ["--seed", "0", "--threads", "1", "--max-samples", "6000", "--no-bench", "-q"]
+COMMON = ["--data", "fashion-mnist", "--seed", "0", "--threads", "1", "--max-samples", "6000"]
+COMMON += ["--no-bench", "-q", "--align", "1"]
 ONE_PLUS_ONE = ["--admm-epochs", "1", "--finetune-epochs", "1"]
 
 # name -> (model, compress options); epochs as in the README row (2+2 unless it says 1+1)

@@ -9,7 +9,8 @@ downloaded. Then, each in a fresh child process whose peak RSS (``ru_maxrss``) i
   ORT, masked vs pruned), save. The child logs each phase's wall time and its RSS after the phase;
 * ``roundtrip`` (with ``--over-2gb``): load the > 2 GB model and save it again (external data, atomic);
 * ``cli`` (unless ``--no-cli``): ``onnxprune compress ... --method magnitude --finetune-epochs 0 --data
-  random`` (the torch import included: it holds its own copy of the weights).
+  random``: since issue 17 the torch-free stage (no onnx2torch import, which held its own copy of the
+  weights: the 7.55 GB peak of benchmarks/README.md was measured with it).
 
 Writes ``benchmarks/results/large.json`` (``large_over2gb.json`` with ``--over-2gb``) and prints a table.
 
@@ -307,7 +308,7 @@ def main() -> None:
             for f in folder.glob("copy.onnx*"):
                 f.unlink()
         if not args.no_cli:
-            print("cli (onnxprune compress, torch import included):", flush=True)
+            print("cli (onnxprune compress: the torch-free magnitude preview since issue 17):", flush=True)
             cli = [
                 str(Path(py).with_name("onnxprune")),
                 "compress",

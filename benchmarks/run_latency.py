@@ -9,6 +9,12 @@ shapes only, and these have the same keep counts as run_core.py's trained models
 
 The table goes between the latency markers of that architecture in benchmarks/README.md (added at the end
 of the file the first time).
+
+Latency-aware pruning (issue 19; :mod:`benchmarks.latency_aware`)::
+
+    python -m benchmarks.run_latency --speedup 3 --on cpu:32 --threads 1   # on an idle machine
+    python -m benchmarks.run_latency --speedup 3 --on cpu:1 --threads 1
+    python -m benchmarks.run_latency --quick                               # a 1-minute end-to-end check
 """
 
 from __future__ import annotations
@@ -19,7 +25,7 @@ from pathlib import Path
 from onnxprune.pipeline import TrainOptions, compress
 from onnxprune.runtime.benchmark import bench
 
-from . import common
+from . import common, latency_aware
 
 
 def block_name(arch: str) -> str:
@@ -52,7 +58,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=300)
     ap.add_argument("--threads", type=int, help="ORT intra-op threads (default: ORT's)")
     ap.add_argument("--ratios", type=float, nargs="+", help="time untrained models of these filter ratios")
+    latency_aware.add_arguments(ap)
     args = ap.parse_args()
+    if args.speedup is not None or args.quick:
+        latency_aware.main(latency_aware.quick_defaults(args))
+        return
     dense = common.MODELS / f"fmnist_{args.arch}.onnx"
     if args.ratios:
         pruned = [shape_model(dense, args.arch, r) for r in args.ratios]

@@ -12,7 +12,7 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 OUT=benchmarks/out/structures
 mkdir -p "$OUT"
-COMMON=(--threads 1 --admm-epochs 1 --finetune-epochs 1 -q)
+COMMON=(--data fashion-mnist --force --threads 1 --admm-epochs 1 --finetune-epochs 1 -q)
 one() {  # name, then compress options
   local name=$1
   shift

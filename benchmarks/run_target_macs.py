@@ -51,7 +51,7 @@ def run_one(name: str, kind: str, target: float, ratio: float, args: argparse.Na
     spec = ["--target-macs", f"{target:g}"] if kind == "budget" else ["--sparsity", f"filter:{ratio:g}"]
     cmd = common.compress_argv(MODELS[name], *spec, "-o", str(OUT / f"{stem}.onnx"), "--threads", "1")
     cmd += ["--admm-epochs", str(args.admm_epochs), "--finetune-epochs", str(args.finetune_epochs)]
-    cmd += ["-q", "--no-bench", "--report", str(report)]
+    cmd += ["--data", "fashion-mnist", "--force", "-q", "--no-bench", "--report", str(report)]
     if args.max_samples:
         cmd += ["--max-samples", str(args.max_samples)]
     if not args.collect:

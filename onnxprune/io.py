@@ -20,8 +20,12 @@ from .graph.protos import Transform, is_external, map_initializers, model_nbytes
 EXTERNAL_DATA_BYTES = 2**31 - 2**24  # 2 GB less headroom: larger models are saved with a weights data file
 
 
-def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | Path | None]) -> None:
-    """Fail early when an output would overwrite an input or another output, or cannot be written."""
+def check_outputs(
+    inputs: Sequence[str | Path | None], outputs: Sequence[str | Path | None], overwrite: bool = True
+) -> None:
+    """Fail early when an output would overwrite an input or another output, or cannot be written;
+    ``overwrite=False``: also when it exists (the command line without ``--force``). The input is never
+    overwritten, whatever ``overwrite`` says."""
     ins = {Path(p).resolve() for p in inputs if p is not None}
     seen: set[Path] = set()
     for raw in outputs:
@@ -35,11 +39,21 @@ def check_outputs(inputs: Sequence[str | Path | None], outputs: Sequence[str | P
         seen.add(path)
         if path.is_dir():
             raise OutputError(f"output {raw} is a directory")
+        if not overwrite and path.exists():
+            raise OutputError(f"output {raw} exists: pass --force to overwrite it")
         parent = path.parent
         if not parent.is_dir():
             raise OutputError(f"output directory {parent} does not exist")
         if not _can_create_in(parent):
             raise OutputError(f"output directory {parent} is not writable")
+
+
+def derived_path(model: str | Path, *tags: str) -> Path:
+    """The default output beside ``model``: ``models/x.onnx`` + ('pruned', 'int8') ->
+    ``models/x.pruned.int8.onnx``."""
+    path = Path(model)
+    stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
+    return path.with_name(".".join([stem, *tags, "onnx"]))
 
 
 def _can_create_in(directory: Path) -> bool:

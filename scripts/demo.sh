@@ -5,6 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
 mkdir -p out
-.venv/bin/onnxprune compress models/fmnist_vgg.onnx --sparsity filter:0.5 --data fashion-mnist \
-  -o out/fmnist_vgg.pruned.onnx --report out/fmnist_vgg.report.json --plot out/fmnist_vgg.report.png
+# --force: a second run of the demo replaces its own outputs (compress refuses existing files without it)
+.venv/bin/onnxprune compress models/fmnist_vgg.onnx out/fmnist_vgg.pruned.onnx --sparsity filter:0.5 \
+  --data fashion-mnist --force --report out/fmnist_vgg.report.json --plot out/fmnist_vgg.report.png \
+  --html out/fmnist_vgg.report.html
 .venv/bin/onnxprune bench models/fmnist_vgg.onnx out/fmnist_vgg.pruned.onnx --batch 1 --batch 32

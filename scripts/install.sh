@@ -25,5 +25,5 @@ if ! .venv/bin/python -c "import torch, torchvision" 2>/dev/null; then
     .venv/bin/python -m pip install -q "torch==2.9.1" "torchvision==0.24.1"
   fi
 fi
-.venv/bin/python -m pip install -q -e ".[train,plot,dev]"
+.venv/bin/python -m pip install -q -e ".[cpu,train,plot,dev]"
 echo "installed: $(.venv/bin/onnxprune --version)"

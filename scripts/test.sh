@@ -14,7 +14,7 @@ if [ ! -x .venv-onnx/bin/python ]; then
   "$PYTHON" -m venv .venv-onnx
   .venv-onnx/bin/python -m pip install -q --upgrade pip
 fi
-.venv-onnx/bin/python -m pip install -q -e ".[dev,plot]"
+.venv-onnx/bin/python -m pip install -q -e ".[cpu,dev,plot]"
 if .venv-onnx/bin/python -c "import torch" 2>/dev/null; then
   echo "error: .venv-onnx has torch: the torch-free check would check nothing" >&2
   exit 1

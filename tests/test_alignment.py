@@ -9,7 +9,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from onnxprune.config.alignment import DEFAULT_ALIGN, aligned_keep, default_alignment, resolve_alignment
+from onnxprune.config.alignment import (
+    DEFAULT_ALIGN,
+    INT8_ALIGN,
+    aligned_keep,
+    alignment_of,
+    auto_alignment,
+    default_alignment,
+    nchwc_block,
+    resolve_alignment,
+)
+from onnxprune.runtime import machine
 
 CASES = st.tuples(
     st.integers(-5, 300),  # keep
@@ -164,7 +174,7 @@ def test_module_does_not_import_torch() -> None:
 @pytest.mark.parametrize(
     ("value", "provider", "expected"),
     [
-        ("auto", "cpu", DEFAULT_ALIGN["cpu"]),
+        ("auto", "cpu", nchwc_block(machine.cpu_flags())),
         ("AUTO", "cuda", DEFAULT_ALIGN["cuda"]),
         ("auto", "tpu", 1),
         (4, "cpu", 4),
@@ -180,3 +190,104 @@ def test_resolve_alignment(value: int | str, provider: str, expected: int) -> No
 def test_resolve_alignment_rejects(value: object) -> None:
     with pytest.raises(ValueError, match="align must be a positive integer or 'auto'"):
         resolve_alignment(value)  # type: ignore[arg-type]
+
+
+AVX512 = "processor\t: 0\nmodel name\t: Fake Xeon\nflags\t\t: fpu sse2 avx avx2 fma avx512f avx512bw\n"
+AVX2 = "processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n"
+SSE = "processor\t: 0\nflags\t\t: fpu sse2 sse4_2\n"
+ARM = "processor\t: 0\nFeatures\t: fp asimd evtstrm aes\n"
+
+
+@pytest.mark.parametrize(("cpuinfo", "step"), [(AVX512, 16), (AVX2, 8), (SSE, 1), (ARM, 1), ("", 1)])
+def test_auto_resolves_from_the_cpuinfo_flags(cpuinfo: str, step: int, monkeypatch, tmp_path) -> None:
+    flags = machine.cpu_flags(cpuinfo)
+    assert nchwc_block(flags) == step
+    got = auto_alignment("cpu", flags)
+    assert got.step == step and got.auto and "NCHWc block" in got.reason
+    # this machine's flags are read from /proc/cpuinfo: the same text through the real reader
+    real_path = machine.Path
+    fake = tmp_path / "cpuinfo"
+    fake.write_text(cpuinfo)
+    monkeypatch.setattr(machine, "Path", lambda p: fake if p == "/proc/cpuinfo" else real_path(p))
+    assert auto_alignment("cpu").step == step == resolve_alignment("auto", "cpu")
+    assert alignment_of(None, "cpu").step == step  # not given = auto
+
+
+def test_auto_on_cuda_and_int8_and_explicit_values() -> None:
+    assert auto_alignment("cuda", frozenset()).step == 8
+    assert auto_alignment("cpu", machine.cpu_flags(AVX2), int8=True).step == INT8_ALIGN == 32
+    assert auto_alignment("cuda", frozenset(), int8=True).step == 32
+    exact = alignment_of(1, "cpu")
+    assert exact.step == 1 and not exact.auto and "exact ratios" in exact.reason
+    assert alignment_of("4", "cuda").step == 4
+    with pytest.raises(ValueError, match="align must be"):
+        alignment_of("fast")
+
+
+def test_the_report_and_log_say_which_alignment_and_why(caplog) -> None:
+    import logging
+
+    from onnxprune import compress
+    from onnxprune.pipeline import TrainOptions
+    from tests.builders import vgg_like
+
+    def run(**kwargs):
+        with caplog.at_level(logging.INFO, logger="onnxprune"):
+            return compress(
+                vgg_like(), "filter:0.5", "random", method="magnitude", train=TrainOptions(finetune_epochs=0),
+                bench_batches=(), quiet=True, **kwargs,
+            ).report  # fmt: skip
+
+    step = nchwc_block(machine.cpu_flags())
+    report = run()
+    got = report.config["alignment"]
+    assert got["step"] == step and got["auto"] and "NCHWc block" in got["reason"]
+    assert f"align  {step}: auto" in report.format()
+    assert f"align {step}: auto" in caplog.text
+    # every pruned group is aligned unless it has fewer filters than the step, and those are listed
+    small = [g for g in report.groups if g["prunable"] and g["kept"] < g["channels"] and g["kept"] % step]
+    assert len(got["unaligned"]) == len(small)
+    assert all(g["channels"] < step for g in small)
+    exact = run(align=1)
+    assert exact.config["alignment"] == {"step": 1, "reason": "exact ratios (--align 1)", "auto": False,
+                                         "unaligned": []}  # fmt: skip
+    assert "align  1: exact ratios" in exact.format()
+
+
+@pytest.mark.parametrize(("cpuinfo", "step"), [(AVX512, 16), (AVX2, 8)])
+def test_with_auto_no_pruned_conv_keeps_an_unaligned_width(cpuinfo: str, step: int, monkeypatch) -> None:
+    from onnx import numpy_helper
+
+    from onnxprune import compress
+    from onnxprune.pipeline import TrainOptions
+    from tests.test_budget import wide
+
+    flags = machine.cpu_flags(cpuinfo)
+    monkeypatch.setattr(machine, "cpu_flags", lambda text=None: flags)
+    dense = wide(24)  # 24, 48, 48, 24 filters: none a multiple of 16 whole
+    full = {n.name: n for n in dense.graph.node if n.op_type == "Conv"}
+    for ratio in (0.3, 0.5, 0.7):
+        result = compress(
+            dense, f"filter:{ratio}", "random", method="magnitude", train=TrainOptions(finetune_epochs=0),
+            bench_batches=(), quiet=True,
+        )  # fmt: skip
+        assert result.report.config["alignment"]["step"] == step
+        weights = {t.name: numpy_helper.to_array(t) for t in result.model.graph.initializer}
+        convs = [n for n in result.model.graph.node if n.op_type == "Conv" and n.name in full]
+        assert convs
+        for node in convs:
+            filters = weights[node.input[1]].shape[0]
+            assert filters % step == 0, (ratio, node.name, filters)
+
+
+def test_a_run_that_quantizes_aligns_auto_to_the_int8_step() -> None:
+    from onnxprune import compress
+    from onnxprune.pipeline import TrainOptions
+    from tests.builders import vgg_like
+
+    report = compress(
+        vgg_like(), "filter:0.5", "random", method="magnitude", train=TrainOptions(finetune_epochs=0),
+        bench_batches=(), quiet=True, quantize="int8",
+    ).report  # fmt: skip
+    got = report.config["alignment"]
+    assert got["step"] == INT8_ALIGN and got["auto"] and "int8" in got["reason"]

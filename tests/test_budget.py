@@ -201,7 +201,7 @@ def _run(model: onnx.ModelProto, **kwargs):
 
 @pytest.mark.torch
 def test_compress_with_a_mac_budget_reports_target_achieved_and_probe(tmp_path) -> None:
-    result = _run(wide(32), target_macs=0.4, report_path=tmp_path / "r.json")
+    result = _run(wide(32), target_macs=0.4, align=1, report_path=tmp_path / "r.json")
     budget = result.report.budget
     assert budget is not None
     t = result.report.totals

@@ -47,8 +47,8 @@ def only_inputs_left(directory: Path, inputs: set[str]) -> None:
     assert {p.name for p in directory.iterdir()} == inputs
 
 
-@pytest.mark.torch
 def test_preview_run_writes_pruned_and_masked(model_path: Path, tmp_path: Path) -> None:
+    """Torch-free: the preview (magnitude, no fine-tuning) trains nothing."""
     out, masked, report = tmp_path / "p.onnx", tmp_path / "q.onnx", tmp_path / "r.json"
     code, text = run(
         [
@@ -204,16 +204,30 @@ def test_checkpoint_resume_and_mismatch(model_path: Path, tmp_path: Path) -> Non
     assert {p.name for p in ckpt.iterdir()} == {"checkpoint.pt"}
     first = onnx.load(str(out))
     # resuming a finished run redoes nothing of the training and writes the same model
-    code, text = run(["compress", model_path, *train, "-o", out, "--checkpoint-dir", ckpt, "--resume"])
+    code, text = run(
+        ["compress", model_path, *train, "-o", out, "--checkpoint-dir", ckpt, "--resume", "--force"]
+    )
     assert code == 0, text
     again = onnx.load(str(out))
     for a, b in zip(first.graph.initializer, again.graph.initializer, strict=True):
         np.testing.assert_array_equal(onnx.numpy_helper.to_array(a), onnx.numpy_helper.to_array(b))
     code, text = run(
-        ["compress", model_path, *train, "--seed", "3", "-o", out, "--checkpoint-dir", ckpt, "--resume"]
+        [
+            "compress",
+            model_path,
+            *train,
+            "--seed",
+            "3",
+            "-o",
+            out,
+            "--checkpoint-dir",
+            ckpt,
+            "--resume",
+            "--force",
+        ]
     )
     assert_one_line_error(code, text, "from a different run")
-    code, text = run(["compress", model_path, *train, "-o", out, "--resume"])
+    code, text = run(["compress", model_path, *train, "-o", out, "--resume", "--force"])
     assert_one_line_error(code, text, "resume needs a checkpoint directory")
 
 
@@ -238,7 +252,7 @@ def test_torchrun_two_processes(model_path: Path, tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.count("wrote ") == 1  # one summary, from rank 0
     assert json.loads(report.read_text())["verification"]["passed"]
-    proc = launch("--batch-size", "15")
+    proc = launch("--batch-size", "15", "--force")
     assert proc.returncode != 0
     errors = sorted(line for line in proc.stderr.splitlines() if line.startswith("error: "))
     assert errors == [f"error: [rank {r}] batch_size 15 is not divisible by the 2 processes" for r in (0, 1)]

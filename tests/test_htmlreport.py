@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 import re
 
-from onnxprune.htmlreport import render_html
+from onnxprune.report.html import render_html
 
 REPORT = {
     "model": "m<1>.onnx",

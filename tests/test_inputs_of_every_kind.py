@@ -133,6 +133,7 @@ def test_multi_input_shapes_on_the_command_line(tmp_path: Path):
     assert out.exists()
     code, text = run(["inspect", path, *shapes])
     assert code == 0 and "input {'input_ids': (1, 6)" in text, text
+    out = tmp_path / "q.onnx"  # p.onnx exists now: refused without --force before any shape is checked
     code, text = run(["compress", path, "-s", "filter:0.5", *PREVIEW, "--input-shape", "1,6", "-o", out])
     assert_one_line_error(code, text, "--input-shape NAME:DIMS")
     code, text = run(["compress", path, "-s", "filter:0.5", *PREVIEW, "--input-shape", "nope:1,6", "-o", out])

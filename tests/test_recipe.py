@@ -7,13 +7,15 @@ from pathlib import Path
 import onnx
 import pytest
 
-from onnxprune.config.alignment import DEFAULT_ALIGN
+from onnxprune.config.alignment import DEFAULT_ALIGN, nchwc_block
 from onnxprune.config.recipe import load_recipe, parse_recipe
 from onnxprune.config.sparsity import Rule, SparsitySpec, keep_counts, parse_sparsity, unmatched_rules
 from onnxprune.errors import SpecError
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
 from onnxprune.inspection import inspect_model
+from onnxprune.pipeline.resolve import Given, Outputs, resolve
+from onnxprune.runtime.machine import cpu_flags
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 
@@ -74,7 +76,7 @@ def test_full_recipe_parses(tmp_path: Path) -> None:
         ("sparsity: filter:0.5\nalign: 0", "align must be a positive integer or 'auto', not 0"),
         ("sparsity: filter:0.5\nalign: eight", "align must be a positive integer or 'auto', not 'eight'"),
         ("train: {admm_epochs: two}", "train.admm_epochs must be int"),
-        ("train: {epochs: 2}", "train: unknown key 'epochs'"),
+        ("train: {epoch: 2}", "train: unknown key 'epoch'"),  # epochs is a key (the total budget)
         ("distill: {weigth: 1}", "distill: unknown key 'weigth'"),
         ("data: {src: x}", "data: unknown key 'src'"),
         ("gates: {min_fidelty: 0.9}", "gates: unknown key 'min_fidelty'"),
@@ -115,12 +117,18 @@ def test_last_matching_rule_wins_and_exclusions_keep_groups(plan) -> None:
 
 
 @pytest.mark.parametrize(
-    ("speedup_on", "expected"), [(None, DEFAULT_ALIGN["cpu"]), ("cuda:64", DEFAULT_ALIGN["cuda"])]
+    ("speedup_on", "expected"), [(None, nchwc_block(cpu_flags())), ("cuda:64", DEFAULT_ALIGN["cuda"])]
 )
 def test_recipe_align_auto_is_the_gated_runtimes_default(speedup_on: str | None, expected: int) -> None:
     gates = {} if speedup_on is None else {"gates": {"min_speedup": 1.0, "speedup_on": speedup_on}}
-    r = parse_recipe({"sparsity": "filter:0.5", "align": "auto", **gates}, "test")
-    assert r.sparsity is not None and r.sparsity.align == expected
+    for content in (
+        {"sparsity": "filter:0.5", "align": "auto", **gates},
+        {"sparsity": "filter:0.5", **gates},
+    ):
+        r = parse_recipe(content, "test")
+        assert r.align == content.get("align")  # resolved by the run, for its target
+        config = resolve(vgg_like(), r, Given(), Outputs(), require_data=False)
+        assert config.spec.align == expected == config.alignment.step and config.alignment.auto
 
 
 def test_align_rounds_kept_filters(plan) -> None:
@@ -163,7 +171,7 @@ def test_cli_config_and_overrides(tmp_path: Path) -> None:
     onnx.save(vgg_like(), str(model))
     recipe = tmp_path / "r.yaml"
     recipe.write_text(
-        "sparsity: [{type: filter, ratio: 0.75}]\nexclude: ['Conv4']\nseed: 5\n"
+        "sparsity: [{type: filter, ratio: 0.75}]\nexclude: ['Conv4']\nseed: 5\nalign: 1\n"
         "method: magnitude\ntrain: {finetune_epochs: 0}\ndata: {source: random}\n"
     )
     out, report = tmp_path / "p.onnx", tmp_path / "r.json"
@@ -178,7 +186,7 @@ def test_cli_config_and_overrides(tmp_path: Path) -> None:
     assert kept["Conv16"][2] == "filter:0.75" and kept["Conv16"][0] == round(6 * 0.25)
     # --sparsity replaces the recipe's rules (its exclusions stay); --seed overrides its seed
     args = ["compress", model, "--config", recipe, "-s", "filter:0.5", "--seed", "1", "-o", out, "--report"]
-    code, text = run([*args, report, "--no-bench", "-q"])
+    code, text = run([*args, report, "--no-bench", "-q", "--force"])
     saved = __import__("json").loads(report.read_text())
     assert code == 0 and saved["sparsity"] == "filter:0.5; exclude Conv4" and saved["config"]["seed"] == 1
 

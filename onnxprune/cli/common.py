@@ -11,16 +11,22 @@ from typing import Any, TypeVar
 
 import click
 
+from .. import __version__
 from ..config.gates import GateError
-from ..errors import OnnxPruneError
+from ..errors import DependencyError, OnnxPruneError
+from ..extras import NO_ONNXRUNTIME, installed
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="onnxprune")
-def main() -> None:
+@click.version_option(__version__, prog_name="onnxprune")
+@click.pass_context
+def main(ctx: click.Context) -> None:
     """ONNX in, smaller verified ONNX out: structured pruning with ADAM-ADMM."""
+    if ctx.invoked_subcommand != "env" and not installed("onnxruntime"):  # env reports what is installed
+        click.echo(f"error: {NO_ONNXRUNTIME}", err=True)
+        sys.exit(DependencyError.exit_code)
 
 
 def user_errors(fn: F) -> F:

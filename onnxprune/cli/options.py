@@ -13,14 +13,14 @@ from ..config.settings import Entry, entries
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def setting_options(*sections: type) -> Callable[[F], F]:
-    """One click option per command-line setting of the dataclasses ``sections``, in field order; each
-    passes its value under its option name, None when not given."""
+def setting_options(*sections: type, skip: frozenset[str] = frozenset()) -> Callable[[F], F]:
+    """One click option per command-line setting of the dataclasses ``sections``, in field order (but the
+    options named in ``skip``); each passes its value under its option name, None when not given."""
 
     def decorate(fn: F) -> F:
         for cls in reversed(sections):
             for e in reversed(entries(cls)):
-                if e.meta.cli:
+                if e.meta.cli and e.option not in skip:
                     fn = click.option(*_names(e), e.option, **_option_kwargs(e))(fn)
         return fn
 

@@ -66,10 +66,14 @@ def bench(
     json_path: Path | None,
     plot_path: Path | None,
 ) -> None:
-    """Latency of MODELS (median, p90, speedup vs the first) in ONNX Runtime and optionally PyTorch."""
+    """Latency of MODELS (median, p90, speedup vs the first) in ONNX Runtime and optionally PyTorch.
+
+    Int8 QDQ models (``onnxprune quantize``, ``compress --quantize int8``) run fused int8 kernels on the
+    CPU provider; ORT's CUDA provider runs them as float math plus Q/DQ ops (TensorRT would run int8)."""
     from ..io import atomic_path, check_outputs, write_text
     from ..runtime.benchmark import bench as run
     from ..runtime.benchmark import default_batch_sizes
+    from ..runtime.quantization import is_quantized
 
     check_outputs(list(models), [json_path, plot_path])
     report = run(
@@ -84,6 +88,12 @@ def bench(
     click.echo(report.format_table(machine=True))
     for reason in report.settings["skipped"]:
         click.echo(f"skipped: {reason}", err=True)
+    if "cuda" in report.settings["providers"] and any(is_quantized(m) for m in models):
+        click.echo(
+            "note: ORT's CUDA provider runs int8 QDQ models as float math plus Q/DQ ops (no int8 kernels; "
+            "TensorRT runs them as int8): their cuda rows are not int8 speed",
+            err=True,
+        )
     if json_path:
         write_text(json.dumps(report.to_dict(), indent=2), json_path)
     if plot_path:

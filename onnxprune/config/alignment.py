@@ -1,9 +1,14 @@
 """Hardware-aware kept-channel counts: round a pruning group's kept count to a multiple (``--align N``).
 
+``--align auto`` (the default) is the *target's* step (:func:`auto_alignment`): on ORT CPU the NCHWc
+block MLAS uses on this machine (:func:`nchwc_block`: 16 with AVX-512F, 8 with AVX2, 1 otherwise — no
+blocked kernels, nothing to align to), 8 on CUDA, 32 when the model will run int8. ``--align 1`` keeps
+exact ratios. :class:`Alignment` carries the step and the reason, which the log and the report print.
+
 Runtimes run convolutions fastest when channel counts fit their vector widths / tile sizes. This module
 is the rule that turns a kept count into an aligned one (:func:`aligned_keep`) and the default multiple
-per execution provider (:data:`DEFAULT_ALIGN`, :func:`default_alignment`). ONNX side: numpy-free and
-torch-free, pure integer arithmetic.
+per execution provider (:data:`DEFAULT_ALIGN`, :func:`default_alignment`). ONNX side, torch-free; pure
+integer arithmetic but for :func:`auto_alignment`, which reads the CPU's flags.
 
 Where the defaults come from:
 
@@ -24,13 +29,17 @@ Where the defaults come from:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+from dataclasses import dataclass
 from math import gcd
 
 DEFAULT_ALIGN: dict[str, int] = {
     "cpu": 8,
     "cuda": 8,
 }
-"""Execution provider (short name, as in :mod:`onnxprune.runtime.benchmark`) -> default channel multiple."""
+"""Execution provider (short name, as in :mod:`onnxprune.runtime.benchmark`) -> a fixed channel multiple:
+the step of dead-channel removal (:mod:`onnxprune.graph.dead`), machine-independent so reference runs
+reproduce anywhere. ``--align auto`` reads the machine instead (:func:`auto_alignment`)."""
 
 
 def default_alignment(provider: str) -> int:
@@ -39,15 +48,82 @@ def default_alignment(provider: str) -> int:
     return DEFAULT_ALIGN.get(provider.strip().lower(), 1)
 
 
+INT8_ALIGN = 32
+"""int8 kernels (VNNI, DP4A, Tensor Core IMMA) consume channels in blocks of 32 (4 bytes x 8 lanes)."""
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The channel multiple of a run and why: ``step`` 1 = exact ratios."""
+
+    step: int
+    reason: str
+    auto: bool = False
+
+    def to_dict(self) -> dict[str, object]:
+        return {"step": self.step, "reason": self.reason, "auto": self.auto}
+
+
+def nchwc_block(flags: Iterable[str]) -> int:
+    """MLAS's NCHWc block for a CPU with these /proc/cpuinfo ``flags``: 16 floats (one 512-bit register)
+    with AVX-512F, 8 (256 bits) with AVX2, 1 without (MLAS then runs no blocked convolution)."""
+    have = {f.lower() for f in flags}
+    if "avx512f" in have:
+        return 16
+    if "avx2" in have:
+        return 8
+    return 1
+
+
+def auto_alignment(
+    provider: str = "cpu", flags: Iterable[str] | None = None, int8: bool = False
+) -> Alignment:
+    """``--align auto`` for a model served on ``provider`` ('cpu', 'cuda'): see the module docstring.
+
+    ``flags``: the CPU's feature flags (None: this machine's, :func:`onnxprune.runtime.machine.cpu_flags`).
+    ``int8``: the model will be quantized to int8 (the hook of a quantize setting): 32 on every provider.
+    """
+    name = provider.strip().lower()
+    if int8:
+        return Alignment(INT8_ALIGN, f"auto: int8 model ({INT8_ALIGN}-channel int8 kernel blocks)", True)
+    if name == "cuda":
+        return Alignment(
+            DEFAULT_ALIGN["cuda"], "auto: CUDA (Tensor Core convolutions want multiples of 8)", True
+        )
+    if name != "cpu":
+        return Alignment(1, f"auto: no known step for provider {provider!r}", True)
+    if flags is None:
+        from ..runtime.machine import cpu_flags  # lazy: the config layer reads the machine only here
+
+        flags = cpu_flags()
+    have = {f.lower() for f in flags}
+    block = nchwc_block(have)
+    isa = "AVX-512F" if "avx512f" in have else "AVX2" if "avx2" in have else "no AVX2"
+    return Alignment(block, f"auto: ORT CPU NCHWc block {block} ({isa})", True)
+
+
+def alignment_of(
+    value: int | str | None,
+    provider: str = "cpu",
+    flags: Iterable[str] | None = None,
+    int8: bool = False,
+) -> Alignment:
+    """``--align`` as given (None: not given = ``'auto'``) -> :class:`Alignment`; ValueError when bad."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+        return auto_alignment(provider, flags, int8)
+    step = resolve_alignment(value, provider)
+    return Alignment(step, "exact ratios (--align 1)" if step == 1 else f"given: --align {step}")
+
+
 def resolve_alignment(value: int | str, provider: str = "cpu") -> int:
-    """``--align`` as given -> the channel multiple: ``'auto'`` is :func:`default_alignment` of
-    ``provider`` (the runtime the model is for), an integer >= 1 is itself.
+    """``--align`` as given -> the channel multiple: ``'auto'`` is :func:`auto_alignment` of
+    ``provider`` (the runtime the model is for, on this machine), an integer >= 1 is itself.
 
     Raises ValueError naming the value otherwise."""
     if isinstance(value, str):
         text = value.strip().lower()
         if text == "auto":
-            return default_alignment(provider)
+            return auto_alignment(provider).step
         if not text.isdigit():
             raise ValueError(f"align must be a positive integer or 'auto', not {value!r}")
         value = int(text)
@@ -102,4 +178,14 @@ def aligned_keep(keep: int, channels: int, width: int, multiple: int, minimum: i
     return above if above - keep <= keep - below else below
 
 
-__all__ = ["DEFAULT_ALIGN", "aligned_keep", "default_alignment", "resolve_alignment"]
+__all__ = [
+    "DEFAULT_ALIGN",
+    "INT8_ALIGN",
+    "Alignment",
+    "aligned_keep",
+    "alignment_of",
+    "auto_alignment",
+    "default_alignment",
+    "nchwc_block",
+    "resolve_alignment",
+]

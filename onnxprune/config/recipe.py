@@ -12,7 +12,7 @@
     # or, instead of 'sparsity': a MAC budget that chooses each group's ratio (see onnxprune.pipeline.budget)
     # target_macs: 0.3              # keep 30 % of the MACs; 'exclude' and 'align' apply to it too
     exclude: ["/classifier/*"]      # groups whose source node matches keep every channel
-    align: auto                     # kept filters rounded to the runtime's multiple (8 on ORT CPU/CUDA)
+    align: auto                     # the default: kept filters rounded to the target's step (1: exact ratios)
     method: admm                    # or magnitude
     seed: 0
     train: {admm_epochs: 2, finetune_epochs: 2, lr: 0.003, batch_size: 128, threads: 2}
@@ -20,6 +20,9 @@
     data: {source: imgs/, labels: true, preprocess: "resize=32,crop=28", max_samples: 50000,
            val_fraction: 0.1, input_shape: [1, 1, 28, 28]}
     gates: {max_accuracy_drop: 1.0, min_fidelity: 0.97, min_speedup: 1.5, speedup_on: "cpu:1"}
+    quantize: {mode: int8, calibration_samples: 256, calibration_method: minmax, exclude: ["/classifier/*"],
+               stem: false, activations: uint8}     # or just: quantize: int8
+    # latency: {on: "cpu:32", target_speedup: 3}   # instead of 'sparsity': a budget on the target
 
 Every section is optional. Unknown keys, wrong types and impossible values are rejected with a message
 that names them. Command-line options (or explicit ``compress`` arguments) override the recipe.
@@ -42,6 +45,10 @@ from .settings import (
     DistillSettings,
     GateOptions,
     GateSettings,
+    LatencyOptions,
+    LatencySettings,
+    QuantizeOptions,
+    QuantizeSettings,
     RunOptions,
     RunSettings,
     TrainOptions,
@@ -53,7 +60,10 @@ from .sparsity import KINDS, Rule, SparsitySpec, check_kind, check_nm, check_rat
 
 SPEC_KEYS = ("sparsity", "target_macs", "exclude", "align")
 
-_SECTIONS = tuple(cls.SECTION for cls in (TrainSettings, DistillSettings, DataSettings, GateSettings))
+_SECTIONS = tuple(
+    cls.SECTION
+    for cls in (TrainSettings, DistillSettings, DataSettings, GateSettings, QuantizeSettings, LatencySettings)
+)
 TOP_KEYS = (*SPEC_KEYS, *(e.name for e in entries(RunSettings) if e.meta.recipe), *_SECTIONS)
 RULE_KEYS = ("type", "ratio", "match", "op", "n", "m")
 
@@ -70,6 +80,9 @@ class Recipe:
     data: DataOptions = field(default_factory=DataOptions)
     gates: Gates | None = None
     source: str = "<recipe>"
+    quantize: QuantizeOptions = field(default_factory=QuantizeOptions)
+    align: int | str | None = None  # as given ('auto' or N; None: not given); the run resolves 'auto'
+    latency: LatencyOptions = field(default_factory=LatencyOptions)  # section latency
 
     @property
     def method(self) -> str | None:
@@ -116,6 +129,7 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
     if unknown:
         raise SpecError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(TOP_KEYS)})")
     sparsity, target_macs = _spec(content, source)
+    align = _align(content, source)
     top = {k: v for k, v in content.items() if k not in SPEC_KEYS and k not in _SECTIONS}
     run = RunOptions(**parse_section(RunSettings, top, where))
     if run.method is not None and run.method not in METHODS:
@@ -125,6 +139,7 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
     )
     data = DataOptions(**_section(content, DataSettings, where))
     gates = _section(content, GateSettings, where)
+    quantize = _quantize(content, where)
     return Recipe(
         sparsity,
         target_macs,
@@ -133,7 +148,31 @@ def parse_recipe(content: Mapping[str, Any], source: str) -> Recipe:
         data,
         Gates.of(GateOptions(**gates).build(GateSettings)) if gates else None,
         source,
+        quantize,
+        align,
+        LatencyOptions(**_section(content, LatencySettings, where)),
     )
+
+
+def _quantize(content: Mapping[str, Any], where: str) -> QuantizeOptions:
+    """Section ``quantize``: a mapping, or its mode alone (``quantize: int8``); checked here."""
+    value = content.get("quantize")
+    if isinstance(value, str):
+        content = {"quantize": {"mode": value}}
+    given = _section(content, QuantizeSettings, where)
+    exclude = given.get("quantize_exclude")
+    if isinstance(exclude, str):
+        given["quantize_exclude"] = (exclude,)
+    elif isinstance(exclude, list | tuple):
+        given["quantize_exclude"] = tuple(exclude)
+    elif exclude is not None:
+        raise SpecError(f"{where}: quantize.exclude must be a list of node names or globs")
+    options = QuantizeOptions(**given)
+    try:
+        options.build(QuantizeSettings).validate()
+    except SpecError as e:
+        raise SpecError(f"{where}: {e}") from None
+    return options
 
 
 def _section(content: Mapping[str, Any], cls: type, where: str) -> dict[str, Any]:
@@ -148,14 +187,8 @@ def _section(content: Mapping[str, Any], cls: type, where: str) -> dict[str, Any
 
 def _spec(content: Mapping[str, Any], source: str) -> tuple[SparsitySpec | None, float | None]:
     """The sparsity spec (rules, exclusions, alignment) and the MAC budget of the recipe."""
-    raw_align = content.get("align", 1)
-    try:  # 'auto': the default of the runtime the speedup gate names (cpu when none does)
-        speedup_on = str((content.get("gates") or {}).get("speedup_on", "cpu:1"))
-        align = resolve_alignment(raw_align, speedup_on.partition(":")[0] or "cpu")
-    except (ValueError, AttributeError):
-        raise SpecError(
-            f"recipe {source}: align must be a positive integer or 'auto', not {raw_align!r}"
-        ) from None
+    given = _align(content, source)
+    align = given if isinstance(given, int) else 1  # 'auto' and not given: resolved by the run
     exclude = content.get("exclude", []) or []
     if isinstance(exclude, str):
         exclude = [exclude]
@@ -174,6 +207,20 @@ def _spec(content: Mapping[str, Any], source: str) -> tuple[SparsitySpec | None,
     if exclude or "align" in content:
         raise SpecError(f"recipe {source}: 'exclude' and 'align' need a 'sparsity' or 'target_macs' section")
     return None, None
+
+
+def _align(content: Mapping[str, Any], source: str) -> int | str | None:
+    """The recipe's ``align``: None (not given), ``'auto'`` (resolved for the run's target, see
+    :func:`onnxprune.config.alignment.alignment_of`) or a checked integer."""
+    raw = content.get("align")
+    if raw is None:
+        return None
+    if isinstance(raw, str) and raw.strip().lower() == "auto":
+        return "auto"
+    try:
+        return resolve_alignment(raw)
+    except (ValueError, AttributeError):
+        raise SpecError(f"recipe {source}: align must be a positive integer or 'auto', not {raw!r}") from None
 
 
 def _rules(value: Any, source: str) -> tuple[Rule, ...]:

@@ -20,8 +20,11 @@ from .index import outer_scope_reads
 from .protos import weightless
 
 FOLDABLE = frozenset(
-    {"Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add", "Sub", "Mul", "Div", "Slice", "Floor", "Ceil"}
-)
+    {
+        "Gather", "Unsqueeze", "Squeeze", "Concat", "Cast", "Add", "Sub", "Mul", "Div", "Slice", "Floor",
+        "Ceil", "Mod", "Reshape",
+    }
+)  # fmt: skip
 MAX_ELEMENTS = 64  # shape arithmetic only: never fold a real tensor
 
 
@@ -93,6 +96,25 @@ def _evaluate(node: onnx.NodeProto, values: list[np.ndarray], opset: int) -> np.
     return np.asarray(out)
 
 
+def _partial_slice(
+    node: onnx.NodeProto, partial: dict[str, tuple[np.ndarray, np.ndarray]], consts: dict[str, np.ndarray]
+) -> slice | None:
+    """The range a step-1 ``Slice`` (opset >= 10) with constant bounds takes of a partly known Shape."""
+    if node.op_type != "Slice" or len(node.input) < 3 or node.input[0] not in partial:
+        return None
+    params = [consts.get(i) if i else None for i in node.input[1:5]]
+    if any(i and p is None for i, p in zip(node.input[1:5], params, strict=False)):
+        return None
+    starts, ends, axes, steps = (*params, None, None)[:4]
+    if starts is None or ends is None or starts.size != 1 or ends.size != 1:
+        return None
+    if (axes is not None and int(axes.reshape(-1)[0]) not in (0, -1)) or (
+        steps is not None and int(steps.reshape(-1)[0]) != 1
+    ):
+        return None
+    return slice(int(starts.reshape(-1)[0]), int(ends.reshape(-1)[0]))
+
+
 def fold_static_shapes(model: onnx.ModelProto, notes: list[str], max_rounds: int = 64) -> None:
     """In place: nodes of shape arithmetic whose result is fully static become initializers.
 
@@ -133,6 +155,14 @@ def _fold_once(model: onnx.ModelProto) -> tuple[int, int]:
             idx = consts[node.input[1]]
             if known[idx].all():
                 consts[node.output[0]] = folded[node.output[0]] = values[idx]
+            continue
+        sel = _partial_slice(node, partial, consts)
+        if sel is not None:  # nn.MultiheadAttention's shape[:2] / shape[-1:] of a dynamic-batch tensor
+            values, known = partial[node.input[0]]
+            if known[sel].all():
+                consts[node.output[0]] = folded[node.output[0]] = values[sel]
+            else:
+                partial[node.output[0]] = (values[sel], known[sel])
             continue
         if node.op_type not in FOLDABLE or len(node.output) != 1:
             continue

@@ -87,8 +87,8 @@ def _weight(node: onnx.NodeProto, inits: Mapping[str, tuple[int, ...]]) -> str |
     return name
 
 
-def mac_model(model: onnx.ModelProto, plan: PruningPlan, cost: ModelCost) -> MacModel:
-    """The closed form of ``model``'s MACs (``cost = count_costs(model, shape)``) over ``plan``'s groups."""
+def axis_shrink(model: onnx.ModelProto, plan: PruningPlan) -> dict[tuple[str, int], dict[str, float]]:
+    """(initializer, axis 0 or 1) -> {group: indices of that axis removed per removed channel}."""
     inits = {t.name: tuple(int(d) for d in t.dims) for t in model.graph.initializer}
     shrink: dict[tuple[str, int], dict[str, float]] = {}
     for g in plan.groups:
@@ -100,6 +100,13 @@ def mac_model(model: onnx.ModelProto, plan: PruningPlan, cost: ModelCost) -> Mac
             per = len(m.index_map.indices(range(g.channels))) / g.channels
             axis = shrink.setdefault((m.initializer, m.axis), {})
             axis[g.name] = axis.get(g.name, 0.0) + per
+    return shrink
+
+
+def mac_model(model: onnx.ModelProto, plan: PruningPlan, cost: ModelCost) -> MacModel:
+    """The closed form of ``model``'s MACs (``cost = count_costs(model, shape)``) over ``plan``'s groups."""
+    inits = {t.name: tuple(int(d) for d in t.dims) for t in model.graph.initializer}
+    shrink = axis_shrink(model, plan)
     terms, constant = [], 0
     for key, node in zip(node_keys(model.graph.node), model.graph.node, strict=True):
         cost_node = cost.nodes.get(key)
@@ -114,4 +121,4 @@ def mac_model(model: onnx.ModelProto, plan: PruningPlan, cost: ModelCost) -> Mac
     return MacModel(tuple(terms), {g.name: g.channels for g in plan.groups}, constant)
 
 
-__all__ = ["MacModel", "mac_model"]
+__all__ = ["MacModel", "axis_shrink", "mac_model"]

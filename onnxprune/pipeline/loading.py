@@ -6,11 +6,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import onnx
 
+from ..config.settings import DataSettings
 from ..data import DataSplits, load_data
 from ..data.arrays import ArrayData, Inputs
+from ..data.preprocess import Preprocess
 from ..graph.draws import input_draws
 from ..graph.inputs import Batch, ModelInputs
 from ..graph.load import NormalizedModel, load_model, normalize
@@ -36,8 +39,13 @@ class Loaded:
 
 def load(config: Config, clock: PhaseClock) -> Loaded:
     """Load, check and normalize ``config.model`` (see :mod:`onnxprune.graph.load`)."""
+    return load_source(config.model, clock)
+
+
+def load_source(model: str | Path | onnx.ModelProto, clock: PhaseClock) -> Loaded:
+    """Load, check and normalize ``model`` (see :mod:`onnxprune.graph.load`)."""
     with clock.phase("load"):
-        original, _ = load_model(config.model)
+        original, _ = load_model(model)
         normalized = normalize(original, inplace=True)  # load_model's copy is private: no second one
         return Loaded(normalized, ModelInputs.of(normalized.model))
 
@@ -80,26 +88,35 @@ class Samples:
 def read_data(config: Config, loaded: Loaded, clock: PhaseClock) -> Samples:
     """The data of ``config.data``, split and fitted to the model's inputs; labels withheld from training
     with ``labels=False``. The gates are checked against it (a gate on accuracy needs labels)."""
+    samples = load_samples(config.data, config.preprocess, config.run.seed, loaded, clock)
+    config.gates.validate(samples.splits.test.labeled, available_providers())
+    return samples
+
+
+def load_samples(
+    data: DataSettings, preprocess: Preprocess | None, seed: int, loaded: Loaded, clock: PhaseClock
+) -> Samples:
+    """The data of ``data``, split (seeded) and fitted to the model's inputs; labels withheld from training
+    with ``data.labels`` False."""
     draws = input_draws(loaded.base)
     with clock.phase("data"):
         splits = load_data(
-            config.data.source,
+            data.source,
             loaded.inputs.dims(),
-            config.data.input_shape,
-            val_fraction=config.data.val_fraction,
-            seed=config.run.seed,
-            preprocess=config.preprocess,
-            max_samples=config.data.max_samples,
+            data.input_shape,
+            val_fraction=data.val_fraction,
+            seed=seed,
+            preprocess=preprocess,
+            max_samples=data.max_samples,
             draws=draws,
         )
         if splits.name == "random":
             for name, draw in draws.items():
                 log.info("random data: input %r: %s", name, draw.describe())
-        if not config.data.labels:
+        if not data.labels:
             splits = splits.for_training_without_labels()
-    config.gates.validate(splits.test.labeled, available_providers())
-    inputs = loaded.inputs.resolved(loaded.base, config.data.input_shape, splits.train.x)
+    inputs = loaded.inputs.resolved(loaded.base, data.input_shape, splits.train.x)
     return Samples(splits, inputs)
 
 
-__all__ = ["Loaded", "Samples", "load", "read_data"]
+__all__ = ["Loaded", "Samples", "load", "load_samples", "load_source", "read_data"]

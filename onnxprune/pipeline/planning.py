@@ -15,6 +15,7 @@ from dataclasses import dataclass, replace
 
 from ..config.sparsity import (
     element_constraints,
+    group_width,
     keep_counts,
     training_plan,
     unmatched_rules,
@@ -26,6 +27,7 @@ from ..graph.weights import weight_targets
 from ..plan import PruningPlan
 from ..runtime.timing import PhaseClock
 from .budget import BudgetResult, budget_keep_counts
+from .latency_budget import LatencyBudgetResult, latency_keep_counts
 from .loading import Loaded, Samples
 from .resolve import Config
 
@@ -41,6 +43,8 @@ class Planned:
     keep: dict[str, int]
     elements: dict[str, ElementConstraint]
     budget: BudgetResult | None = None
+    unaligned: tuple[str, ...] = ()  # pruned groups the step cannot align (fewer channels than it)
+    latency: LatencyBudgetResult | None = None  # --target-speedup / --target-latency: the choice
 
     @property
     def shape_weights(self) -> list[str]:
@@ -80,6 +84,17 @@ def plan(
             keep, budget = budget_keep_counts(
                 base, analysis, cost, spec, config.target_macs, train, seed=seed
             )
+    latency = None
+    if config.latency.targeted:
+        with clock.phase("latency budget"):
+            train, seed = samples.splits.train, config.run.seed
+            keep, latency = latency_keep_counts(
+                base, analysis, spec, config.latency, samples.inputs.shape, train, seed=seed
+            )
+    unaligned = unaligned_groups(analysis, keep, spec.align)
+    log.info("align %d: %s", spec.align, config.alignment.reason)
+    if unaligned:  # info, not a warning: tiny groups are expected; the report lists each one
+        log.info("align %d: %d pruned groups too small to align: %s", spec.align, len(unaligned), unaligned)
     result = training_plan(analysis, spec, keep)  # groups a channel rule prunes: by their consumer's W[:, c]
     log.info(
         "plan: %d groups, %d prunable, %d channel-wise",
@@ -87,7 +102,24 @@ def plan(
         len(result.prunable),
         sum(g.kind == "channel" for g in result.groups),
     )
-    return Planned(result, keep, elements, budget)
+    return Planned(result, keep, elements, budget, tuple(unaligned), latency)
+
+
+def unaligned_groups(plan: PruningPlan, keep: dict[str, int], step: int) -> list[str]:
+    """One note per pruned group whose kept filters (count x indices per channel) are not a multiple of
+    ``step``: only a group too small for any aligned count (fewer filters than the step, or no multiple of
+    it at or above its minimum width) — :func:`~onnxprune.config.alignment.aligned_keep` aligns the rest."""
+    if step <= 1:
+        return []
+    notes = []
+    for g in plan.prunable:
+        k = keep.get(g.name, g.channels)
+        if k < g.channels and (k * group_width(g)) % step:
+            notes.append(
+                f"group {g.name!r} keeps {k} of {g.channels} channels, unaligned: no multiple of {step} fits "
+                f"its {g.channels * group_width(g)} filters"
+            )
+    return notes
 
 
 def keep_unbound(plan: PruningPlan, bound: Set[str] | None) -> PruningPlan:
@@ -104,4 +136,4 @@ def keep_unbound(plan: PruningPlan, bound: Set[str] | None) -> PruningPlan:
     return PruningPlan(groups)
 
 
-__all__ = ["Planned", "analyze_model", "keep_unbound", "plan"]
+__all__ = ["Planned", "analyze_model", "keep_unbound", "plan", "unaligned_groups"]

@@ -12,7 +12,10 @@ held.
 
 :func:`prune_stage` is the same without torch: the plan's kept channels are chosen by magnitude (the
 channels of largest L2 norm over their SOURCE slices, :func:`onnxprune.graph.probe.magnitude_mask`, as
-``--method magnitude --finetune-epochs 0`` projects) and exported from the model as it is.
+``--method magnitude --finetune-epochs 0`` projects) or given by the caller, and exported from the model
+as it is. ``compress`` runs it for that preview (no torch import, no import check);
+:func:`prune_without_training` (``onnxprune.prune``) is it as a function of a model, for pipelines that
+train elsewhere.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from ..graph.inputs import Batch
 from ..graph.load import reshare
 from ..graph.probe import channel_norms, magnitude_mask
 from ..graph.verify import VerifyResult, compare_models, verify_pruned
-from ..plan import PruningPlan
+from ..plan import PruningPlan, validate_masks
 from ..runtime.timing import PhaseClock
 from .loading import Loaded, Samples
 from .planning import Planned, plan
@@ -59,6 +62,19 @@ class Exported:
     check_inputs: list[Batch]
     dead: dict[str, Any]
     source: onnx.ModelProto | None = None
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What the torch-free stage made (``onnxprune.prune``): the pruned model, verified against the masked
+    dense model (None when too large to hold: only streamed to a file), the plan, the keep masks it was
+    cut to (group name -> bool per channel) and the verification."""
+
+    model: onnx.ModelProto
+    masked: onnx.ModelProto | None
+    plan: PruningPlan
+    masks: dict[str, np.ndarray]
+    verification: VerifyResult
 
 
 def export(
@@ -163,16 +179,53 @@ def magnitude_masks(
     return out
 
 
+def caller_masks(plan: PruningPlan, masks: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    """A caller's keep masks (group name -> bool per channel, True = kept), checked against ``plan``: a
+    known group, shape ``(channels,)``, a prunable group if it removes anything, at least one channel kept
+    (one per cover set); else a one-line :class:`SpecError`."""
+    names = {g.name for g in plan.groups}
+    out = {}
+    for name, mask in masks.items():
+        if name not in names:
+            known = ", ".join(g.name for g in plan.prunable[:6])
+            raise SpecError(f"masks: no group {name!r} in the plan (prunable groups: {known}, ...)")
+        keep = np.asarray(mask)
+        if keep.dtype != np.bool_:
+            raise SpecError(f"masks: the mask of group {name!r} must be bool (True = kept), not {keep.dtype}")
+        out[name] = keep
+    try:
+        validate_masks(plan, out)
+    except ValueError as e:
+        raise SpecError(f"masks: {e}") from None
+    return out
+
+
 def prune_stage(
-    config: Config, loaded: Loaded, samples: Samples, analysis: PruningPlan, clock: PhaseClock
+    config: Config,
+    loaded: Loaded,
+    samples: Samples,
+    analysis: PruningPlan,
+    clock: PhaseClock,
+    masks: Mapping[str, Any] | None = None,
 ) -> tuple[Planned, Exported]:
-    """Plan, magnitude masks, surgery and verification without torch (see the module docstring). Element
-    sparsity needs the torch side's projections: a :class:`SpecError` here."""
+    """Plan, masks (by magnitude, the caller's ``masks`` where given), surgery and verification without
+    torch (see the module docstring). Element sparsity needs the torch side's projections: a
+    :class:`SpecError` here."""
     planned = plan(config, loaded, samples, analysis, None, clock)
     if planned.elements:
         raise SpecError("element sparsity (irregular, nm, shape) needs training: use compress")
-    masks = magnitude_masks(loaded.base, planned.plan, planned.keep)
-    return planned, export(config, loaded, samples, planned, loaded.base, masks, {}, clock)
+    chosen = magnitude_masks(loaded.base, planned.plan, planned.keep)
+    if masks is not None:
+        chosen |= caller_masks(planned.plan, masks)
+    return planned, export(config, loaded, samples, planned, loaded.base, chosen, {}, clock)
 
 
-__all__ = ["Exported", "export", "magnitude_masks", "prune_stage", "remove_dead"]
+__all__ = [
+    "Exported",
+    "PruneResult",
+    "caller_masks",
+    "export",
+    "magnitude_masks",
+    "prune_stage",
+    "remove_dead",
+]

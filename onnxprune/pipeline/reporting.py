@@ -56,7 +56,7 @@ def build_report(
         sparsity=config.sparsity_text,
         method=config.run.method,
         data=splits.name + ("" if config.data.labels else " (labels withheld from training)"),
-        config=_settings(config, samples, trained),
+        config=_settings(config, samples, trained) | {"alignment": _alignment(config, planned)},
         notes=loaded.normalized.notes,
         groups=[group_summary(g.name, plan, masks, config.spec) for g in plan.groups],
         layers=_with_element_status(layers, elements, written.lowered),
@@ -67,6 +67,7 @@ def build_report(
         fidelity=fidelity,
         shape_form=_shape_form(written, exported, shape),
         budget=_budget(planned, cost_b, cost_a),
+        latency_budget=planned.latency.to_dict() if planned.latency is not None else None,
         verification=exported.verification,
         history=trained.history_by_phase(),
         environment=environment(),
@@ -83,6 +84,11 @@ def _settings(config: Config, samples: Samples, trained: Trained) -> dict[str, A
         "preprocess": str(config.preprocess) if config.preprocess is not None else None,
         "max_samples": config.data.max_samples,
     }
+
+
+def _alignment(config: Config, planned: Planned) -> dict[str, Any]:
+    """The channel multiple used, why, and the pruned groups too small to align."""
+    return {**config.alignment.to_dict(), "step": config.spec.align, "unaligned": list(planned.unaligned)}
 
 
 def _with_element_status(
@@ -154,18 +160,40 @@ def group_summary(
 
 
 def measure_latency(
-    config: Config, loaded: Loaded, samples: Samples, written: Written, clock: PhaseClock
+    config: Config,
+    loaded: Loaded,
+    samples: Samples,
+    written: Written,
+    clock: PhaseClock,
+    int8: onnx.ModelProto | None = None,
 ) -> dict[str, Any] | None:
-    """Dense vs pruned ORT latency at the bench batch sizes on CPU (and the speedup gate's provider and
-    batch); None when nothing is timed (``--no-bench``, or not rank 0)."""
+    """Dense vs pruned (and its ``int8`` model) ORT latency at the bench batch sizes on CPU (and the speedup
+    gate's provider and batch); None when nothing is timed (``--no-bench``, or not rank 0)."""
     batches = samples.runnable_batches(config.bench_batches)
     if tuple(batches) != tuple(config.bench_batches):
         log.info("latency at batch %s only: the model's batch is fixed", batches[0])
     runs = bench_runs(batches, config.gates) if config.main_rank else []
-    if not runs:
-        return None
-    with clock.phase("bench"):
-        return latency(loaded.base, written.model, samples.inputs.first_shape, runs, config.bench_repeats)
+    result: dict[str, Any] | None = None
+    if runs:
+        with clock.phase("bench"):
+            shape = samples.inputs.first_shape
+            result = latency(loaded.base, written.model, shape, runs, config.bench_repeats, int8)
+    if config.latency.targeted and config.main_rank:  # measured even with --no-bench: the target's check
+        with clock.phase("latency target"):
+            result = {**(result or {}), "latency_target": target_latency(config, loaded, samples, written)}
+    return result
+
+
+def target_latency(config: Config, loaded: Loaded, samples: Samples, written: Written) -> dict[str, Any]:
+    """Dense vs pruned on the latency target (``--on``, its threads), in a fresh process like the bench."""
+    provider, _, batch = str(config.latency.on).partition(":")
+    provider = provider.strip().lower()
+    shape, threads = samples.inputs.first_shape, config.latency.latency_threads
+    names = ["dense", "pruned"]
+    result = bench_apart([loaded.base, written.model], names, [int(batch)], [provider], 50, shape, threads)
+    d, p = result.row("dense", provider, int(batch)), result.row("pruned", provider, int(batch))
+    return {"target": config.latency.on, "dense_ms": d.median_ms, "pruned_ms": p.median_ms,
+            "speedup": d.median_ms / p.median_ms}  # fmt: skip
 
 
 def bench_runs(batches: Sequence[int], gates: Gates) -> list[tuple[str, int]]:
@@ -182,24 +210,29 @@ def latency(
     shape: Sequence[int],
     runs: Sequence[tuple[str, int]],
     repeats: int,
+    int8: onnx.ModelProto | None = None,
 ) -> dict[str, Any]:
-    """Dense vs pruned ORT latency for each (provider, batch) of ``runs``."""
+    """Dense vs pruned ORT latency for each (provider, batch) of ``runs``; with ``int8`` (the pruned model
+    quantized) also its time, its speedup over dense (``int8_speedup``) and over pruned fp32."""
     providers = sorted({p for p, _ in runs}, key=[p for p, _ in runs].index)
     batches = sorted({b for _, b in runs})
-    result = bench_apart([dense, pruned], ["dense", "pruned"], batches, providers, repeats, shape)
+    models, names = [dense, pruned, *([int8] if int8 is not None else [])], ["dense", "pruned", "int8"]
+    result = bench_apart(models, names[: len(models)], batches, providers, repeats, shape)
     speedups = []
     for provider, batch in runs:
         d, p = result.row("dense", provider, batch), result.row("pruned", provider, batch)
-        speedups.append(
-            {
-                "provider": provider,
-                "batch": batch,
-                "dense_ms": d.median_ms,
-                "pruned_ms": p.median_ms,
-                "speedup": d.median_ms / p.median_ms,
-            }
-        )
+        row = {
+            "provider": provider,
+            "batch": batch,
+            "dense_ms": d.median_ms,
+            "pruned_ms": p.median_ms,
+            "speedup": d.median_ms / p.median_ms,
+        }
+        if int8 is not None:
+            q = result.row("int8", provider, batch).median_ms
+            row |= {"int8_ms": q, "int8_speedup": d.median_ms / q, "int8_vs_pruned": p.median_ms / q}
+        speedups.append(row)
     return {"speedups": speedups, "bench": result.to_dict()}
 
 
-__all__ = ["bench_runs", "build_report", "group_summary", "latency", "measure_latency"]
+__all__ = ["bench_runs", "build_report", "group_summary", "latency", "measure_latency", "target_latency"]

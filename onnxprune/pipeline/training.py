@@ -17,6 +17,7 @@ import numpy as np
 import onnx
 
 from ..errors import DependencyError, UnsupportedModelError
+from ..extras import installed
 from ..graph.batch import check_relaxed, relax_batch
 from ..graph.edit import write_back
 from ..graph.inputs import Batch, ModelInputs, input_shapes
@@ -90,7 +91,7 @@ def train(
         quiet=config.quiet,
         synthetic_data=samples.splits.name == "random",
         distill=config.distill,
-    )
+    ).resolved(config.run.method)  # --epochs split: the report records the epochs each phase trains
     splits, method = samples.splits, config.run.method
     with clock.phase("train"), torch_threads(config.train.threads):
         result = train_pruned(
@@ -104,17 +105,32 @@ def train(
     return Trained(model, masks, result.element_masks, result.history, asdict(cfg))
 
 
+TORCH_SIDE = ("torch", "torchvision", "onnx2torch")  # the train extra
+
+
+def require_torch() -> None:
+    """A one-line :class:`DependencyError` naming the extra, before any work, when the train extra is
+    missing (found without importing it)."""
+    missing = next((name for name in TORCH_SIDE if not installed(name)), None)
+    if missing is not None:
+        raise _missing_extra(missing)
+
+
+def _missing_extra(name: str) -> DependencyError:
+    return DependencyError(
+        f"compress trains with torch ({name} is not installed): pip install 'onnxprune[train]' "
+        "(without it: --method magnitude --finetune-epochs 0, onnxprune.prune, inspect, bench, profile)"
+    )
+
+
 def _torch_side() -> Any:
     """The torch import module, or a :class:`DependencyError` when torch is not installed."""
     try:
         from ..train import importer
     except ModuleNotFoundError as e:
-        if e.name not in ("torch", "torchvision", "onnx2torch"):
+        if e.name not in TORCH_SIDE:
             raise
-        raise DependencyError(
-            f"training needs {e.name} (the train extra: pip install 'onnxprune[train]'); without it only the "
-            "ONNX side runs (inspect, bench, profile)"
-        ) from None
+        raise _missing_extra(e.name) from None
     return importer
 
 
@@ -205,4 +221,12 @@ def torch_first_output(module: Any, arrays: Sequence[np.ndarray], chunk: int | N
     return np.concatenate(parts)
 
 
-__all__ = ["Trained", "check_import", "plan_and_train", "torch_first_output", "train", "training_graph"]
+__all__ = [
+    "Trained",
+    "check_import",
+    "plan_and_train",
+    "require_torch",
+    "torch_first_output",
+    "train",
+    "training_graph",
+]

@@ -12,6 +12,7 @@ import numpy as np
 
 from ..config.gates import GateResult
 from ..graph.verify import VerifyResult
+from ..runtime.tables import format_table
 from .layers import LayerRow, format_budget, format_layers, human
 
 
@@ -34,10 +35,12 @@ class Report:
     latency: dict[str, Any] | None = None
     shape_form: dict[str, Any] | None = None  # shape sparsity: forms, timings, choice (runtime.forms)
     budget: dict[str, Any] | None = None  # --target-macs: see onnxprune.pipeline.budget.BudgetResult.to_dict
+    quantization: dict[str, Any] | None = None  # --quantize int8: onnxprune.pipeline.quantization
     history: dict[str, Any] = field(default_factory=dict)
     phases: dict[str, float] = field(default_factory=dict)
     environment: dict[str, str] = field(default_factory=dict)
     outputs: dict[str, str] = field(default_factory=dict)
+    latency_budget: dict[str, Any] | None = None  # --target-speedup/-latency: LatencyBudgetResult.to_dict
 
     @property
     def passed(self) -> bool:
@@ -58,6 +61,8 @@ class Report:
         parts = [format_layers(self.layers), ""]
         if self.budget:
             parts += [format_budget(self.budget), ""]
+        if self.latency_budget:
+            parts += [format_latency_budget(self.latency_budget, self.latency), ""]
         return "\n".join([*parts, format_summary(self)])
 
 
@@ -73,10 +78,55 @@ def _jsonable(x: Any) -> Any:
     return x
 
 
+def _times(x: float | None) -> str:
+    """``2.42x``, or ``-`` where no speedup is defined (a predicted latency <= 0 on a noisy table)."""
+    return "-" if x is None else f"{x:.2f}x"
+
+
+def format_latency_budget(budget: dict[str, Any], latency: dict[str, Any] | None) -> str:
+    """The latency budget's choice: per group its width; per layer its predicted ms; predicted vs
+    measured speedup on the target."""
+    groups = format_table(
+        ("group", "kept", "ratio"),
+        [(g["name"], f"{g['kept']}/{g['channels']}", f"{g['ratio']:.3f}") for g in budget["groups"]],
+        rule=True,
+    )
+    layers = format_table(
+        ("layer", "widths", "dense ms", "predicted ms"),
+        [
+            (x["layer"], f"{x['widths'][0]}x{x['widths'][1]}", f"{x['full_ms']:.3f}", f"{x['ms']:.3f}")
+            for x in budget["layers"]
+        ],
+        rule=True,
+    )
+    line = (
+        f"latency budget on {budget['target']}: {budget['budget_ms']:.3f} ms "
+        f"(target {budget['target_speedup']:.2f}x of dense {budget['dense_ms']:.3f} ms); predicted "
+        f"{budget['predicted_ms']:.3f} ms ({_times(budget['predicted_speedup'])}; best possible "
+        f"{_times(budget['best_speedup'])})"
+    )
+    measured = (latency or {}).get("latency_target")
+    if measured:
+        line += (
+            f"; measured dense {measured['dense_ms']:.3f} ms, pruned {measured['pruned_ms']:.3f} ms "
+            f"({measured['speedup']:.2f}x)"
+        )
+    return "\n".join([groups, layers, line])
+
+
+def _alignment_lines(alignment: dict[str, Any] | None) -> list[str]:
+    """``align N: why`` and the groups too small to align (none for reports without it)."""
+    if not alignment:
+        return []
+    lines = [f"align  {alignment['step']}: {alignment['reason']}"]
+    return lines + [f"       {note}" for note in alignment.get("unaligned", [])]
+
+
 def format_summary(r: Report) -> str:
     t = r.totals
     lines = [
         f"model {r.model}  sparsity {r.sparsity}  method {r.method}  data {r.data}",
+        *_alignment_lines(r.config.get("alignment")),
         f"MACs   {human(t['macs_before'])} -> {human(t['macs_after'])} ({t['mac_reduction']:.2f}x fewer); "
         f"conv MACs {t['conv_mac_reduction']:.2f}x fewer",
         f"params {human(t['params_before'])} -> {human(t['params_after'])} "
@@ -110,15 +160,50 @@ def format_summary(r: Report) -> str:
             f"verify pruned == masked: max relative error {v.max_rel_error:.2e} "
             f"(tolerance {v.rtol:g}, {v.samples} samples) {'PASS' if v.passed else 'FAIL'}"
         )
+    if r.quantization:
+        lines += quantization_lines(r.quantization)
     if r.latency:
         for row in r.latency.get("speedups", []):
+            int8 = ""
+            if "int8_ms" in row:
+                int8 = (
+                    f"; int8 {row['int8_ms']:.3f} ms -> {row['int8_speedup']:.2f}x "
+                    f"({row['int8_vs_pruned']:.2f}x over pruned fp32)"
+                )
             lines.append(
                 f"ORT {row['provider']} batch {row['batch']}: dense {row['dense_ms']:.3f} ms, "
-                f"pruned {row['pruned_ms']:.3f} ms (median) -> {row['speedup']:.2f}x"
+                f"pruned {row['pruned_ms']:.3f} ms (median) -> {row['speedup']:.2f}x{int8}"
             )
     if r.phases:
         lines.append("wall time " + ", ".join(f"{k} {v:.1f}s" for k, v in r.phases.items()))
     return "\n".join(lines)
+
+
+def quantization_lines(q: dict[str, Any]) -> list[str]:
+    """What was quantized, and the int8 model against its fp32 model (and the dense one in compress)."""
+    kept = ", ".join(q["excluded_nodes"]) or "none"
+    lines = [
+        f"int8 ({q['format']}; {q['calibration_method']} calibration on {q['calibration_samples']} samples): "
+        f"{len(q['quantized_nodes'])} nodes quantized; kept float: {kept}"
+    ]
+    if "bytes_int8" in q:
+        lines[0] += f"; file {q['bytes_fp32'] / 1e6:.2f} MB -> {q['bytes_int8'] / 1e6:.2f} MB"
+    f = q["vs_fp32"]
+    top1 = ""
+    if q.get("int8_top1") is not None:
+        top1 = (
+            f"top-1 int8 {100 * q['int8_top1']:.2f}% vs fp32 {100 * q['fp32_top1']:.2f}% "
+            f"({-f['drop_pp']:+.2f} pp); "
+        )
+    agree = f"agreement {100 * f['agreement']:.2f}%; " if f.get("agreement") is not None else ""
+    lines.append(
+        f"int8 vs fp32: {top1}{agree}max abs diff {f['max_abs_diff']:.3g}, mean {f['mean_abs_diff']:.3g} "
+        f"({f['samples']} {f['split']} samples)"
+    )
+    d = q.get("vs_dense")
+    if d and d.get("drop_pp") is not None:
+        lines.append(f"int8 vs dense: top-1 drop {d['drop_pp']:+.2f} pp (the gates read this model)")
+    return lines
 
 
 def _element_lines(r: Report) -> list[str]:

@@ -324,6 +324,7 @@ def bench_apart(
     providers: Sequence[str],
     repeats: int,
     input_shape: Sequence[int],
+    threads: int | None = None,
 ) -> BenchReport:
     """:func:`bench` of ``models`` (5 warm-up runs) in a fresh, spawned process: after training, torch's
     idle worker threads compete with ORT's, and made an in-process batch-32 figure 1.45x where a clean
@@ -338,6 +339,7 @@ def bench_apart(
             warmup=5,
             input_shape=list(input_shape),
             names=list(names),
+            threads=threads,
         ).result()
 
 

@@ -19,7 +19,8 @@ from .sessions import make_session, run_batched
 
 
 def evaluate(dense: onnx.ModelProto, pruned: onnx.ModelProto, data: ArrayData, split: str) -> dict[str, Any]:
-    """``{'fidelity', 'measure', 'agreement', 'output_rel_error', 'samples', 'split'}`` plus, with labels,
+    """``{'fidelity', 'measure', 'agreement', 'output_rel_error', 'max_abs_diff', 'mean_abs_diff', 'samples',
+    'split'}`` (the absolute differences: of the first output) plus, with labels,
     ``dense_top1``, ``pruned_top1`` and ``drop_pp`` (percentage points)."""
     d_sess = make_session(dense)
     names = [o.name for o in d_sess.get_outputs()]
@@ -29,6 +30,11 @@ def evaluate(dense: onnx.ModelProto, pruned: onnx.ModelProto, data: ArrayData, s
     rel = {n: frobenius_relative_error(d, p) for n, d, p in zip(names, d_out, p_out, strict=True)}
     result: dict[str, Any] = {"split": split, "samples": len(data), "output_rel_error": rel}
     first_d, first_p = d_out[0], p_out[0]
+    diff = np.abs(first_p.astype(np.float64) - first_d.astype(np.float64))  # of the first output
+    result |= {
+        "max_abs_diff": float(diff.max(initial=0.0)),
+        "mean_abs_diff": float(diff.mean()) if diff.size else 0.0,
+    }
     if first_d.ndim == 2 and first_d.shape[1] >= 2:
         d_pred, p_pred = first_d.argmax(1), first_p.argmax(1)
         agreement = float((d_pred == p_pred).mean())

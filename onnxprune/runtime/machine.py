@@ -21,7 +21,6 @@ from typing import Any
 
 import numpy as np
 import onnx
-import onnxruntime as ort
 
 from ..errors import SpecError
 
@@ -43,6 +42,8 @@ class MachineInfo:
 
     @classmethod
     def collect(cls, providers: Sequence[str] = (), threads: int | None = None) -> MachineInfo:
+        import onnxruntime as ort  # here: ``onnxprune env`` reads the CPU where ORT is not installed
+
         return cls(
             cpu=cpu_model(),
             cores=os.cpu_count(),
@@ -116,6 +117,27 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine() or "unknown"
 
 
+def cpu_flags(text: str | None = None) -> frozenset[str]:
+    """The CPU's feature flags (``avx2``, ``avx512f``, ...): the ``flags`` line of /proc/cpuinfo (x86;
+    ``Features`` on ARM) of ``text``, else of this machine; empty where there is none."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return frozenset()
+    for line in text.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip().lower() in ("flags", "features"):
+            return frozenset(value.lower().split())
+    return frozenset()
+
+
+def cpu_isa() -> str:
+    """The widest x86 vector ISA of this CPU that MLAS dispatches on: 'avx512f', 'avx2' or 'baseline'."""
+    flags = cpu_flags()
+    return next((isa for isa in ("avx512f", "avx2") if isa in flags), "baseline")
+
+
 def gpu_model() -> str | None:
     """Name of the CUDA device the benchmark uses, from nvidia-smi; None where that is not available."""
     from .sessions import CUDA_PROVIDER_OPTIONS
@@ -177,4 +199,13 @@ def job_context() -> JobContext:
     return JobContext(rank, world, _env_int("LOCAL_RANK", rank))
 
 
-__all__ = ["JobContext", "MachineInfo", "cpu_model", "environment", "gpu_model", "job_context"]
+__all__ = [
+    "JobContext",
+    "MachineInfo",
+    "cpu_flags",
+    "cpu_isa",
+    "cpu_model",
+    "environment",
+    "gpu_model",
+    "job_context",
+]

@@ -98,6 +98,7 @@ def make_session(
     optimize: bool = True,
     cuda_options: Mapping[str, str] | None = None,
     profile_prefix: str | None = None,
+    level: ort.GraphOptimizationLevel | None = None,
 ) -> ort.InferenceSession:
     """An InferenceSession of ``model`` on ``provider`` ('cpu' or 'cuda').
 
@@ -105,7 +106,8 @@ def make_session(
     as a temporary file with external data, never as serialized bytes) or a path. ``threads`` sets the
     intra-op thread count (None: onnxruntime's default); ``cuda_options`` are extra options of the CUDA
     provider (ignored on the CPU); ``profile_prefix`` turns on ORT's profiler, writing its trace to
-    ``<prefix>_<date>.json`` (read it with ``end_profiling()``). Raises
+    ``<prefix>_<date>.json`` (read it with ``end_profiling()``); ``level``: the graph optimization level
+    (None: ORT's default, all; ``optimize=False`` disables every optimization). Raises
     :class:`ProviderUnavailableError` instead of silently falling back to the CPU when the requested
     provider cannot be used.
     """
@@ -117,6 +119,8 @@ def make_session(
     if threads:
         opts.intra_op_num_threads = threads
         opts.inter_op_num_threads = 1
+    if level is not None:
+        opts.graph_optimization_level = level
     if not optimize:
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     if profile_prefix:

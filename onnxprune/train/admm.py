@@ -6,15 +6,22 @@ dimension). Scaled ADMM over the SOURCE tensors of the pruned groups and the ele
 layout, projections from :mod:`.projection` and :mod:`.elements`; the sets act on disjoint tensors, so
 the joint projection is the product of the projections):
 
-    Z ← Π(W);  U ← 0
-    every round (``round_iters`` Adam steps on  f(W) + Σ_t ρ/2 ‖W_t − Z_t + U_t‖²_F):
-        Z ← Π(W + U);  U ← U + W − Z;  ρ ← min(ρ·growth, ρ_max)
+    Z ← Π(W);  U ← 0;  f₀ ← f(W) on the loss guard's probe batches
+    every round (``round_iters`` optimizer steps on  f(W) + Σ_t ρ/2 ‖W_t − Z_t + U_t‖²_F):
+        [first rounds] f(W) > 2·f₀: restore the round's start, halve the lr, redo (:mod:`.guard`)
+        Z ← Π(W + U);  U ← U + W − Z;  ρ ← residual balancing (:mod:`.penalty`), U ← U·ρ_old/ρ_new
         log f, ‖W − Z‖_F/‖W‖_F and ‖Z − Z_prev‖_F per group, ρ
-    hard prune: keep = support(Π(W)); W ← W ⊙ M
-    masked retraining on f alone (fresh Adam, cosine-decayed lr): ∇W ← ∇W ⊙ M before, W ← W ⊙ M after
-    every step, so pruned slices stay exactly 0.
+    after ``admm_epochs`` epochs: extra rounds while max ‖W − Z‖/‖W‖ > ``primal_tol`` (at most
+    ``max_extra_rounds``); the history's 'admm_end' entry records the final residual and whether it met it
+    hard prune: keep = support(Π(W)); W ← W ⊙ M  [``bn_recalibrate``: BatchNorm statistics re-estimated]
+    masked retraining on f alone (fresh optimizer, lr warm-up then cosine to 0): ∇W ← ∇W ⊙ M before,
+    W ← W ⊙ M after every step, so pruned slices stay exactly 0.
 
-ρ is common to all groups (same ρ0 and growth). When ρ grows, the scaled dual is rescaled,
+Optimizer Adam or SGD (Nesterov momentum), learning-rate schedules: :mod:`.schedules`; training-time
+augmentation of image inputs (``augment``): :mod:`.augment`; the epoch budget (``epochs``):
+:meth:`TrainSettings.split <onnxprune.config.settings.TrainSettings.split>`.
+
+ρ is common to all groups (same ρ0 and schedule). When ρ changes, the scaled dual is rescaled,
 U ← U·ρ_old/ρ_new, so that the multiplier Λ = ρU is unchanged (Boyd et al., "Distributed optimization ...
 ADMM", §3.4.1). The authors' code does not (``rescale_dual=False``); then Λ jumps by the growth factor every
 round, which feeds the support flip-flop seen when the W-step cannot follow Z − U. On a Fashion-MNIST CNN
@@ -34,6 +41,7 @@ computes the same Z, U and masks itself (checked by a checksum after each Z-step
 
 from __future__ import annotations
 
+import itertools
 import logging
 import math
 import sys
@@ -59,11 +67,16 @@ from . import checkpoint as ckpt
 from . import distributed
 from .amp import Amp
 from .amp import check as check_amp
+from .augment import Augment, is_image
+from .bn import recalibrate
 from .distributed import EpochBatches
 from .elements import project_elements
+from .guard import LossGuard
 from .importer import ImportedModel
 from .objective import DistillConfig, Objective, is_classifier_output, outputs
+from .penalty import Penalty, rescale_dual
 from .projection import apply_masks, project_groups, tensor_masks
+from .schedules import AdmmLr, finetune_schedule, make_optimizer
 
 __all__ = [
     "TrainConfig",
@@ -77,6 +90,8 @@ __all__ = [
 
 log = logging.getLogger("onnxprune")
 
+GUARD_BATCHES = 4  # training batches of the loss guard's probe (see _Run._probe_loss)
+
 # a training batch: model inputs (graph order), labels or None, cached teacher outputs or None
 Batch = tuple[tuple[torch.Tensor, ...], torch.Tensor | None, list[torch.Tensor] | None]
 
@@ -86,12 +101,17 @@ class TrainConfig(TrainSettings):
     """The user's settings (:class:`~onnxprune.config.settings.TrainSettings`, defined there once) and what a
     run adds: seed, logging, BatchNorm handling, the distillation settings and the dual rescaling.
 
-    The defaults were chosen on a 2-conv+BN, 2-Gemm Fashion-MNIST CNN (pretrained to 89 % val), keeping 6/16,
+    The lr and ρ0 defaults were chosen on a 2-conv+BN, 2-Gemm Fashion-MNIST CNN (pretrained to 89 % val),
+    with a constant lr and geometric ρ (the defaults before issue 20), keeping 6/16,
     10/32, 20/64 channels: with them the last-round primal residual was 0.05 (max over groups), the accuracy
     right after the hard prune 87.5 % (one-shot magnitude: 10 %), 89.8 % after one retraining epoch
     (magnitude + 3 retraining epochs: 88.1 %).
     Adam's step is about lr whatever the gradient scale, so a round moves a weight at most ~lr·round_iters:
     the W-step must be able to reach Z − U (lr 1e-3 left the support flip-flopping for 10 rounds).
+    Issue 20 (a well-trained model: that lr wrecked it in the first steps, and ρ ×1.3 from 0.01 stayed too
+    weak) added the warm-up, the loss guard, residual balancing and the extra rounds to ``primal_tol``; see
+    the README's "ADMM defaults" for what each default is and why. ``--lr-schedule constant --loss-guard 0
+    --rho-schedule geometric --rho-max 1 --max-extra-rounds 0`` gives the run of before, bit for bit.
     """
 
     seed: int = 0
@@ -228,6 +248,27 @@ def _is_batchnorm(m: nn.Module) -> bool:
     return isinstance(m, nn.modules.batchnorm._BatchNorm) or type(m).__name__ == "OnnxBatchNorm"
 
 
+@dataclass
+class _AdmmRun:
+    """The running state of the ADMM phase (see :meth:`_Run._admm`)."""
+
+    w: dict[str, torch.Tensor]
+    penalized: list[str]  # the trainable constrained tensors
+    per_round: int  # optimizer steps per round
+    total: int  # steps of the regular rounds (``admm_epochs`` epochs)
+    rho: float
+    lr: AdmmLr
+    penalty: Penalty
+    guard: LossGuard
+    z: dict[str, torch.Tensor] = field(default_factory=dict)
+    u: dict[str, torch.Tensor] = field(default_factory=dict)
+    step: int = 0
+    task_sum: float = 0.0
+    pen_sum: float = 0.0
+    count: int = 0  # steps of the current round
+    extra: int = 0  # accepted rounds past the regular ones (``primal_tol``)
+
+
 class _Run:
     def __init__(
         self,
@@ -242,6 +283,7 @@ class _Run:
     ) -> None:
         cfg.validate()
         self.model, self.plan, self.cfg, self.admm = model, plan, cfg, admm
+        self.admm_epochs, self.finetune_epochs = cfg.split("admm" if admm else "magnitude")
         self.train_data, self.val_data = train, val
         self.chosen = select_groups(model, plan, keep)
         self.elements = select_elements(model, self.chosen, elements or {})
@@ -264,6 +306,9 @@ class _Run:
         self.n_inputs = len(model.input_names)
         self.train_targets: list[torch.Tensor] | None = None
         self.val_loader = self._loader(val)
+        self.augment = Augment(cfg.augment)
+        if self.augment and len(train) and not any(map(is_image, self._input_tensors(train.head(1).x))):
+            raise SpecError("--augment needs an image input of shape (N, C, H, W)")
         self.checkpoints = (
             ckpt.Checkpointer(cfg.checkpoint_dir, self._fingerprint(keep), writer=self.ctx.main)
             if cfg.checkpoint_dir
@@ -273,8 +318,10 @@ class _Run:
     def _fingerprint(self, keep: Mapping[str, int]) -> dict[str, Any]:
         """What must not change between a checkpoint and its resumption."""
         cfg = self.cfg
-        hyper = ["admm_epochs", "finetune_epochs", "round_iters", "lr", "finetune_lr", "rho0", "rho_growth"]
+        hyper = ["round_iters", "lr", "finetune_lr", "rho0", "rho_growth"]
         hyper += ["rho_max", "batch_size", "weight_decay", "seed", "bn_stats", "rescale_dual", "amp"]
+        hyper += ["optimizer", "lr_schedule", "warmup", "loss_guard", "guard_rounds", "rho_schedule"]
+        hyper += ["primal_tol", "max_extra_rounds", "augment", "bn_recalibrate"]
         return {
             "method": "admm" if self.admm else "magnitude",
             "model": ckpt.arrays_hash(self.model.onnx_arrays()),
@@ -285,6 +332,8 @@ class _Run:
             ),
             "elements": ",".join(f"{n}={c.fingerprint}" for n, c in sorted(self.elements.items())),
             "distill": str(sorted(vars(cfg.distill).items())),
+            "admm_epochs": self.admm_epochs,
+            "finetune_epochs": self.finetune_epochs,
             **{k: getattr(cfg, k) for k in hyper},
         }
 
@@ -391,7 +440,7 @@ class _Run:
         if self.ctx.distributed:
             self.net = _ddp(self.model.module, self.device)
         try:
-            trains = cfg.finetune_epochs > 0 or (self.admm and cfg.admm_epochs > 0)
+            trains = self.finetune_epochs > 0 or (self.admm and self.admm_epochs > 0)
             objective = self._objective(trains)
             state = self.checkpoints.load() if self.checkpoints and cfg.resume else None
             if state is not None:
@@ -405,7 +454,7 @@ class _Run:
                 self.el_masks = {n: m.to(self.device) for n, m in state["element_masks"].items()}
                 self._record_element_masks()
                 masks = self._tensor_masks()
-            if cfg.finetune_epochs > 0:
+            if self.finetune_epochs > 0:
                 t0 = time.perf_counter()
                 self._finetune(objective, masks, state)
                 self.times["finetune"] = time.perf_counter() - t0
@@ -418,12 +467,14 @@ class _Run:
     def _admm_and_prune(
         self, objective: Objective | None, state: dict[str, Any] | None
     ) -> dict[str, torch.Tensor]:
-        if self.admm and self.cfg.admm_epochs > 0 and (self.chosen or self.elements):
+        if self.admm and self.admm_epochs > 0 and (self.chosen or self.elements):
             t0 = time.perf_counter()
             self._admm(objective, state)
             self.times["admm"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         masks = self._hard_prune()
+        if self.cfg.bn_recalibrate:
+            self._recalibrate_bn()
         self.times["prune"] = time.perf_counter() - t0
         self.history.append({"phase": "pruned", **self._evaluate(objective)})
         self._save({"phase": "finetune", "epoch": 0, "optimizer": None, "schedule": None})
@@ -475,7 +526,8 @@ class _Run:
         if not trains:  # evaluation only: labels, no teacher needed
             return Objective(self.model.module, True, probe, DistillConfig(weight=0.0))
         objective = Objective(self.model.module, self.labeled, probe, self.cfg.distill)
-        self.train_targets = self._cache_teacher(objective, self.train_data)
+        # augmented inputs have no cached teacher outputs: the teacher then sees the same augmented batch
+        self.train_targets = None if self.augment else self._cache_teacher(objective, self.train_data)
         val_targets = self._cache_teacher(objective, self.val_data)
         self.val_loader = self._loader(self.val_data, targets=val_targets)
         if self.train_targets is not None:
@@ -489,85 +541,252 @@ class _Run:
         return self.cfg.round_iters or max(1, steps_per_epoch // 4)
 
     def _admm(self, objective: Objective | None, state: dict[str, Any] | None) -> None:
+        """The rounds of the ADMM phase: ``admm_epochs`` epochs, then extra rounds until the primal residual
+        is under ``primal_tol`` (at most ``max_extra_rounds``); the loss guard watches the first rounds."""
         assert objective is not None
-        cfg = self.cfg
         params = self.model.trainable()
-        w = self._weights()
-        penalized = [n for n in self.sources if n in params]
-        opt = torch.optim.Adam(list(params.values()), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        if state is None:
-            with torch.no_grad():
-                z, _, _ = self._project(w)  # Z0 = Π(W0), U0 = 0
-                u = {n: torch.zeros_like(t) for n, t in w.items()}
-            rho, step, first_epoch, done = cfg.rho0, 0, 0, 0
-        else:  # W is restored already; Z, U, ρ, Adam, counters and RNG continue from the checkpoint
-            z = {n: t.to(self.device) for n, t in state["z"].items()}
-            u = {n: t.to(self.device) for n, t in state["u"].items()}
-            rho, step, first_epoch, done = state["rho"], state["step"], state["epoch"], state["done"]
-            ckpt.load_optimizer(opt, state["optimizer"], list(params))
-            self.amp.load_state_dict(state["scaler"])
-            ckpt.set_rng_state(state["rng"])
+        opt = make_optimizer(self.cfg.optimizer, list(params.values()), self.cfg.lr, self.cfg.weight_decay)
         loader, sampler = self._train_loader("admm")
         steps = sampler.steps_per_epoch
-        per_round = self._round_iters(steps)
-        total = cfg.admm_epochs * steps
-        self._log_admm_plan(steps, total // per_round, per_round, rho)
-        task_sum, pen_sum, count = 0.0, 0.0, 0
-        bar = tqdm(total=total, initial=step, desc="admm", file=sys.stderr, disable=self._quiet, leave=False)
+        run = self._admm_state(objective, state, opt, list(params), steps)
+        first_epoch, done = (0, 0) if state is None else (state["epoch"], state["done"])
+        self._log_admm_plan(steps, run.total // run.per_round, run.per_round, run.rho)
+        bar = tqdm(
+            total=run.total, initial=run.step, desc="admm", file=sys.stderr, disable=self._quiet, leave=False
+        )
         try:
-            for epoch in range(first_epoch, cfg.admm_epochs):
+            for epoch in itertools.count(first_epoch):
+                if steps == 0 or (epoch >= self.admm_epochs and self._admm_over(run)):
+                    break
                 self._mode("admm")
                 sampler.set_epoch(epoch, skip=done if epoch == first_epoch else 0)
                 for i, (x, y, t) in enumerate(self._batches(loader, self.labeled), sampler.skip):
-                    opt.zero_grad(set_to_none=True)
-                    with self.amp.autocast():
-                        task = objective(self.net(*x), x, y, t)
-                    pen = sum(
-                        ((w[n] - z[n] + u[n]).pow(2).sum() for n in penalized),
-                        torch.zeros((), device=self.device),
-                    )
-                    # weighted: the rank average (DDP's gradients, logged losses) is the global batch mean
-                    task = task * sampler.weight(i, len(x[0]))
-                    self.amp.backward(task + rho / 2 * pen)
-                    self.amp.step(opt)
-                    step += 1
-                    task_sum, pen_sum, count = (
-                        task_sum + task.item(),
-                        pen_sum + pen.item() * rho / 2,
-                        count + 1,
-                    )
+                    self._admm_step(objective, run, opt, sampler.weight(i, len(x[0])), x, y, t)
                     bar.update(1)
-                    if step % per_round == 0:
-                        task_mean, pen_mean = distributed.mean(
-                            [task_sum / count, pen_sum / count], self.ctx, self.device
-                        )
-                        z = self._z_step(w, z, u, rho, step, epoch, task_mean, pen_mean)
-                        bar.set_postfix(
-                            loss=f"{task_mean:.4g}", primal=f"{self.history[-1]['primal_max']:.3g}"
-                        )
-                        new_rho = min(rho * cfg.rho_growth, cfg.rho_max)
-                        if cfg.rescale_dual:  # keep the unscaled dual ρU fixed across the ρ change
-                            with torch.no_grad():
-                                for dual in u.values():
-                                    dual.mul_(rho / new_rho)
-                        rho = new_rho
-                        task_sum, pen_sum, count = 0.0, 0.0, 0
-                        self._save_admm(epoch, i + 1, step, rho, z, u, opt, list(params))
-                self.history.append({"phase": "admm_epoch", "epoch": epoch, **self._evaluate(objective)})
-                self._info("admm epoch %d: %s", epoch, _fmt(self.history[-1]))
+                    if run.step % run.per_round == 0:
+                        self._round_end(objective, run, opt, list(params), epoch, i + 1, bar)
+                        if run.step > run.total and self._admm_over(run):
+                            break
+                if epoch < self.admm_epochs:
+                    self.history.append({"phase": "admm_epoch", "epoch": epoch, **self._evaluate(objective)})
+                    self._info("admm epoch %d: %s", epoch, _fmt(self.history[-1]))
         finally:
             bar.close()
+        self._admm_summary(run)
 
-    def _save_admm(
+    def _admm_state(
         self,
-        epoch: int,
-        done: int,
-        step: int,
-        rho: float,
-        z: dict[str, torch.Tensor],
-        u: dict[str, torch.Tensor],
+        objective: Objective,
+        state: dict[str, Any] | None,
         opt: torch.optim.Optimizer,
         names: list[str],
+        steps: int,
+    ) -> _AdmmRun:
+        """The phase's running state: fresh (Z0 = Π(W0), U0 = 0, the dense loss measured), or resumed
+        (W is restored already; Z, U, ρ, optimizer, lr back-off, guard and RNG from the checkpoint)."""
+        cfg = self.cfg
+        w = self._weights()
+        trainable = set(names)
+        run = _AdmmRun(
+            w=w,
+            penalized=[n for n in self.sources if n in trainable],
+            per_round=self._round_iters(steps),
+            total=self.admm_epochs * steps,
+            rho=cfg.rho0,
+            lr=AdmmLr(cfg.lr, self.admm_epochs * steps, cfg.warmup, cfg.lr_schedule),
+            penalty=Penalty(cfg.rho_schedule, cfg.rho0, cfg.rho_growth, cfg.rho_max),
+            guard=LossGuard(cfg.loss_guard, cfg.guard_rounds, 0.0),
+        )
+        if state is None:
+            with torch.no_grad():
+                run.z, _, _ = self._project(w)
+                run.u = {n: torch.zeros_like(t) for n, t in w.items()}
+            if cfg.loss_guard > 0 and cfg.guard_rounds > 0:
+                run.guard.dense_loss = self._probe_loss(objective)
+                # as training sees the probe batches: augmented, when that is on (else the same)
+                run.guard.dense_train_loss = self._probe_loss(objective, augment=True) or run.guard.dense_loss
+                self._info(
+                    "loss guard: dense task loss %.4g, limit %.4g", run.guard.dense_loss, run.guard.limit
+                )
+            return run
+        run.z = {n: t.to(self.device) for n, t in state["z"].items()}
+        run.u = {n: t.to(self.device) for n, t in state["u"].items()}
+        run.rho, run.step, run.lr.scale = state["rho"], state["step"], state["lr_scale"]
+        run.extra = state["extra"]
+        run.guard.load(state["guard"])
+        ckpt.load_optimizer(opt, state["optimizer"], names)
+        self.amp.load_state_dict(state["scaler"])
+        ckpt.set_rng_state(state["rng"])
+        return run
+
+    def _probe_loss(self, objective: Objective, augment: bool = False) -> float:
+        """The task loss of the current weights on the loss guard's probe: the first ``GUARD_BATCHES``
+        training batches in order, not augmented (``augment``: as training sees them; 0 when it sees them
+        as they are), in the ADMM mode (the loss the W-step sees), in float32,
+        with no gradient; the BatchNorm statistics these passes update are put back. Measured on the dense
+        model it is the guard's f₀, at the end of a guarded round what is compared to factor·f₀: the same
+        batches, so only the weights differ (a round's mean training loss is taken before each step and
+        would miss what its last step did)."""
+        module = self.model.module
+        buffers = {k: v.detach().clone() for k, v in module.named_buffers()}
+        loader = DataLoader(
+            self._dataset(self.train_data, self.train_targets),
+            batch_size=self.cfg.batch_size,
+            generator=torch.Generator(),  # torch's global RNG (dropout's stream) is left alone
+        )
+        self._mode("admm")
+        if augment and not self.augment:
+            return 0.0  # no augmentation: the same as without
+        total, n = 0.0, 0
+        with torch.no_grad():
+            for x, y, t in itertools.islice(self._batches(loader, self.labeled), GUARD_BATCHES):
+                x = self.augment(x) if augment else x
+                total, n = total + float(objective(self.model(*x), x, y, t)) * len(x[0]), n + len(x[0])
+            for k, v in module.named_buffers():
+                v.copy_(buffers[k])
+        (mean,) = distributed.mean([total / max(n, 1)], self.ctx, self.device)
+        return mean
+
+    def _admm_step(
+        self,
+        objective: Objective,
+        run: _AdmmRun,
+        opt: torch.optim.Optimizer,
+        weight: float,
+        x: tuple[torch.Tensor, ...],
+        y: torch.Tensor | None,
+        t: list[torch.Tensor] | None,
+    ) -> None:
+        """One optimizer step on f(W) + ρ/2 Σ ‖W − Z + U‖²; a guarded round's start is snapshot first."""
+        if run.count == 0 and run.guard.active(self._rounds()):
+            run.guard.snapshot(self.model.module, opt)
+        run.lr.apply(opt, run.step)
+        x = self.augment(x)
+        opt.zero_grad(set_to_none=True)
+        with self.amp.autocast():
+            task = objective(self.net(*x), x, y, t)
+        pen = sum(
+            ((run.w[n] - run.z[n] + run.u[n]).pow(2).sum() for n in run.penalized),
+            torch.zeros((), device=self.device),
+        )
+        # weighted: the rank average (DDP's gradients, logged losses) is the global batch mean
+        task = task * weight
+        self.amp.backward(task + run.rho / 2 * pen)
+        self.amp.step(opt)
+        run.step += 1
+        run.task_sum, run.pen_sum = run.task_sum + task.item(), run.pen_sum + pen.item() * run.rho / 2
+        run.count += 1
+
+    def _round_end(
+        self,
+        objective: Objective,
+        run: _AdmmRun,
+        opt: torch.optim.Optimizer,
+        names: list[str],
+        epoch: int,
+        done: int,
+        bar: Any,
+    ) -> None:
+        """The loss guard's check, then Z-step, dual step, ρ update (U rescaled) and checkpoint."""
+        task, pen = distributed.mean(
+            [run.task_sum / run.count, run.pen_sum / run.count], self.ctx, self.device
+        )
+        run.task_sum, run.pen_sum, run.count = 0.0, 0.0, 0
+        guarded = run.guard.active(self._rounds())
+        probe = self._probe_loss(objective) if guarded else None
+        if probe is not None and self._backs_off(run, opt, task, probe, run.step):
+            return
+        lr = run.lr.at(run.step - 1)
+        extra = run.step > run.total
+        run.extra += int(extra)
+        run.z, (primal, dual) = self._z_step(run.w, run.z, run.u, run.rho, run.step, epoch, task, pen)
+        rho, why = run.penalty.next(run.rho, primal, dual, extra=extra)
+        self.history[-1].update(lr=lr, rho_change=why, **({} if probe is None else {"guard_loss": probe}))
+        bar.set_postfix(loss=f"{task:.4g}", primal=f"{self.history[-1]['primal_max']:.3g}")
+        if self.cfg.rescale_dual:  # keep the unscaled dual ρU fixed across the ρ change
+            rescale_dual(run.u.values(), run.rho, rho)
+        run.rho = rho
+        self._save_admm(epoch, done, run, opt, names)
+
+    def _backs_off(
+        self, run: _AdmmRun, opt: torch.optim.Optimizer, task: float, probe: float, step: int
+    ) -> bool:
+        """The guard's decision on a round whose weights have task loss ``probe`` on the probe batches
+        (``task``: the round's mean training loss, logged); on a back-off, restore and halve the lr."""
+        guard = run.guard
+        if not guard.exceeds(probe, task) or not guard.can_back_off():
+            if guard.exceeds(probe, task):
+                log.warning(
+                    "loss guard: round kept after %d back-offs (task loss %.4g)", guard.backoffs, probe
+                )
+            guard.accept()
+            return False
+        guard.restore(self.model.module, opt)
+        run.lr.scale /= 2
+        entry = {
+            "phase": "guard",
+            "round": self._rounds(),
+            "step": step,
+            "task_loss": task,
+            "guard_loss": probe,
+            "dense_loss": guard.dense_loss,
+            "limit": guard.limit,
+            "dense_train_loss": guard.dense_train_loss,
+            "lr_scale": run.lr.scale,
+        }
+        self.history.append(entry)
+        log.warning(
+            "loss guard: round %d task loss %.4g at its end, %.4g over its steps (limits %.4g, %.4g: %.3gx "
+            "the dense model's): weights of the round's start restored, ADMM lr halved to %.3g",
+            entry["round"],
+            probe,
+            task,
+            guard.limit,
+            guard.train_limit,
+            guard.factor,
+            run.lr.peak * run.lr.scale,
+        )
+        return True
+
+    def _rounds(self) -> int:
+        """ADMM rounds accepted so far."""
+        return sum(1 for h in self.history if h["phase"] == "admm")
+
+    def _admm_over(self, run: _AdmmRun) -> bool:
+        """Past the regular rounds: primal residual under the threshold, or the extra rounds spent."""
+        last = next((h for h in reversed(self.history) if h["phase"] == "admm"), None)
+        met = last is not None and last["primal_max"] <= self.cfg.primal_tol
+        return met or run.extra >= self.cfg.max_extra_rounds
+
+    def _admm_summary(self, run: _AdmmRun) -> None:
+        """The phase's end in the history: final primal residual against the threshold, guard back-offs."""
+        last = next((h for h in reversed(self.history) if h["phase"] == "admm"), None)
+        primal = float(last["primal_max"]) if last is not None else math.nan
+        entry = {
+            "phase": "admm_end",
+            "rounds": self._rounds(),
+            "extra_rounds": run.extra,
+            "primal_max": primal,
+            "primal_tol": self.cfg.primal_tol,
+            "primal_met": bool(primal <= self.cfg.primal_tol),
+            "rho": run.rho,
+            "dense_loss": run.guard.dense_loss,
+            "guard_backoffs": run.guard.total,
+            "lr_scale": run.lr.scale,
+        }
+        self.history.append(entry)
+        self._info("admm end: %s", _fmt(entry))
+        if not entry["primal_met"]:
+            log.warning(
+                "admm: primal residual %.3g is above --primal-tol %.3g after %d extra rounds: the hard prune "
+                "moves the weights that far",
+                primal,
+                self.cfg.primal_tol,
+                run.extra,
+            )
+
+    def _save_admm(
+        self, epoch: int, done: int, run: _AdmmRun, opt: torch.optim.Optimizer, names: list[str]
     ) -> None:
         """Checkpoint at the end of a round (its loss accumulators are empty then, so none are saved)."""
         if self.checkpoints is None:
@@ -577,10 +796,13 @@ class _Run:
                 "phase": "admm",
                 "epoch": epoch,
                 "done": done,  # global batches of ``epoch`` already trained on
-                "step": step,
-                "rho": rho,
-                "z": {n: t.detach().cpu() for n, t in z.items()},
-                "u": {n: t.detach().cpu() for n, t in u.items()},
+                "step": run.step,
+                "rho": run.rho,
+                "lr_scale": run.lr.scale,
+                "extra": run.extra,
+                "guard": run.guard.state(),
+                "z": {n: t.detach().cpu() for n, t in run.z.items()},
+                "u": {n: t.detach().cpu() for n, t in run.u.items()},
                 "optimizer": ckpt.optimizer_state(opt, names),
                 "scaler": self.amp.state_dict(),
             }
@@ -593,7 +815,7 @@ class _Run:
             "rho %.3g x %.2f (max %.3g)",
             len(self.chosen),
             len(self.elements),
-            cfg.admm_epochs,
+            self.admm_epochs,
             steps,
             n_rounds,
             per_round,
@@ -621,8 +843,9 @@ class _Run:
         epoch: int,
         task: float,
         penalty: float,
-    ) -> dict[str, torch.Tensor]:
-        """Z ← Π(W + U); U ← U + W − Z; record residuals per group. Returns the new Z."""
+    ) -> tuple[dict[str, torch.Tensor], tuple[float, float]]:
+        """Z ← Π(W + U); U ← U + W − Z; record residuals per group. Returns the new Z and the residuals over
+        every tensor together, ``(‖W − Z‖, ρ‖Z − Z_prev‖)``, that drive the penalty schedule."""
         with torch.no_grad():
             v = {n: w[n] + u[n] for n in w}
             z_new, _, _ = self._project(v)
@@ -637,6 +860,8 @@ class _Run:
                 d2 = sum(float((z_new[n] - z[n]).pow(2).sum()) for n in names)
                 primal[g] = math.sqrt(r2) / max(math.sqrt(w2), 1e-30)
                 dual[g] = math.sqrt(d2)
+            r_all = math.sqrt(sum(float((w[n] - z_new[n]).pow(2).sum()) for n in w))
+            s_all = rho * math.sqrt(sum(float((z_new[n] - z[n]).pow(2).sum()) for n in w))
         entry = {
             "phase": "admm",
             "round": sum(1 for h in self.history if h["phase"] == "admm"),
@@ -659,7 +884,7 @@ class _Run:
             _fmt(entry),
             " ".join(f"{name}={value:.3g}" for name, value in primal.items()),
         )
-        return z_new
+        return z_new, (r_all, s_all)
 
     def _project(
         self, tensors: dict[str, torch.Tensor]
@@ -669,6 +894,21 @@ class _Run:
         z, keeps = project_groups(tensors, self.chosen, axis_of)
         z_el, el_masks = project_elements(tensors, self.elements, axis_of)
         return z | z_el, keeps, el_masks
+
+    def _recalibrate_bn(self) -> None:
+        """Re-estimate the BatchNorm statistics of the hard-pruned model (:mod:`.bn`) on training batches."""
+        if not self.bn_train:
+            self._info("bn recalibration skipped: BatchNorm statistics are frozen (random data or bn_stats)")
+            return
+        loader = DataLoader(
+            self._dataset(self.train_data), batch_size=self.cfg.batch_size, generator=torch.Generator()
+        )
+        self._mode("admm")  # training mode, dropout off
+        used = recalibrate(
+            self.model.module, (x for x, _, _ in self._batches(loader, self.labeled)), self.model
+        )
+        self.history.append({"phase": "bn_recalibrate", "batches": used})
+        self._info("BatchNorm statistics recalibrated over %d batches", used)
 
     def _hard_prune(self) -> dict[str, torch.Tensor]:
         """keep = support(Π(W)); W ← W ⊙ M. Returns the per-tensor masks."""
@@ -698,10 +938,10 @@ class _Run:
         cfg = self.cfg
         params = self.model.trainable()
         w = self._weights()
-        opt = torch.optim.Adam(list(params.values()), lr=cfg.finetune_lr, weight_decay=cfg.weight_decay)
+        opt = make_optimizer(cfg.optimizer, list(params.values()), cfg.finetune_lr, cfg.weight_decay)
         loader, sampler = self._train_loader("finetune")
-        total = cfg.finetune_epochs * sampler.steps_per_epoch
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(total, 1))
+        total = self.finetune_epochs * sampler.steps_per_epoch
+        sched = finetune_schedule(opt, total, cfg.warmup, cfg.lr_schedule)  # restarts at the hard prune
         first_epoch = 0
         if state is not None:
             first_epoch = state["epoch"]
@@ -715,11 +955,12 @@ class _Run:
             total=total, initial=initial, desc="finetune", file=sys.stderr, disable=self._quiet, leave=False
         )
         try:
-            for epoch in range(first_epoch, cfg.finetune_epochs):
+            for epoch in range(first_epoch, self.finetune_epochs):
                 self._mode("finetune")
                 sampler.set_epoch(epoch)
                 loss_sum, count = 0.0, 0
                 for i, (x, y, t) in enumerate(self._batches(loader, self.labeled)):
+                    x = self.augment(x)
                     opt.zero_grad(set_to_none=True)
                     with self.amp.autocast():
                         loss = objective(self.net(*x), x, y, t) * sampler.weight(i, len(x[0]))

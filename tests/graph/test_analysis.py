@@ -54,7 +54,7 @@ def _slice(b: GraphBuilder, x: str, start: int, end: int, step: int) -> str:
 @pytest.mark.parametrize(
     ("make", "reason"),
     [
-        (lambda b, x: b.unary("Softmax", x, axis=1), "no channel rule for Softmax"),
+        (lambda b, x: b.unary("Softmax", x, axis=1), "normalizes across the channels"),
         (lambda b, x: b.node("LRN", [x], b.shapes[x], size=3), "normalizes across channels"),
         (lambda b, x: b.conv(b.unary("Sigmoid", x), 3), "padded"),  # 0.5 meets the zero border
         (lambda b, x: b.add(x, "input"), "kept tensor"),

@@ -95,6 +95,8 @@ def test_admm_converges_prunes_exactly_and_matches_physical_pruning():
         rho_growth=1.5,
         rho_max=5.0,
         round_iters=48,
+        rho_schedule="geometric",  # the schedule this test pins down; residual balancing: test_penalty.py
+        max_extra_rounds=0,
         **FAST,
     )
     result = run_admm(imported, plan, {"h": 3}, train, val, cfg)
@@ -214,7 +216,12 @@ def test_dropout_off_during_admm_on_during_retraining():
     x = np.random.default_rng(5).standard_normal((32, 12)).astype(np.float32)
     train, val = split(x, teacher_labels(G.mlp_matmul(), x), 16)
     run_admm(
-        imported, mlp_plan(), {"h": 4}, train, val, TrainConfig(admm_epochs=1, finetune_epochs=1, **FAST)
+        imported,
+        mlp_plan(),
+        {"h": 4},
+        train,
+        val,
+        TrainConfig(admm_epochs=1, finetune_epochs=1, max_extra_rounds=0, **FAST),
     )
     steps = [training for training, grad in seen if grad]  # evaluation runs without grad
     assert steps == [False] * (len(steps) // 2) + [True] * (len(steps) // 2) and steps

@@ -42,9 +42,11 @@ def data() -> tuple[Any, Any]:
 
 def config(tmp: Path | None, **kw: Any) -> TrainConfig:
     # 2 ADMM epochs of 4 steps, rounds of 3 steps: rounds end mid-epoch (steps 3 and 6); 2 retraining epochs
+    # the geometric schedule without extra rounds: a fixed count of rounds (the defaults: see below)
     base: dict[str, Any] = dict(
-        admm_epochs=2, finetune_epochs=2, round_iters=3, batch_size=16, lr=0.01, rho0=0.5, quiet=True, seed=5
-    )
+        admm_epochs=2, finetune_epochs=2, round_iters=3, batch_size=16, lr=0.01, rho0=0.5, quiet=True, seed=5,
+        rho_schedule="geometric", max_extra_rounds=0,
+    )  # fmt: skip
     return TrainConfig(checkpoint_dir=str(tmp) if tmp else None, **(base | kw))
 
 
@@ -90,6 +92,32 @@ def test_resume_ends_with_the_same_masks_and_weights(
     assert rounds == [(h["round"], h["step"], h["rho"]) for h in reference.history if h["phase"] == "admm"]
     assert len(rounds) == 2
     assert [p.name for p in tmp_path.iterdir()] == ["checkpoint.pt"]  # no temporary left behind
+
+
+@pytest.mark.parametrize("saves", [1, 3, 5])  # the round after 2 back-offs, an extra round, the prune
+def test_resume_with_the_default_schedules_extra_rounds_and_guard(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, saves: int
+) -> None:
+    # residual balancing, extra rounds to primal_tol and the loss guard (its state is checkpointed)
+    kw: dict[str, Any] = dict(
+        rho_schedule="balanced", max_extra_rounds=4, primal_tol=1e-6, loss_guard=1.2, lr=1.0
+    )  # lr 1: the guard backs off the 2 regular rounds (the first save is the round after)
+    reference, ref_model = run(config(None, **kw))
+    end = reference.last("admm_end")
+    assert end is not None and end["extra_rounds"] == 4 and end["guard_backoffs"] == 2
+    with monkeypatch.context() as m:
+        interrupt_after(m, saves)
+        with pytest.raises(Interrupted):
+            run(config(tmp_path, **kw))
+    resumed, model = run(config(tmp_path, resume=True, **kw))
+    np.testing.assert_array_equal(resumed.masks["h"], reference.masks["h"])
+    want, got = ref_model.onnx_arrays(), model.onnx_arrays()
+    for name in want:
+        np.testing.assert_allclose(got[name], want[name], rtol=1e-6, atol=1e-7, err_msg=name)
+    keys = ("phase", "round", "step", "rho", "lr_scale")
+    assert [[h.get(k) for k in keys] for h in resumed.history] == [
+        [h.get(k) for k in keys] for h in reference.history
+    ]
 
 
 def test_checkpoint_holds_the_state_keyed_by_initializer_name(

@@ -1,3 +1,3 @@
 """Channel rules, one module per op family. Importing this package registers them all."""
 
-from . import conv, elementwise, linear, normalization, pooling, reshape  # noqa: F401
+from . import attention, conv, elementwise, linear, normalization, pooling, reshape  # noqa: F401

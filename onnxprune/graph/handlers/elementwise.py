@@ -8,8 +8,12 @@
   ``PRelu(x, slope)`` slice a per-channel ``k`` (DEPENDENT) and scale the removed value.
 * Binary ``x ∘ y`` of two computed tensors: where both carry channels they are *tied* — a residual
   ``Add`` (filter ``c`` of both branches goes together) or an SE gate ``x * g`` (the gate's channel ``c``
-  goes with ``x``'s, ``0 * g = 0``). Where only one side carries a channel, ``x * y`` and ``x / y`` stay
-  exact when the removed ``x`` is zero; ``x + y`` cannot lose it.
+  goes with ``x``'s, ``0 * g = 0``). Where only one side carries a channel, the other must broadcast
+  along the channel axes (size 1: an attention mask ``(N, 1, 1, T)`` added to every head's scores, a
+  per-sample scale), else it would have to lose the index too and the channel stays. The removed value
+  is then 0 for ``0 * y`` and ``0 / y``, unknown (NaN) for ``v + y``: consumers that need it keep it.
+* ``Where(cond, x, y)`` follows the same rules over three operands (a ``masked_fill``, the NaN guard
+  ``Where(IsNaN(p), 0, p)`` after an attention softmax); ``Pow`` with a constant exponent maps values.
 """
 
 from __future__ import annotations
@@ -66,6 +70,8 @@ UNARY: dict[str, Callable[[np.ndarray, Attrs], np.ndarray]] = {
     "Round": lambda v, a: np.round(v),
     "Sign": lambda v, a: np.sign(v),
     "Identity": lambda v, a: v,
+    "IsNaN": lambda v, a: np.where(np.isnan(v), np.nan, 0.0),  # a known removed value is finite
+    "IsInf": lambda v, a: np.where(np.isnan(v), np.nan, 0.0),
     "Dropout": lambda v, a: v,  # inference: identity
 }
 
@@ -120,6 +126,19 @@ class CastHandler(_ValueMap):
         return np.where(values == 0, 0.0, np.nan)
 
 
+@register("Pow")
+class PowHandler(_ValueMap):
+    """``x ** p`` with a constant scalar exponent (GELU's tanh form cubes ``x``): a removed value ``v``
+    becomes ``v ** p``."""
+
+    def map(self, ctx: GraphIndex, node: onnx.NodeProto, values: np.ndarray) -> np.ndarray | Stop:
+        p = const_input(ctx, node, 1)
+        if p is None or ctx.array(p).size != 1:
+            return Stop(f"Pow {node.name!r} has a computed or non-scalar exponent")
+        with np.errstate(all="ignore"):
+            return finite(np.power(values, float(ctx.array(p).reshape(-1)[0])))
+
+
 @register("Clip")
 class ClipHandler(_ValueMap):
     """``Clip(v) = min(max(v, lo), hi)`` with bounds from attributes (opset < 11) or constant inputs."""
@@ -161,6 +180,12 @@ def _const_member_axis(
     if len(axes) != 1:
         return Stop("a per-channel constant meets channels spread over several axes")
     return varying[0] - (len(out_shape) - len(k_shape))
+
+
+def _spreads(shape: tuple[int, ...], out_shape: tuple[int, ...], axes: tuple[int, ...]) -> bool:
+    """An operand of ``shape`` broadcasts along every output axis of ``axes`` (size 1 or absent there)."""
+    lead = len(out_shape) - len(shape)
+    return all(a < lead or shape[a - lead] == 1 for a in axes)
 
 
 Combine = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -206,7 +231,8 @@ class BinaryHandler(AnyInputHandler):
                 known[p] = np.where(other_ids >= 0, 0.0, known[p])
             else:
                 eff.member(node, k, axis, Role.DEPENDENT, other_ids)
-        return self._combine(node, op, ids, known, consts, axes, eff)
+        spread = (_spreads(in_shapes[1], out_shape, axes), _spreads(in_shapes[0], out_shape, axes))
+        return self._combine(node, op, ids, known, consts, axes, eff, spread)
 
     def _combine(
         self,
@@ -217,7 +243,9 @@ class BinaryHandler(AnyInputHandler):
         consts: list[str | None],
         axes: tuple[int, ...],
         eff: Effect,
+        spread: tuple[bool, bool],
     ) -> Effect:
+        """``spread[p]``: the operand other than ``p`` broadcasts along every labelled axis (size 1)."""
         a, b = ids
         ta, tb = a >= 0, b >= 0
         with np.errstate(all="ignore"):
@@ -239,14 +267,15 @@ class BinaryHandler(AnyInputHandler):
             alone = mine & ~other_tracked
             if not alone.any() or consts[1 - side] is not None:
                 continue  # the other operand is a constant: its value is known
-            zero_kept = vals[side] == 0
-            exact = op == "Mul" or (op == "Div" and side == 0)
-            bad = alone & ~(zero_kept & exact)
-            if bad.any():
+            if not spread[side]:  # the kept tensor has the index too and would have to lose it
                 reason = f"{op} {node.name!r} combines a removable channel with a kept tensor"
-                eff.stop(ids[side][bad], reason)
-                out = np.where(bad, -1, out)
-            value = np.where(alone & zero_kept & exact, 0.0, value)
+                eff.stop(ids[side][alone], reason)
+                out = np.where(alone, -1, out)
+                continue
+            # the kept tensor broadcasts over the channels (an attention mask over heads): removing
+            # one leaves the op valid; its value is 0 where 0 * y, 0 / y, PRelu(0, s) = 0, else unknown
+            zero = (vals[side] == 0) & (op == "Mul" or (op in ("Div", "PRelu") and side == 0))
+            value = np.where(alone, np.where(zero, 0.0, np.nan), value)
         if op in ("Div", "PRelu"):  # channels arriving as the divisor or slope cannot go
             bad = tb & ~ta if op == "Div" else tb
             if bad.any():
@@ -257,6 +286,45 @@ class BinaryHandler(AnyInputHandler):
                 out = np.where(bad & ~ta, -1, out)
         ch = Channels.of(axes, out, value)
         return eff.output(node.output[0], ch)
+
+
+@register("Where")
+class WhereHandler(AnyInputHandler):
+    """``Where(cond, x, y)``: a ``masked_fill`` of attention scores, the NaN guard after a softmax
+    (``Where(IsNaN(p), 0, p)``). The output at an index depends on the three operands at that index only:
+    where several carry channels they are tied; an operand without a channel there must broadcast along
+    the channel axes (a mask over keys, a fill constant), else it would have to lose the index too. A
+    removed value is the branch the condition picks when its value is known, else known only if both
+    branches agree."""
+
+    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None]) -> Outcome:
+        shapes = [shape_of(ctx, i, node) for i in (*node.input, node.output[0])]
+        for sh in shapes:
+            if isinstance(sh, Stop):
+                return sh
+        *in_shapes, out_shape = (sh for sh in shapes if not isinstance(sh, Stop))
+        axes, ids, vals = broadcast(inputs, in_shapes, out_shape)
+        eff = Effect()
+        out = np.full(ids[0].shape, -1, dtype=np.int64)
+        for grid_ids in ids:
+            both = (out >= 0) & (grid_ids >= 0)
+            eff.tie(out[both], grid_ids[both])
+            out = np.where(out >= 0, out, grid_ids)
+        known = []
+        for p, (ch, grid_ids) in enumerate(zip(inputs, ids, strict=True)):
+            if (out >= 0).any() and not _spreads(in_shapes[p], out_shape, axes):
+                lone = (out >= 0) & (grid_ids < 0)
+                eff.stop(out[lone], f"Where {node.name!r} selects between a channel and a kept tensor")
+                out = np.where(lone, -1, out)
+            k = const_input(ctx, node, p)
+            const = _const_on_grid(ctx.array(k), out_shape, axes) if k is not None else np.nan
+            known.append(
+                np.where(grid_ids >= 0, vals[p], const) if ch is not None else np.full(out.shape, const)
+            )
+        c, x, y = known
+        agree = np.where(x == y, x, np.nan)
+        value = np.where(np.isnan(c), agree, np.where(c != 0, x, y))
+        return eff.output(node.output[0], Channels.of(axes, out, value))
 
 
 @register("Sum")

@@ -4,7 +4,8 @@
 ``op(B)``: row ``n`` of ``B`` when ``transB=1``, column ``n`` otherwise, plus ``C[n]``. Input feature ``k``
 (a column of ``A``) meets row ``k`` of ``op(B)``; when it is always zero that row can go. When it is a
 constant ``v``, ``C'[n] = C[n] + (alpha / beta) v op(B)[k, n]`` keeps the output exact (a Fold).
-MatMul has no bias to fold into: a removed input feature must be exactly zero.
+MatMul has no bias to fold into: a removed input feature must be exactly zero. A MatMul of two computed
+tensors (attention's scores and mixing) follows :func:`~onnxprune.graph.handlers.attention.batched_matmul`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ...plan import Role
 from ..channels import Channels
 from ..index import GraphIndex
 from ..registry import ChannelSpace, Effect, Handler, Outcome, SlotFold, Stop, register
+from .attention import batched_matmul
 from .common import const_input, nonzero_removed, on_axes, optional_input, shape_of
 
 
@@ -81,6 +83,8 @@ class MatMulHandler(Handler):
         self, ctx: GraphIndex, node: onnx.NodeProto, inputs: Sequence[Channels | None], space: ChannelSpace
     ) -> Outcome:
         b = const_input(ctx, node, 1)
+        if b is None and const_input(ctx, node, 0) is None:
+            return batched_matmul(ctx, node, inputs)  # two computed operands: attention's products
         if inputs[1] is not None or (
             inputs[0] is not None and (b is None or len(ctx.initializers[b].dims) != 2)
         ):

@@ -5,7 +5,9 @@ Reshape keeps the row-major order of elements, so the labels of a run of axes ar
 channel ``c`` of an (N, C, H, W) tensor owns the features ``[c·H·W, (c+1)·H·W)`` after a flatten. When a run
 is split over several axes — ``(N, C, H, W) -> (N, g, C/g, H, W)`` in a channel shuffle — only the last of
 them can shrink while the reshape stays valid, so the labels along the others are tied (channel ``j`` of
-every shuffle group goes together) and that axis's entry of the target shape is rewritten.
+every shuffle group goes together) and that axis's entry of the target shape is rewritten. A split into
+attention heads, ``(N, T, H·D) -> (N, T, H, D)`` on its way to a product of two computed tensors, shrinks
+the head axis instead: the D columns of a head are tied (see :mod:`.attention`).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ import onnx
 from ..channels import Channels, Shape, grid, normalize_axis
 from ..index import GraphIndex
 from ..registry import Effect, Outcome, SlotEdit, Stop, register
+from .attention import splits_heads
 from .common import (
     AnyInputHandler,
-    DataInputHandler,
     ShapeChangingHandler,
     ShapedInputHandler,
     const_input,
@@ -97,11 +99,13 @@ def _regroup(
     varying = [i for i in range(ids.ndim) if ids.shape[i] > 1 and not np.all(np.diff(ids, axis=i) == 0)]
     if not varying:
         return eff.output(node.output[0], _trim(out_axes, ids, values))
-    last = varying[-1]
+    heads = target is not None and len(varying) > 1 and splits_heads(ctx, node.output[0])
+    # the axis that shrinks: the last one (a shuffle's C/g), or for heads the one before D (H)
+    last = varying[-2] if heads and varying[-1] == ids.ndim - 1 else varying[-1]
     if len(varying) > 1 or target is not None:
         lab = Channels.of(out_axes, ids, values)
         assert lab is not None
-        line, _ = on_axes(eff, node, lab, shape_out, [out_axes[last]])
+        line, line_values = on_axes(eff, node, lab, shape_out, [out_axes[last]])
         if target is not None:
             found = _target_entry(ctx, target, out_axes[last])
             if found is None:
@@ -111,10 +115,18 @@ def _regroup(
                 return Stop(f"Reshape {node.name!r} copies the channel count from its input")
             if entry > 0:
                 eff.edits.append(SlotEdit(init, index, reader or node.name, line))
-            for i in varying[:-1]:
+            # the other split axes keep their size: an explicit entry, -1 (inferred from the shrunk total
+            # and the shrunk entry, it comes out unchanged) or one computed from dims without channels (a
+            # Shape reading a channel axis stops them); 0 would copy an input dim that may shrink
+            for i in (v for v in varying if v != last):
                 other = _target_entry(ctx, target, out_axes[i])
-                if other is None or other[2] <= 0:
-                    return Stop(f"Reshape {node.name!r} infers or computes a split axis of the channels")
+                if other is not None and (other[2] == 0 or other[2] < -1):
+                    return Stop(f"Reshape {node.name!r} copies its input's dim into a split axis")
+        if len(varying) > 1:
+            # the labels along the other split axes are tied to these: one channel per index of the axis
+            # that shrinks (a head; a shuffle's C/g), which is all the ops below need to see (a batched
+            # product over heads, a Gather of q/k/v along a fused axis that never shrinks)
+            return eff.output(node.output[0], Channels.of([out_axes[last]], line, line_values))
     return eff.output(node.output[0], _trim(out_axes, ids, values))
 
 
@@ -295,20 +307,60 @@ class SliceHandler(ShapedInputHandler):
         return eff.output(node.output[0], Channels.of(x.axes, ids, values))
 
 
-@register("Shape")
-class ShapeHandler(DataInputHandler):
-    """Reading the shape is safe when only the batch dim is used (``Gather`` of a constant index); the
-    channel count itself changes with pruning."""
+@register("Gather")
+class GatherHandler(ShapedInputHandler):
+    """Gather along an axis without channels (``qkv[0]`` of a fused projection, a token): the labels move
+    with the axes around it (a scalar index drops the axis, an index tensor of rank r puts r in its place)."""
 
-    def apply(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels) -> Outcome:
-        start = ctx.int_attr(node, "start", 0)
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
+        axis = normalize_axis(ctx.int_attr(node, "axis", 0), len(shape))
+        if axis in x.axes:
+            return Stop(f"Gather {node.name!r} gathers along the channels")
+        indices = shape_of(ctx, node.input[1], node)
+        if isinstance(indices, Stop):
+            return indices
+        new_axes = [a if a < axis else a + len(indices) - 1 for a in x.axes]
+        return Effect().output(node.output[0], Channels(tuple(new_axes), x.ids, x.values))
+
+
+def _dims_read(ctx: GraphIndex, user: onnx.NodeProto, port: int, dims: list[int]) -> list[int] | None:
+    """The input dims a consumer of a Shape output reads (``dims``: the dims that Shape outputs): a Gather
+    or a step-1 Slice with constant indices; None for any other reader."""
+    if port != 0:
+        return None
+    if user.op_type == "Gather":
+        idx = const_input(ctx, user, 1)
+        index = [] if idx is None else [int(i) for i in ctx.array(idx).reshape(-1)]
+        if idx is None or any(not -len(dims) <= i < len(dims) for i in index):
+            return None
+        return [dims[i] for i in index]
+    if user.op_type == "Slice" and ctx.opset() >= 10:
+        params = [ints_from(ctx, user, p, name) for p, name in ((1, "starts"), (2, "ends"), (3, "axes"))]
+        steps = ints_from(ctx, user, 4, "steps")
+        if any(isinstance(p, Stop) for p in (*params, steps)) or (steps and steps != [1]):
+            return None
+        starts, ends, axes = params
+        if not starts or not ends or (axes and axes not in ([0], [-1])):
+            return None
+        return dims[starts[0] : ends[0]]  # type: ignore[index]
+    return None
+
+
+@register("Shape")
+class ShapeHandler(ShapedInputHandler):
+    """Reading the shape is safe when only dims without channels are used (``Gather`` or ``Slice`` of
+    constant indices: the batch, the tokens, a head's width D); the channel count itself changes with
+    pruning."""
+
+    def apply_shaped(self, ctx: GraphIndex, node: onnx.NodeProto, x: Channels, shape: Shape) -> Outcome:
+        end = ctx.int_attr(node, "end", len(shape))
+        dims = list(range(len(shape)))[ctx.int_attr(node, "start", 0) : end]
         for user, port in ctx.users(node.output[0]):
-            idx = const_input(ctx, user, 1) if user.op_type == "Gather" and port == 0 else None
-            if idx is None:
+            read = _dims_read(ctx, user, port, dims)
+            if read is None:
                 return Stop(
                     f"Shape {node.name!r} reads the channel count (used by {user.op_type} {user.name!r})"
                 )
-            read = {int(i) + start for i in ctx.array(idx).reshape(-1)}
-            if read & set(x.axes):
+            if set(read) & set(x.axes):
                 return Stop(f"Shape {node.name!r} reads the channel count")
         return Effect()

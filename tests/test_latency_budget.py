@@ -1,0 +1,160 @@
+"""--target-speedup / --target-latency: the allocation on a latency table, and the one-line errors."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import math
+from pathlib import Path
+
+import onnx
+import pytest
+
+from onnxprune.graph.analysis import analyze
+from onnxprune.graph.load import normalize
+from onnxprune.pipeline.latency_budget import allocate_latency, charged, owners
+from onnxprune.runtime.latency import LatencyCache, Target, build_latency_model, group_widths
+from onnxprune.runtime.latency import model as model_module
+from onnxprune.runtime.latency import table as table_module
+from tests.builders import vgg_like
+from tests.test_cli import PREVIEW, assert_one_line_error, run
+
+SHAPE = (1, 3, 8, 8)
+
+
+def fake_ms(graph: onnx.ModelProto) -> float:
+    """A deterministic stand-in for the timer: MACs of the layer, in steps of 4 output channels (a
+    latency that is a step function of width), plus a fixed cost."""
+    w = next(t for t in graph.graph.initializer if t.name == "w")
+    dims = list(w.dims)
+    dims[0] = math.ceil(dims[0] / 4) * 4
+    return 0.01 + 1e-4 * math.prod(dims)
+
+
+@pytest.fixture
+def fake_timer(monkeypatch):
+    def timed(graphs, shapes, target, warmup, repeats):
+        return [0.0 if g.graph.name == "overhead" else fake_ms(g) for g in graphs]
+
+    monkeypatch.setattr(table_module, "_time_models", timed)
+    monkeypatch.setattr(model_module, "time_model", lambda *a, **k: 0.25)  # the layers: ~0.19 ms
+
+
+@pytest.fixture
+def table(fake_timer, tmp_path):
+    base = normalize(vgg_like()).model
+    plan = analyze(base, SHAPE)
+    widths = {g.name: group_widths(g, 1, 4) for g in plan.prunable}
+    target = Target("cpu", 1, 1)
+    lm = build_latency_model(base, plan, SHAPE, target, widths, LatencyCache.open(target, tmp_path))
+    return lm, widths
+
+
+def values_of(widths):
+    """Importance: concave in the kept fraction, different per group."""
+    return {
+        g: [-(i + 1) * (1 - k / w[-1]) ** 0.5 for k in w] for i, (g, w) in enumerate(sorted(widths.items()))
+    }
+
+
+@pytest.mark.parametrize("speedup", [1.2, 1.5, 1.8])
+def test_allocation_fits_the_budget_and_is_near_the_brute_force_optimum(table, speedup: float) -> None:
+    lm, widths = table
+    values = values_of(widths)
+    budget = lm.measured_ms / speedup
+    assert lm.predict({g: w[0] for g, w in widths.items()}) <= budget  # reachable
+    keep = allocate_latency(lm, widths, values, budget)
+    assert lm.predict(keep) <= budget + 1e-9
+    assert all(keep[g] in w for g, w in widths.items())
+
+    def worth(k):
+        return sum(values[g][widths[g].index(k[g])] for g in widths)
+
+    groups = list(widths)
+    feasible = [
+        dict(zip(groups, combo, strict=True))
+        for combo in itertools.product(*(widths[g] for g in groups))
+        if lm.predict(dict(zip(groups, combo, strict=True))) <= budget + 1e-9
+    ]
+    best = max(worth(k) for k in feasible)
+    assert worth(keep) >= best - 0.05 * abs(best) - 1e-9  # HALP's charging is a near-optimal heuristic
+    # no group can be widened one step and still fit: the budget is used
+    for g, w in widths.items():
+        j = w.index(keep[g])
+        if j + 1 < len(w):
+            wider = {**keep, g: w[j + 1]}
+            assert lm.predict(wider) > budget or values[g][j + 1] <= values[g][j]
+
+
+def test_every_layer_is_charged_to_one_group_and_costs_add_up(table) -> None:
+    lm, widths = table
+    owner = owners(lm, list(widths))
+    assert set(owner) == {x.key for x in lm.layers} and all(g in widths for g in owner.values() if g)
+    full = {g: w[-1] for g, w in widths.items()}
+    costs, constant = charged(lm, widths, owner, full)
+    total = constant + sum(c[-1] for c in costs.values())
+    assert total == pytest.approx(lm.predict(full))
+
+
+def _model(tmp_path: Path) -> Path:
+    path = tmp_path / "m.onnx"
+    onnx.save(vgg_like(), str(path))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--target-speedup", "2", "--on", "cpu:1", "-s", "filter:0.5"], "--sparsity and --target-speedup"),
+        (
+            ["--target-speedup", "2", "--on", "cpu:1", "--target-macs", "0.5"],
+            "--target-macs and --target-speedup",
+        ),
+        (["--target-latency", "1", "--on", "cpu:1", "-s", "filter:0.5"], "--sparsity and --target-latency"),
+        (["--target-speedup", "2"], "need --on PROVIDER:BATCH"),
+        (["--target-speedup", "2", "--target-latency", "1", "--on", "cpu:1"], "conflict: give one"),
+        (["--target-speedup", "2", "--on", "tpu:1"], "unknown target 'tpu:1'"),
+    ],
+)
+def test_conflicting_or_bad_latency_targets_are_one_line_errors(tmp_path: Path, extra, needle) -> None:
+    out = tmp_path / "p.onnx"
+    code, text = run(["compress", _model(tmp_path), *extra, "-o", out, *PREVIEW])
+    assert_one_line_error(code, text, needle)
+    assert not out.exists()
+
+
+@pytest.mark.torch
+def test_an_unreachable_target_names_the_best_speedup(tmp_path: Path) -> None:
+    out, cache = tmp_path / "p.onnx", tmp_path / "cache"
+    args = ["--target-speedup", "1000", "--on", "cpu:2", "--latency-threads", "1", "--latency-cache", cache]
+    code, text = run(["compress", _model(tmp_path), *args, "-o", out, *PREVIEW])
+    assert_one_line_error(code, text, "the best achievable speedup is")
+    assert not out.exists()
+
+
+@pytest.mark.torch
+def test_compress_to_a_speedup_reports_predicted_and_measured(tmp_path: Path) -> None:
+    out, report, cache = tmp_path / "p.onnx", tmp_path / "r.json", tmp_path / "cache"
+    args = ["--target-latency", "1e9", "--on", "cpu:2", "--latency-threads", "1", "--latency-cache", cache]
+    code, text = run(["compress", _model(tmp_path), *args, "-o", out, "--report", report, *PREVIEW])
+    assert code == 0, text
+    saved = json.loads(report.read_text())
+    budget = saved["latency_budget"]
+    assert budget["predicted_ms"] <= budget["budget_ms"]
+    kept = {g["name"]: g["kept"] for g in saved["groups"]}
+    assert all(kept[g["name"]] == g["kept"] == g["channels"] for g in budget["groups"])  # no constraint
+    measured = saved["latency"]["latency_target"]
+    assert measured["target"] == "cpu:2" and measured["dense_ms"] > 0 and measured["pruned_ms"] > 0
+    assert "latency budget on cpu:2" in text and saved["sparsity"].startswith("target-latency")
+
+
+def test_layers_measuring_more_than_the_model_are_scaled_down(fake_timer, monkeypatch, tmp_path) -> None:
+    monkeypatch.setattr(model_module, "time_model", lambda *a, **k: 0.1)  # less than the layers' ~0.19 ms
+    base = normalize(vgg_like()).model
+    plan = analyze(base, SHAPE)
+    widths = {g.name: group_widths(g, 1, 4) for g in plan.prunable}
+    target = Target("cpu", 1, 1)
+    lm = build_latency_model(base, plan, SHAPE, target, widths, LatencyCache.open(target, tmp_path))
+    assert 0 < lm.scale < 1 and lm.remainder_ms == 0 and lm.notes
+    assert lm.predict({}) == pytest.approx(0.1)
+    assert 0 < lm.predict({g: w[0] for g, w in widths.items()}) < 0.1
