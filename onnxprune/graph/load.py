@@ -13,8 +13,9 @@ Normalization (each step is recorded in ``NormalizedModel.notes`` and shows in t
   constants (:mod:`onnxprune.graph.fold`): the channel count is a constant of the model;
 * a model below opset 11 is lifted to opset 11 with onnx's version converter; legacy broadcasts
   (opset <= 6: ``broadcast=1, axis``) are first rewritten into numpy broadcasting (a constant operand
-  reshaped, a computed one unsqueezed: :mod:`onnxprune.graph.legacy`), value_info the converter leaves untyped is dropped, and the lifted
-  model must load on ONNX Runtime (else a one-line :class:`~onnxprune.errors.RuntimeRefusedError`).
+  reshaped, a computed one unsqueezed: :mod:`onnxprune.graph.legacy`), value_info the converter leaves
+  untyped is dropped, and the lifted model must load on ONNX Runtime (else a one-line
+  :class:`~onnxprune.errors.RuntimeRefusedError`).
 
 Everything else is left as it was: opset, metadata, value_info, dynamic axes, node order.
 """
