@@ -18,7 +18,7 @@ from ..graph.draws import input_draws
 from ..graph.inputs import Batch, ModelInputs
 from ..graph.load import NormalizedModel, load_model, normalize
 from ..graph.verify import verification_inputs
-from ..runtime.sessions import available_providers
+from ..runtime.sessions import available_providers, user_session
 from ..runtime.timing import PhaseClock
 from .resolve import Config
 
@@ -43,10 +43,13 @@ def load(config: Config, clock: PhaseClock) -> Loaded:
 
 
 def load_source(model: str | Path | onnx.ModelProto, clock: PhaseClock) -> Loaded:
-    """Load, check and normalize ``model`` (see :mod:`onnxprune.graph.load`)."""
+    """Load, check and normalize ``model`` (see :mod:`onnxprune.graph.load`); ONNX Runtime must load it
+    (onnx's checker passes models ORT refuses, e.g. mixed element types: a one-line
+    :class:`~onnxprune.errors.RuntimeRefusedError` here, not a misattributed failure of the pruned model)."""
     with clock.phase("load"):
         original, _ = load_model(model)
         normalized = normalize(original, inplace=True)  # load_model's copy is private: no second one
+        user_session(normalized.model)  # created and dropped: the check is that it loads
         return Loaded(normalized, ModelInputs.of(normalized.model))
 
 
