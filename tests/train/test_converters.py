@@ -58,6 +58,15 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _reexport(module: torch.nn.Module, x: np.ndarray, dynamic: dict[int, str]) -> bytes:
+    # onnx2torch's Shape module reads the export opset from torch.onnx.symbolic_helper.GLOBALS, which torch
+    # 2.14's compatibility module does not re-export (its `import *` stops at __all__); whether the
+    # attribute is there depends on what an earlier test imported. The re-export is this test's own
+    # instrument, so give it the attribute rather than let the suite's order decide.
+    from torch.onnx import symbolic_helper
+    from torch.onnx._internal.torchscript_exporter._globals import GLOBALS
+
+    if not hasattr(symbolic_helper, "GLOBALS"):
+        symbolic_helper.GLOBALS = GLOBALS  # type: ignore[attr-defined]
     buf = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
