@@ -196,7 +196,7 @@ def test_quantize_command_bad_inputs(
     assert_one_line_error(code, out, "is the input model")
     bad = custom_op_model(tmp_path / "custom.onnx")
     code, out = run(["quantize", bad, "--data", data_path, "-q"])
-    assert_one_line_error(code, out, "onnxruntime cannot")
+    assert_one_line_error(code, out, "ONNX Runtime cannot")
     only_inputs_left(tmp_path, {"m.onnx", "custom.onnx"})
 
 
