@@ -4,6 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install.sh
+# test-only extras: the libraries whose tiny models tests/test_realworld.py exports (never runtime deps)
+.venv/bin/python -m pip install -q -e ".[ci]"
 .venv/bin/ruff check onnxprune tests models benchmarks
 .venv/bin/ruff format --check onnxprune tests models benchmarks
 .venv/bin/mypy onnxprune

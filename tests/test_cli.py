@@ -17,7 +17,8 @@ from onnx import helper
 from onnxprune.cli import main
 from tests.builders import legacy_broadcast_cnn, legacy_model, vgg_like
 
-PREVIEW = ["--data", "random", "--method", "magnitude", "--finetune-epochs", "0", "--no-bench", "-q"]
+NO_TRAINING = ["--method", "magnitude", "--finetune-epochs", "0", "--no-bench", "-q"]
+PREVIEW = ["--data", "random", *NO_TRAINING]
 
 
 @pytest.fixture
@@ -114,6 +115,7 @@ def test_missing_data_file(model_path: Path, tmp_path: Path) -> None:
             "filter:0.5",
             "--data",
             tmp_path / "nope.npz",
+            *NO_TRAINING,  # the data check comes before any training: the torch-free env runs it too
             "-o",
             tmp_path / "o.onnx",
         ]
@@ -127,7 +129,17 @@ def test_missing_fashion_mnist_names_the_package(
 ) -> None:
     monkeypatch.setenv("ONNXPRUNE_FASHION_MNIST", str(tmp_path / "empty"))
     code, out = run(
-        ["compress", model_path, "-s", "filter:0.5", "--data", "fashion-mnist", "-o", tmp_path / "o.onnx"]
+        [
+            "compress",
+            model_path,
+            "-s",
+            "filter:0.5",
+            "--data",
+            "fashion-mnist",
+            *NO_TRAINING,
+            "-o",
+            tmp_path / "o.onnx",
+        ]
     )
     assert_one_line_error(code, out, "apt-get install -y dataset-fashion-mnist")
 
@@ -135,7 +147,9 @@ def test_missing_fashion_mnist_names_the_package(
 def test_data_shape_mismatch(model_path: Path, tmp_path: Path) -> None:
     npz = tmp_path / "d.npz"
     np.savez(npz, x=np.zeros((10, 1, 28, 28), np.float32), y=np.zeros(10, np.int64))
-    code, out = run(["compress", model_path, "-s", "filter:0.5", "--data", npz, "-o", tmp_path / "o.onnx"])
+    code, out = run(
+        ["compress", model_path, "-s", "filter:0.5", "--data", npz, *NO_TRAINING, "-o", tmp_path / "o.onnx"]
+    )
     assert_one_line_error(code, out, "has samples of shape (1, 28, 28) but the model input is (?, 3, 8, 8)")
     only_inputs_left(tmp_path, {"m.onnx", "d.npz"})
 
