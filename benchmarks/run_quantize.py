@@ -95,13 +95,13 @@ def run_arch(arch: str, args: argparse.Namespace, out: Path) -> dict[str, Any]:
     ms = {f"{r.model}@b{r.batch}": r.median_ms for r in report.rows}
     speedup = ms["pruned fp32@b32"] / ms["pruned int8@b32"]
     drop = 100 * (accuracy["pruned fp32"] - accuracy["pruned int8"])
+    admm = args.admm_epochs if args.admm_epochs is not None else 0 if args.method == "magnitude" else 2
     return {
         "arch": arch,
         "sparsity": f"filter:{args.ratio:g}" + (f", align {args.align}" if args.align > 1 else ""),
         "min_reduction": args.min_reduction,
         "method": args.method,
-        "epochs": f"{args.admm_epochs if args.admm_epochs is not None else 2}+"
-        f"{args.finetune_epochs if args.finetune_epochs is not None else 2}",
+        "epochs": f"{admm}+{args.finetune_epochs if args.finetune_epochs is not None else 2}",
         "quick": args.quick,
         "test_samples": len(test),
         "top1": accuracy,
@@ -191,12 +191,19 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     common.OUT.mkdir(exist_ok=True)
     runs = [run_arch(arch, args, common.OUT) for arch in args.arch]
+    if not args.quick and results.exists():  # other settings' rows stay: a run replaces only its own
+        runs = [r for r in common.read_json(results)["runs"] if _key(r) not in {_key(n) for n in runs}] + runs
     saved = {"environment": environment(), "threads": args.threads, "repeats": args.repeats, "runs": runs}
     common.write_json(saved, results)
     text = render(saved)
     print(text)
     if not args.quick:
         common.splice(BLOCK, text, "Pruning then int8 quantization")
+
+
+def _key(run: dict[str, Any]) -> tuple[Any, ...]:
+    """The settings a row stands for: a rerun with them replaces it."""
+    return run["arch"], run["sparsity"], run["min_reduction"], run["method"], run["epochs"]
 
 
 if __name__ == "__main__":
