@@ -1,0 +1,1 @@
+"""Adapters that run onnxprune inside other tools' pipelines (each imports its tool lazily, on use)."""
