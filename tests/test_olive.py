@@ -75,3 +75,14 @@ def test_example_workflow_prunes_quantizes_and_times(tmp_path: Path) -> None:
     model = onnx.load(out / "model.onnx")
     assert any(n.op_type == "QuantizeLinear" for n in model.graph.node)
     assert _params(model) < _params(onnx.load(ROOT / "models" / "fmnist_vgg.onnx"))
+
+
+def test_missing_olive_is_one_line_naming_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    import onnxprune.integrations.olive as integration
+    from onnxprune.errors import DependencyError
+
+    monkeypatch.setattr(integration, "installed", lambda module: module != "olive")
+    monkeypatch.setattr(integration, "_PASS", None)
+    with pytest.raises(DependencyError, match=r"pip install 'onnxprune\[olive\]'") as error:
+        integration.OnnxPrunePass  # noqa: B018
+    assert "\n" not in str(error.value)
