@@ -44,8 +44,8 @@ from ..graph.verify import compare_models
 from ..plan import PruningPlan
 from ..report import Report
 from ..runtime.timing import PhaseClock
-from .loading import Loaded, load, read_data
-from .planning import analyze_model
+from .loading import Loaded, Samples, load, read_data
+from .planning import Planned, analyze_model
 from .prune import Exported, PruneResult, export, prune_stage
 from .quantization import QuantizeResult, quantize_model, quantize_stage, with_quantization
 from .reporting import build_report, measure_latency
@@ -142,21 +142,13 @@ def compress(
     )
     outputs = Outputs.of(output, emit_masked, report_path, plot_path, html_path, overwrite=overwrite)
     config = resolve(model, recipe, given, outputs, (bench_batches, bench_repeats), rtol, quiet)
-    preview = trains_nothing(config)  # the torch-free stage does it all: no import, no import check
-    if not preview:
-        require_torch()
+    if not trains_nothing(config):
+        require_torch()  # before any work: a one-line error naming the extra
     clock = PhaseClock()
     loaded = load(config, clock)
     samples = read_data(config, loaded, clock)
     analysis = analyze_model(loaded, samples, clock)
-    if preview:
-        planned, exported = prune_stage(config, loaded, samples, analysis, clock)
-        trained = untrained(config, loaded, exported)
-    else:
-        planned, trained = plan_and_train(config, loaded, samples, analysis, clock)
-        exported = export(
-            config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
-        )
+    planned, trained, exported = prune_or_train(config, loaded, samples, analysis, clock)
     written = write_forms(config, samples, planned, exported, clock)
     quantized = quantize_stage(config, samples, written, clock)  # None unless --quantize int8
     report = build_report(config, loaded, samples, planned, trained, exported, written, clock)
@@ -217,6 +209,21 @@ def prune_without_training(
     )
     write_models(config, planned, exported, exported.pruned)
     return PruneResult(exported.pruned, exported.masked, planned.plan, exported.masks, exported.verification)
+
+
+def prune_or_train(
+    config: Config, loaded: Loaded, samples: Samples, analysis: PruningPlan, clock: PhaseClock
+) -> tuple[Planned, Trained, Exported]:
+    """The magnitude preview in the torch-free stage alone (no import, no import check), or plan, train on
+    the torch side, write back and export."""
+    if trains_nothing(config):
+        planned, exported = prune_stage(config, loaded, samples, analysis, clock)
+        return planned, untrained(config, loaded, exported), exported
+    planned, trained = plan_and_train(config, loaded, samples, analysis, clock)
+    exported = export(
+        config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
+    )
+    return planned, trained, exported
 
 
 def trains_nothing(config: Config) -> bool:
