@@ -94,6 +94,20 @@ def _compress_cmd(
     ]  # fmt: skip
 
 
+def _compress_step(
+    model: Path, work: Path, name: str, entry: realworld.Entry, options: list[str], timeout: int
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """One ``compress`` child writing ``work/<name>.onnx`` and its report: the step's row (with the
+    report's summary when it passed) and the report."""
+    step = run_step(
+        _compress_cmd(model, work / f"{name}.onnx", work / f"{name}.json", entry, options), timeout, work
+    )
+    report = _read(work / f"{name}.json")
+    if step["ok"] and report:
+        step |= _summary(report)
+    return step, report
+
+
 def _read(path: Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
@@ -153,14 +167,8 @@ def run_entry(entry: realworld.Entry, args: argparse.Namespace) -> dict[str, Any
         model = Path(marker.read_text().strip())
         row["file_mb"] = round(model.stat().st_size / 2**20, 1)
 
-        preview = run_step(
-            _compress_cmd(model, work / "preview.onnx", work / "preview.json", entry, PREVIEW),
-            args.timeout,
-            work,
-        )
-        report = _read(work / "preview.json")
+        preview, report = _compress_step(model, work, "preview", entry, PREVIEW, args.timeout)
         if preview["ok"] and report:
-            preview |= _summary(report)
             try:
                 row["requested_mac_reduction"] = _requested(model, report["config"]["input_shape"])
             except Exception as e:  # the figure is informative; its failure is recorded, not fatal
@@ -169,14 +177,7 @@ def run_entry(entry: realworld.Entry, args: argparse.Namespace) -> dict[str, Any
         if args.quick:
             return row
 
-        train = run_step(
-            _compress_cmd(model, work / "trained.onnx", work / "trained.json", entry, TRAIN),
-            args.timeout,
-            work,
-        )
-        report = _read(work / "trained.json")
-        if train["ok"] and report:
-            train |= _summary(report)
+        train, _ = _compress_step(model, work, "trained", entry, TRAIN, args.timeout)
         row["train"] = train
         if train["ok"] and not args.no_bench:
             bench = [
