@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -14,7 +14,7 @@ from .errors import DataError
 from .graph.analysis import analyze
 from .graph.inputs import ModelInputs
 from .graph.load import load_model, normalize
-from .graph.macs import ModelCost, count_costs
+from .graph.macs import ModelCost, copied_params, count_costs
 from .plan import PruningPlan
 from .report import LayerRow, format_layers, layer_rows
 
@@ -171,6 +171,7 @@ def inspect_model(
         shape = inputs.resolved(base, input_shape).first_shape
     plan = analyze(base, shape)
     cost = count_costs(base, shape)
+    cost = replace(cost, params=cost.params - copied_params(base, normalized.copies))  # as given
     rows = layer_rows(base, base, cost, cost, plan)
     opset = next((o.version for o in base.opset_import if o.domain in ("", "ai.onnx")), 0)
     name = "<ModelProto>" if isinstance(model, onnx.ModelProto) else str(model)

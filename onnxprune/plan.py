@@ -22,6 +22,7 @@ Shape constants (a Reshape target that flattens channels into features) are rewr
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from enum import StrEnum
@@ -378,9 +379,16 @@ Masks = Mapping[str, np.ndarray]
 """Group name -> boolean keep-vector of length ``group.channels``."""
 
 
+TIE = 1e-9  # products like 10 * (1 - 0.85) = 1.5000000000000002 are ties too
+
+
 def keep_count(channels: int, ratio: float) -> int:
-    """Channels kept when removing ``ratio`` of ``channels``: rounded, at least one."""
-    return max(1, min(channels, round(channels * (1.0 - ratio))))
+    """Channels kept when removing ``ratio`` of ``channels``: ``C·(1 − R)`` rounded to the nearest count,
+    a tie to the smaller one (the count that removes at least ``R``), at least one.
+
+    Ties matter for coarse units: an attention block of 3 heads at ``filter:0.5`` keeps 1 head (removing
+    1/3 would miss the request, 2/3 meets it), 5 channels keep 2."""
+    return max(1, min(channels, math.floor(channels * (1.0 - ratio) + 0.5 - TIE)))
 
 
 def member_keep_indices(member: Member, keep: np.ndarray, axis_len: int) -> np.ndarray:

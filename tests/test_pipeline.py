@@ -12,6 +12,7 @@ from onnxprune import compress
 from onnxprune.errors import SpecError
 from onnxprune.graph.verify import compare_models
 from onnxprune.pipeline import TrainOptions
+from onnxprune.plan import keep_count
 from tests.builders import preview, vgg_like, write_labeled_npz
 
 QUICK = TrainOptions(admm_epochs=1, finetune_epochs=1, batch_size=32, round_iters=2)
@@ -43,7 +44,7 @@ def test_admm_on_labeled_data(labeled_npz: Path, tmp_path: Path) -> None:
     assert r.history["admm"], "ADMM rounds are logged"
     assert all("primal" in e and "rho" in e for e in r.history["admm"])
     for g in result.plan.prunable:
-        assert result.masks[g.name].sum() == round(g.channels * 0.5)
+        assert result.masks[g.name].sum() == keep_count(g.channels, 0.5)
     saved = onnx.load(str(tmp_path / "p.onnx"))
     masked = onnx.load(str(tmp_path / "m.onnx"))
     x = np.random.default_rng(5).random((4, 3, 8, 8)).astype(np.float32)
@@ -87,3 +88,29 @@ def test_zero_sparsity_keeps_structure() -> None:
 def test_unknown_method() -> None:
     with pytest.raises(SpecError, match="unknown method"):
         compress(vgg_like(), "filter:0.5", "random", method="lottery")
+
+
+def test_params_before_count_a_shared_weight_once() -> None:
+    """The normalizer gives each reader of a shared initializer its own copy; the report counts the
+    model as given (each initializer once), and the pruned model shares the weight again."""
+    model = vgg_like()
+    g = model.graph
+    first = g.node[0]
+    assert first.op_type == "Conv"
+    twin = onnx.helper.make_node("Conv", list(first.input), ["twin_out"], name="twin", pads=[1, 1, 1, 1])
+    for attr in first.attribute:
+        if attr.name != "pads":
+            twin.attribute.append(attr)
+    summed = onnx.helper.make_node("Add", [first.output[0], "twin_out"], ["summed"], name="summed")
+    for n in g.node[1:]:
+        n.input[:] = ["summed" if i == first.output[0] else i for i in n.input]
+    g.node.insert(1, twin)
+    g.node.insert(2, summed)
+    onnx.checker.check_model(model, full_check=True)
+    floats = sum(int(np.prod(t.dims)) for t in g.initializer if t.data_type == onnx.TensorProto.FLOAT)
+
+    result = preview(model)
+
+    assert result.report.totals["params_before"] == floats
+    names = [t.name for t in result.model.graph.initializer]
+    assert len(names) == len(set(names)) and not any("__" in n for n in names)

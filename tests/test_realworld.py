@@ -1,5 +1,7 @@
 """The real-world corpus in CI: one small member of each family (a YOLOv8n detector at 64x64, the timm
-hybrid MobileViT-XXS, the timm CNN ResNet10-T at 32x32, a tiny Hugging Face BERT with int64 ids and mask),
+hybrid MobileViT-XXS, the timm CNN ResNet10-T at 32x32, the timm ViT DeiT-Tiny at 32x32, a tiny Hugging Face
+BERT with int64 ids and mask, and of the other conventions an opset-9 MobileNetV2 with a fixed batch of 1 and
+its initializers listed as graph inputs),
 exported by its own library (an entry whose library is not installed is skipped),
 through the preview (one-shot magnitude, no training) and a few ADMM + retraining steps on random data
 (self-distillation), each verified (pruned == masked on ORT within 1e-4). A model that verifies in the

@@ -15,6 +15,7 @@ from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
 from onnxprune.inspection import inspect_model
 from onnxprune.pipeline.resolve import Given, Outputs, resolve
+from onnxprune.plan import keep_count
 from onnxprune.runtime.machine import cpu_flags
 from tests.builders import GraphBuilder, vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
@@ -107,12 +108,12 @@ def test_last_matching_rule_wins_and_exclusions_keep_groups(plan) -> None:
     )
     counts = by_node(plan, keep_counts(plan, spec))
     channels = {g.source_node: g.channels for g in plan.prunable}
-    assert counts["Conv4"] == round(channels["Conv4"] * 0.75)  # the last rule selecting it
+    assert counts["Conv4"] == keep_count(channels["Conv4"], 0.25)  # the last rule selecting it
     assert "Conv16" not in counts  # excluded: keeps every channel
     gemms = [g.source_node for g in plan.prunable if g.op_type == "Gemm"]
-    assert gemms and all(counts[n] == max(1, round(channels[n] * 0.25)) for n in gemms)
+    assert gemms and all(counts[n] == keep_count(channels[n], 0.75) for n in gemms)
     others = set(counts) - {"Conv4", *gemms}
-    assert others and all(counts[n] == round(channels[n] * 0.5) for n in others)
+    assert others and all(counts[n] == keep_count(channels[n], 0.5) for n in others)
     assert unmatched_rules(plan, SparsitySpec((Rule("filter", 0.5, match="nothing*"),))) != []
 
 
@@ -183,7 +184,7 @@ def test_cli_config_and_overrides(tmp_path: Path) -> None:
     assert saved["sparsity"] == "filter:0.75; exclude Conv4" and saved["config"]["seed"] == 5
     kept = {g["node"]: (g["kept"], g["channels"], g["rule"]) for g in saved["groups"]}
     assert kept["Conv4"][0] == kept["Conv4"][1] and kept["Conv4"][2] is None
-    assert kept["Conv16"][2] == "filter:0.75" and kept["Conv16"][0] == round(6 * 0.25)
+    assert kept["Conv16"][2] == "filter:0.75" and kept["Conv16"][0] == 1  # 6 * 0.25: a tie keeps 1
     # --sparsity replaces the recipe's rules (its exclusions stay); --seed overrides its seed
     args = ["compress", model, "--config", recipe, "-s", "filter:0.5", "--seed", "1", "-o", out, "--report"]
     code, text = run([*args, report, "--no-bench", "-q", "--force"])

@@ -37,7 +37,20 @@ def test_parse_errors(text: str, message: str) -> None:
 
 @pytest.mark.parametrize(
     ("channels", "ratio", "kept"),
-    [(10, 0.5, 5), (10, 0.7, 3), (3, 0.9, 1), (1, 0.5, 1), (7, 0.0, 7), (8, 0.99, 1)],
+    [
+        (10, 0.5, 5),
+        (10, 0.7, 3),
+        (3, 0.9, 1),
+        (1, 0.5, 1),
+        (7, 0.0, 7),
+        (8, 0.99, 1),
+        (3, 0.5, 1),
+        (5, 0.5, 2),
+        (7, 0.5, 3),
+        (10, 0.85, 1),
+        (10, 0.75, 2),
+        (20, 0.85, 3),
+    ],
 )
 def test_keep_count_rounds_and_keeps_one(channels: int, ratio: float, kept: int) -> None:
     assert keep_count(channels, ratio) == kept

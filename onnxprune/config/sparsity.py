@@ -6,9 +6,9 @@ names of their source nodes (a glob, ``fnmatch`` syntax, case-sensitive) and/or 
 and the LAST matching rule sets a group's ratio (so specific rules go after general ones). Groups whose
 source node matches an ``exclude`` glob, or that no rule selects, keep all their channels.
 
-Kept counts are ``round(C·(1 − R))``, at least one, at least one per cover set of the group, and, with
-``align`` > 1, rounded to the nearest count whose filters are a multiple of ``align``
-(:func:`onnxprune.config.alignment.aligned_keep`).
+Kept counts are ``C·(1 − R)`` rounded to nearest (a tie to the smaller count: it removes at least R), at
+least one, at least one per cover set of the group, and, with ``align`` > 1, rounded to the nearest count
+whose filters are a multiple of ``align`` (:func:`onnxprune.config.alignment.aligned_keep`).
 
 ``channel:R`` prunes the same channels from the other side: the fraction R of the input channels
 ``W[:, c]`` of every Conv/Gemm whose input channels are channel-prunable (each channel read by that layer

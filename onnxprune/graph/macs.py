@@ -152,6 +152,13 @@ def float_param_sizes(model: onnx.ModelProto) -> dict[str, int]:
     return {t.name: math.prod(t.dims) for t in model.graph.initializer if t.data_type in _FLOAT_TYPES}
 
 
+def copied_params(model: onnx.ModelProto, copies: Mapping[str, str]) -> int:
+    """Float parameters of ``model`` held by the initializers named in ``copies`` (copy -> original):
+    what a count of the parameters over-counts when shared initializers were unshared."""
+    sizes = float_param_sizes(model)
+    return sum(sizes.get(name, 0) for name in copies)
+
+
 def count_costs(model: onnx.ModelProto, input_shape: ShapeArg) -> ModelCost:
     """MACs and parameters of every Conv/ConvTranspose/Gemm/MatMul node of ``model`` at ``input_shape``.
 

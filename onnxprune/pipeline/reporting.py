@@ -14,7 +14,7 @@ import onnx
 from ..config.gates import Gates
 from ..config.sparsity import GROUP_KINDS, SparsitySpec
 from ..graph.elements import element_rows
-from ..graph.macs import ModelCost, count_costs
+from ..graph.macs import ModelCost, copied_params, count_costs
 from ..plan import PruningPlan
 from ..report import LayerRow, Report, layer_rows, totals
 from ..runtime.benchmark import bench_apart
@@ -46,6 +46,9 @@ def build_report(
     with clock.phase("evaluate"):
         shape = samples.inputs.shape
         cost_b, cost_a = count_costs(loaded.base, shape), count_costs(exported.pruned, shape)
+        # the normalizer gave each reader of a shared initializer its own copy (merged back on export):
+        # the model as given holds one
+        cost_b = replace(cost_b, params=cost_b.params - copied_params(loaded.base, loaded.normalized.copies))
         layers = layer_rows(
             loaded.base, exported.pruned, cost_b, cost_a, plan, {n: int(k.sum()) for n, k in masks.items()}
         )

@@ -127,8 +127,8 @@ def format_summary(r: Report) -> str:
     lines = [
         f"model {r.model}  sparsity {r.sparsity}  method {r.method}  data {r.data}",
         *_alignment_lines(r.config.get("alignment")),
-        f"MACs   {human(t['macs_before'])} -> {human(t['macs_after'])} ({t['mac_reduction']:.2f}x fewer); "
-        f"conv MACs {t['conv_mac_reduction']:.2f}x fewer",
+        f"MACs   {human(t['macs_before'])} -> {human(t['macs_after'])} ({t['mac_reduction']:.2f}x fewer)"
+        + (f"; conv MACs {t['conv_mac_reduction']:.2f}x fewer" if t["conv_macs_before"] else ""),
         f"params {human(t['params_before'])} -> {human(t['params_after'])} "
         f"({t['param_reduction']:.2f}x fewer); "
         f"file {t['bytes_before'] / 1e6:.2f} MB -> {t['bytes_after'] / 1e6:.2f} MB",

@@ -718,6 +718,16 @@ CI_ENTRIES: dict[str, Entry] = {
     "mobilevit_xxs": ENTRIES["mobilevit_xxs"],
     "resnet10t_32": Entry("resnet10t_32", "timm-cnn", _timm("resnet10t", 32), _shape(32), ("timm",)),
     "hf_bert_tiny": ENTRIES["hf_bert_tiny"],
+    "deit_tiny_32": Entry(
+        "deit_tiny_32", "timm-vit", _timm("deit_tiny_patch16_224", 32, img_size=32), _shape(32), ("timm",)
+    ),
+    "op9_mobilenetv2_32": Entry(
+        "op9_mobilenetv2_32",
+        "convention",
+        _timm_static("mobilenetv2_050", 32, opset=9, initializers_as_inputs=True),
+        (),
+        ("timm",),
+    ),
 }
 
 # Entries the library does not prune yet: name -> what a user can do about it (one line each).

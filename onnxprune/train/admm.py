@@ -44,7 +44,6 @@ from __future__ import annotations
 import itertools
 import logging
 import math
-import sys
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
@@ -55,7 +54,6 @@ import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
-from tqdm import tqdm
 
 from ..config.settings import BN_STATS, METHODS, TrainSettings
 from ..data import ArrayData
@@ -75,6 +73,7 @@ from .guard import LossGuard
 from .importer import ImportedModel
 from .objective import DistillConfig, Objective, is_classifier_output, outputs
 from .penalty import Penalty, rescale_dual
+from .progress import progress
 from .projection import apply_masks, project_groups, tensor_masks
 from .schedules import AdmmLr, finetune_schedule, make_optimizer
 
@@ -551,9 +550,7 @@ class _Run:
         run = self._admm_state(objective, state, opt, list(params), steps)
         first_epoch, done = (0, 0) if state is None else (state["epoch"], state["done"])
         self._log_admm_plan(steps, run.total // run.per_round, run.per_round, run.rho)
-        bar = tqdm(
-            total=run.total, initial=run.step, desc="admm", file=sys.stderr, disable=self._quiet, leave=False
-        )
+        bar = progress(run.total, run.step, "admm", self._quiet)
         try:
             for epoch in itertools.count(first_epoch):
                 if steps == 0 or (epoch >= self.admm_epochs and self._admm_over(run)):
@@ -878,12 +875,9 @@ class _Run:
             "dual_mean": sum(dual.values()) / len(dual),
         }
         self.history.append(entry)
-        self._info(
-            "admm round %d: %s | ||W-Z||/||W|| per group: %s",
-            entry["round"],
-            _fmt(entry),
-            " ".join(f"{name}={value:.3g}" for name, value in primal.items()),
-        )
+        self._info("admm round %d: %s", entry["round"], _fmt(entry))
+        if self.ctx.main and log.isEnabledFor(logging.DEBUG):  # one line per group: the report has them all
+            log.debug("||W-Z||/||W|| per group: %s", " ".join(f"{n}={v:.3g}" for n, v in primal.items()))
         return z_new, (r_all, s_all)
 
     def _project(
@@ -951,9 +945,7 @@ class _Run:
                 self.amp.load_state_dict(state["scaler"])
             ckpt.set_rng_state(state["rng"])
         initial = first_epoch * sampler.steps_per_epoch
-        bar = tqdm(
-            total=total, initial=initial, desc="finetune", file=sys.stderr, disable=self._quiet, leave=False
-        )
+        bar = progress(total, initial, "finetune", self._quiet)
         try:
             for epoch in range(first_epoch, self.finetune_epochs):
                 self._mode("finetune")
