@@ -562,6 +562,12 @@ class LatencySettings:
     latency_cache: str | None = setting(
         None, "Directory of the latency table cache (default ~/.cache/onnxprune/latency).", directory=True
     )
+    latency_checks: int = setting(
+        3,
+        "Times the chosen structure is built and timed against the dense model on --on, the budget re-aimed "
+        "by the miss each time (0: trust the prediction).",
+        low=0,
+    )
 
     @property
     def targeted(self) -> bool:

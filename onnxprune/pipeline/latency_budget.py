@@ -34,7 +34,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
@@ -50,6 +50,7 @@ from ..plan import PruningPlan
 from ..runtime.latency import LatencyCache, LatencyModel, build_latency_model, group_widths, parse_target
 from .budget import PROBE_FRACTIONS, PROBE_SAMPLES, curve
 from .knapsack import solve_mckp
+from .latency_check import Check, check_and_reaim
 
 log = logging.getLogger("onnxprune")
 
@@ -216,6 +217,8 @@ class LatencyBudgetResult:
     table: dict[str, Any]  # LatencyModel.to_dict at the chosen counts
     probe: ProbeResult
     seconds: float
+    checks: list[dict[str, Any]] = field(default_factory=list)  # latency_check.Check.to_dict per round
+    checked: dict[str, Any] | None = None  # the round of the kept counts chosen
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -235,6 +238,8 @@ class LatencyBudgetResult:
             "remainder_ms": self.table["remainder_ms"],
             "table_seconds": self.table["table_seconds"],
             "table_measured_entries": self.table["measured_entries"],
+            "checks": self.checks,
+            "checked": self.checked,
         }
 
 
@@ -280,6 +285,16 @@ def latency_keep_counts(
     start = time.perf_counter()
     keep = allocate_latency(lm, widths, values, budget_ms)
     seconds = time.perf_counter() - start
+    checks: list[Check] = []
+    chosen = -1
+    if settings.latency_checks > 0:
+        keep, checks, chosen = check_and_reaim(
+            model, plan, lm, input_shape,
+            budget_of=lambda dense_ms: budget_ms_of(settings, dense_ms),
+            allocate=lambda aim_ms: allocate_latency(lm, widths, values, aim_ms),
+            worth=lambda k: _worth(widths, values, k),
+            first=keep, smallest_ms=smallest, rounds=settings.latency_checks,
+        )  # fmt: skip
     predicted = lm.predict(keep)
     log.info(
         "latency budget on %s: %.3f ms (dense %.3f ms), predicted %.3f ms (%.2fx)",
@@ -288,7 +303,7 @@ def latency_keep_counts(
     channels = {g.name: g.channels for g in selectable}
     result = LatencyBudgetResult(
         str(target), lm.measured_ms, budget_ms, predicted, smallest, keep, channels, lm.to_dict(keep),
-        probed, seconds,
+        probed, seconds, [c.to_dict() for c in checks], checks[chosen].to_dict() if checks else None,
     )  # fmt: skip
     return keep, result
 

@@ -105,13 +105,19 @@ def format_latency_budget(budget: dict[str, Any], latency: dict[str, Any] | None
         f"{budget['predicted_ms']:.3f} ms ({_times(budget['predicted_speedup'])}; best possible "
         f"{_times(budget['best_speedup'])})"
     )
+    checks = [
+        f"check {c['round']}: aimed {c['aim_ms']:.3f} ms, predicted {c['predicted_ms']:.3f} ms, measured "
+        f"{c['measured_ms']:.3f} ms of a {c['budget_ms']:.3f} ms budget ({c['measured_speedup']:.2f}x of "
+        f"dense {c['dense_ms']:.3f} ms){' <- kept' if c == budget.get('checked') else ''}"
+        for c in budget.get("checks", [])
+    ]
     measured = (latency or {}).get("latency_target")
     if measured:
         line += (
             f"; measured dense {measured['dense_ms']:.3f} ms, pruned {measured['pruned_ms']:.3f} ms "
             f"({measured['speedup']:.2f}x)"
         )
-    return "\n".join([groups, layers, line])
+    return "\n".join([groups, layers, *checks, line])
 
 
 def _alignment_lines(alignment: dict[str, Any] | None) -> list[str]:

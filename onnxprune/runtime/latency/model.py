@@ -25,12 +25,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import onnx
 
 from ...config.alignment import aligned_keep
 from ...graph.inputs import ShapeArg
 from ...plan import Group, PruningPlan
-from ..sessions import input_specs, make_session, random_feeds
+from ..sessions import input_specs, make_runner, make_session, random_feeds
+from ..timing import time_interleaved
 from .layers import Layer, candidate_lengths, find_layers
 from .table import LatencyCache, time_model
 from .target import OPT_LEVELS, Target
@@ -184,4 +186,29 @@ def measure_full(model: onnx.ModelProto, shape: ShapeArg, target: Target, repeat
     return time_model(model, feeds, target, warmup=5, repeats=repeats)
 
 
-__all__ = ["LatencyModel", "at_batch", "build_latency_model", "group_widths", "measure_full"]
+def measure_models(
+    models: Sequence[onnx.ModelProto], shape: ShapeArg, target: Target, repeats: int, warmup: int = 5
+) -> list[float]:
+    """Median milliseconds of each whole model at ``shape`` on ``target``, timed interleaved (blocks of
+    runs take turns, so a load that comes and goes weighs on every model alike): a speedup of a pruned
+    model over its dense one is a ratio of two such medians. The models take the same inputs."""
+    first = next(iter(shape.values())) if isinstance(shape, Mapping) else shape
+    runners, feeds = [], None
+    for model in models:
+        sess = make_session(model, target.provider, target.threads, level=OPT_LEVELS[target.opt_level])
+        if feeds is None:
+            feeds = random_feeds(input_specs(sess), target.batch, list(first), "model")
+        runner = make_runner(sess, feeds, target.provider)
+        runner()
+        runners.append(runner)
+    return [float(np.median(t)) * 1e3 for t in time_interleaved(runners, warmup, repeats)]
+
+
+__all__ = [
+    "LatencyModel",
+    "at_batch",
+    "build_latency_model",
+    "group_widths",
+    "measure_full",
+    "measure_models",
+]
