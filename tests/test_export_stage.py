@@ -102,10 +102,10 @@ def test_out_argument_and_every_existing_output_are_refused_without_force(
     only_inputs_left(tmp_path, {"m.onnx", "small.onnx", "r.json"})
 
 
-def test_out_and_output_together_is_an_error(model_path: Path, tmp_path: Path) -> None:
-    code, text = run(
-        ["compress", model_path, tmp_path / "a.onnx", "-o", tmp_path / "b.onnx", "-s", "filter:0.5", *PREVIEW]
-    )
+@pytest.mark.parametrize("dry", [[], ["--dry-run"]])
+def test_out_and_output_together_is_an_error(model_path: Path, tmp_path: Path, dry: list[str]) -> None:
+    outputs = [tmp_path / "a.onnx", "-o", tmp_path / "b.onnx"]
+    code, text = run(["compress", model_path, *outputs, "-s", "filter:0.5", *PREVIEW, *dry])
     assert_one_line_error(code, text, "given twice")
     only_inputs_left(tmp_path, {"m.onnx"})
 

@@ -121,10 +121,11 @@ def compress(
     gates = Gates.of(gate_values.build(GateSettings)) if gate_values.given() else None
     quantize = QuantizeOptions.take(settings)
     latency = LatencyOptions.take(settings)
+    given_target = output_path(out, output)  # OUT and -o together is an error, with --dry-run too
     if dry_run:
         _dry_run(model, settings, train, gates, quantize, latency)
         return
-    target = output_path(out, output) or default_output(model, quantize, settings.get("recipe"))
+    target = given_target or default_output(model, quantize, settings.get("recipe"))
     main_rank = job_context().main  # under torchrun, rank 0 alone logs and prints
     quiet = quiet or not main_rank
     setup_logging(quiet)
