@@ -261,7 +261,12 @@ def _hf_text(kind: str, seq: int = 32) -> Exporter:
     return export
 
 
-def _hf_vit(size: int = 32, patch: int = 8) -> Exporter:
+_HF_VIT_TINY = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128)
+# ViT-Ti's proportions (width 192, 3 heads, MLP 4x), 4 of its 12 layers
+_HF_VIT_TI = dict(hidden_size=192, num_hidden_layers=4, num_attention_heads=3, intermediate_size=768)
+
+
+def _hf_vit(size: int = 32, patch: int = 8, name: str = "hf_vit_tiny", **shape: int) -> Exporter:
     def export(directory: Path) -> Path:
         import importlib
 
@@ -270,8 +275,8 @@ def _hf_vit(size: int = 32, patch: int = 8) -> Exporter:
         transformers: Any = importlib.import_module("transformers")
         _seed()
         config = transformers.ViTConfig(
-            image_size=size, patch_size=patch, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-            intermediate_size=128, num_labels=NUM_CLASSES, attn_implementation="eager",
+            image_size=size, patch_size=patch, **(shape or _HF_VIT_TINY), num_labels=NUM_CLASSES,
+            attn_implementation="eager",
         )  # fmt: skip
         model = transformers.ViTForImageClassification(config).eval()
 
@@ -283,7 +288,7 @@ def _hf_vit(size: int = 32, patch: int = 8) -> Exporter:
             def forward(self, pixel_values: Any) -> Any:
                 return self.model(pixel_values=pixel_values).logits
 
-        path = directory / "hf_vit_tiny.onnx"
+        path = directory / f"{name}.onnx"
         dyn = {"pixel_values": {0: "batch"}, "logits": {0: "batch"}}
         return _torch_export(Logits().eval(), (_image(size, 2),), path, ["pixel_values"], ["logits"], dyn)
 
@@ -656,6 +661,8 @@ def _entries() -> dict[str, Entry]:
     add(Entry("hf_bert_tiny", "transformers", _hf_text("bert"), text, hf, "int64 ids + mask, dynamic"))
     add(Entry("hf_distilbert_tiny", "transformers", _hf_text("distilbert"), text, hf, "int64 ids + mask"))
     add(Entry("hf_vit_tiny", "transformers", _hf_vit(), _shape(32), hf, "32x32, patch 8"))
+    add(Entry("hf_vit_ti_64", "transformers", _hf_vit(64, 16, "hf_vit_ti_64", **_HF_VIT_TI), _shape(64), hf,
+              "ViT-Ti proportions (192 wide, 3 heads, MLP 768), 4 layers, 64x64, patch 16"))  # fmt: skip
 
     tv = ("torchvision",)
     add(Entry("b1_resnet18", "convention", _timm_static("resnet18", 64), (), tm, "fixed batch 1"))
