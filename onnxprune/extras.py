@@ -4,7 +4,8 @@ missing one is a one-line :class:`~onnxprune.errors.DependencyError` naming the 
 ``cpu`` / ``gpu``: ONNX Runtime (onnxruntime or its CUDA build onnxruntime-gpu, one or the other: both
 install the module ``onnxruntime``); ``train``: torch, torchvision, onnx2torch
 (:func:`onnxprune.pipeline.training.require_torch`); ``plot``: matplotlib
-(:func:`onnxprune.pipeline.resolve.require_matplotlib`).
+(:func:`onnxprune.pipeline.resolve.require_matplotlib`); ``openvino``: OpenVINO, a second CPU runtime
+beside ONNX Runtime (``bench --runtime openvino``, ``--on openvino:B``; :func:`require_openvino`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ from .errors import DependencyError
 NO_ONNXRUNTIME = (
     "onnxprune needs ONNX Runtime: pip install 'onnxprune[cpu]' (or 'onnxprune[gpu]' for the CUDA build)"
 )
+
+NO_OPENVINO = "the openvino runtime needs OpenVINO: pip install 'onnxprune[openvino]'"
 
 
 def installed(module: str) -> bool:
@@ -32,4 +35,10 @@ def require_onnxruntime() -> None:
         raise DependencyError(NO_ONNXRUNTIME)
 
 
-__all__ = ["NO_ONNXRUNTIME", "installed", "require_onnxruntime"]
+def require_openvino() -> None:
+    """A :class:`DependencyError` naming the extra when OpenVINO is not installed."""
+    if not installed("openvino"):
+        raise DependencyError(NO_OPENVINO)
+
+
+__all__ = ["NO_ONNXRUNTIME", "NO_OPENVINO", "installed", "require_onnxruntime", "require_openvino"]

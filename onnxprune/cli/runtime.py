@@ -41,9 +41,10 @@ def _runtime_settings(
     "--runtime",
     "runtimes",
     multiple=True,
-    type=click.Choice(["ort", "torch", "torch-compile"]),
+    type=click.Choice(["ort", "torch", "torch-compile", "openvino"]),
     help="Runtimes to time the models in (repeatable; default ort): ONNX Runtime, the model imported to "
-    "PyTorch (eager), or that through torch.compile, on the same device.",
+    "PyTorch (eager), or that through torch.compile, on the same device; openvino: OpenVINO on the CPU "
+    "(pip install 'onnxprune[openvino]').",
 )
 @input_and_cuda_options
 @click.option(

@@ -22,6 +22,9 @@ Where the defaults come from:
   the tiny VGG-style reference (rounding 7 filters up to 16 costs more than it saves), so 8 stays the
   default and ``--align 16`` is the choice for wide models on AVX-512. See
   ``benchmarks/README.md``, "Channel alignment (``--align``)", and ``benchmarks/results/align.json``.
+* ``openvino`` (OpenVINO on the CPU, ``--on openvino:B``): ``auto`` takes the same block as ORT CPU, 16
+  with AVX-512F and 8 with AVX2 — the channel blocks of oneDNN's blocked layouts (nChw16c / nChw8c),
+  which OpenVINO's CPU plugin runs convolutions in. A hypothesis, not measured yet.
 * ``cuda`` = 8 — not measured (no GPU here): NVIDIA's convolution performance guide asks for input and
   output channel counts divisible by 8 for FP16 and by 4 for TF32 for cuDNN to use Tensor Cores; 8
   satisfies both. A hypothesis to verify on a GPU.
@@ -90,7 +93,7 @@ def auto_alignment(
         return Alignment(
             DEFAULT_ALIGN["cuda"], "auto: CUDA (Tensor Core convolutions want multiples of 8)", True
         )
-    if name != "cpu":
+    if name not in ("cpu", "openvino"):
         return Alignment(1, f"auto: no known step for provider {provider!r}", True)
     if flags is None:
         from ..runtime.machine import cpu_flags  # lazy: the config layer reads the machine only here
@@ -99,6 +102,8 @@ def auto_alignment(
     have = {f.lower() for f in flags}
     block = nchwc_block(have)
     isa = "AVX-512F" if "avx512f" in have else "AVX2" if "avx2" in have else "no AVX2"
+    if name == "openvino":  # oneDNN's blocked layouts: nChw16c with AVX-512, nChw8c with AVX2 (not measured)
+        return Alignment(block, f"auto: OpenVINO CPU (oneDNN) channel block {block} ({isa})", True)
     return Alignment(block, f"auto: ORT CPU NCHWc block {block} ({isa})", True)
 
 

@@ -188,13 +188,17 @@ def measure_latency(
 
 
 def target_latency(config: Config, loaded: Loaded, samples: Samples, written: Written) -> dict[str, Any]:
-    """Dense vs pruned on the latency target (``--on``, its threads), in a fresh process like the bench."""
-    provider, _, batch = str(config.latency.on).partition(":")
-    provider = provider.strip().lower()
+    """Dense vs pruned on the latency target (``--on``, its threads), in a fresh process like the bench, in
+    the target's runtime (ORT, or OpenVINO for ``openvino:B``)."""
+    from ..runtime.latency import parse_target
+
     shape, threads = samples.inputs.first_shape, config.latency.latency_threads
+    target = parse_target(str(config.latency.on), threads)
+    runtime, device, batch = target.backend.runtime, target.backend.device, target.batch
     names = ["dense", "pruned"]
-    result = bench_apart([loaded.base, written.model], names, [int(batch)], [provider], 50, shape, threads)
-    d, p = result.row("dense", provider, int(batch)), result.row("pruned", provider, int(batch))
+    models = [loaded.base, written.model]
+    result = bench_apart(models, names, [batch], [device], 50, shape, threads, runtimes=[runtime])
+    d, p = result.row("dense", device, batch, runtime), result.row("pruned", device, batch, runtime)
     return {"target": config.latency.on, "dense_ms": d.median_ms, "pruned_ms": p.median_ms,
             "speedup": d.median_ms / p.median_ms}  # fmt: skip
 

@@ -15,7 +15,10 @@ the GPU, so host/device copies are not timed (``Run`` synchronizes the device be
 
 Beside ONNX Runtime (runtime ``ort``), the same models can be timed in PyTorch on the same device
 (``torch``: imported with onnx2torch, eager; ``torch-compile``: through ``torch.compile``), so a user sees
-which runtime serves a pruned model best (:mod:`onnxprune.train.runtime`; torch is imported only then).
+which runtime serves a pruned model best (:mod:`onnxprune.train.runtime`; torch is imported only then),
+and in OpenVINO on the CPU (``openvino``: :mod:`onnxprune.runtime.openvino`, the optional extra; each
+model compiled at each batch's static input shapes). Each runtime's bench is one entry of
+:data:`BENCHES`.
 A runtime that fails on a model (``torch.compile`` does not handle every graph) is skipped with the
 reason in ``settings["skipped"]``, and the others still run.
 """
@@ -52,7 +55,7 @@ from .sessions import (
 from .tables import format_table
 from .timing import BLOCK, Runner, check_settings, time_interleaved
 
-RUNTIMES = ("ort", "torch", "torch-compile")
+RUNTIMES = ("ort", "torch", "torch-compile", "openvino")
 
 
 # --------------------------------------------------------------------------------------------- results
@@ -270,7 +273,8 @@ def bench(
         input_shape: sizes of the first input's dynamic non-batch dims, as its full shape (dim 0 is
             ignored) or as the dims after the batch dim. Required when such dims are dynamic.
         names: labels of the models in the report; default: file stems or graph names.
-        runtimes: of :data:`RUNTIMES`: 'ort' (ONNX Runtime), 'torch' (eager), 'torch-compile'.
+        runtimes: of :data:`RUNTIMES`: 'ort' (ONNX Runtime), 'torch' (eager), 'torch-compile',
+            'openvino' (OpenVINO on the CPU: the optional extra; ``threads`` is its INFERENCE_NUM_THREADS).
         cuda_options: extra options of ORT's CUDA provider, e.g. ``{"prefer_nhwc": "1"}`` or
             ``{"enable_cuda_graph": "1"}`` (outputs are then pre-allocated from one CPU run of each model).
 
@@ -283,21 +287,15 @@ def bench(
     batches = check_settings(batch_sizes, threads, warmup, repeats)
     chosen_runtimes = _runtimes(runtimes)
     sources = [model_source(m) for m in models]
+    job = BenchJob(sources, labels, providers, batches, threads, warmup, repeats, input_shape,
+                   dict(cuda_options or {}))  # fmt: skip
     rows: list[BenchRow] = []
-    skipped: list[str] = []
     used: list[str] = []
     for runtime in chosen_runtimes:
-        if runtime == "ort":
-            chosen = choose_providers(providers)
-            rows += _bench_ort(
-                sources, labels, chosen, batches, threads, warmup, repeats, input_shape, cuda_options or {}
-            )
-        else:
-            chosen = _torch_devices(providers)
-            rows += _bench_torch(
-                runtime, sources, labels, chosen, batches, threads, warmup, repeats, input_shape, skipped
-            )
+        got, chosen = BENCHES[runtime](runtime, job)
+        rows += got
         used += [p for p in chosen if p not in used]
+    skipped = job.skipped
     settings = {
         "batch_sizes": batches,
         "providers": used,
@@ -309,6 +307,7 @@ def bench(
         "block": BLOCK,
         "input_shape": None if input_shape is None else [int(d) for d in input_shape],
         "cuda_options": dict(cuda_options or {}),
+        **({"openvino": _openvino_version()} if "openvino" in chosen_runtimes else {}),
         "models": [
             {"name": name, "path": None if isinstance(m, onnx.ModelProto) else str(m)}
             for name, m in zip(labels, models, strict=True)
@@ -325,6 +324,7 @@ def bench_apart(
     repeats: int,
     input_shape: Sequence[int],
     threads: int | None = None,
+    runtimes: Sequence[str] = ("ort",),
 ) -> BenchReport:
     """:func:`bench` of ``models`` (5 warm-up runs) in a fresh, spawned process: after training, torch's
     idle worker threads compete with ORT's, and made an in-process batch-32 figure 1.45x where a clean
@@ -340,7 +340,98 @@ def bench_apart(
             input_shape=list(input_shape),
             names=list(names),
             threads=threads,
+            runtimes=list(runtimes),
         ).result()
+
+
+@dataclass
+class BenchJob:
+    """What every runtime's bench takes: the models, the settings of :func:`bench`, and ``skipped`` (the
+    reasons of the runs a runtime skipped, appended to)."""
+
+    sources: Sequence[onnx.ModelProto | str]
+    labels: Sequence[str]
+    providers: Sequence[str] | None
+    batches: Sequence[int]
+    threads: int | None
+    warmup: int
+    repeats: int
+    input_shape: Sequence[int] | None
+    cuda_options: dict[str, str]
+    skipped: list[str] = field(default_factory=list)
+
+
+# runtime, job -> (rows, the providers / devices it ran on)
+RuntimeBench = Callable[[str, BenchJob], tuple[list[BenchRow], list[str]]]
+
+
+def _ort(runtime: str, job: BenchJob) -> tuple[list[BenchRow], list[str]]:
+    chosen = choose_providers(job.providers)
+    rows = _bench_ort(job.sources, job.labels, chosen, job.batches, job.threads, job.warmup, job.repeats,
+                      job.input_shape, job.cuda_options)  # fmt: skip
+    return rows, chosen
+
+
+def _torch(runtime: str, job: BenchJob) -> tuple[list[BenchRow], list[str]]:
+    chosen = _torch_devices(job.providers)
+    rows = _bench_torch(runtime, job.sources, job.labels, chosen, job.batches, job.threads, job.warmup,
+                        job.repeats, job.input_shape, job.skipped)  # fmt: skip
+    return rows, chosen
+
+
+def _openvino(runtime: str, job: BenchJob) -> tuple[list[BenchRow], list[str]]:
+    """OpenVINO on the CPU: the same random feeds as ORT's; each model compiled per batch at its shapes."""
+    from .openvino import openvino_runner
+
+    devices = _openvino_devices(job.providers)
+    specs = [
+        input_specs(load_session(src, name, "cpu", 1))
+        for src, name in zip(job.sources, job.labels, strict=True)
+    ]
+    rows: list[BenchRow] = []
+    for batch in job.batches:
+        runners: list[Runner] = []
+        for src, spec, name in zip(job.sources, specs, job.labels, strict=True):
+            feeds = random_feeds(spec, batch, job.input_shape, name)
+            runner = openvino_runner(src, feeds, job.threads, name)
+            try:
+                runner()
+            except Exception as e:  # OpenVINO's own exception types
+                shapes = {k: v.shape for k, v in feeds.items()}
+                raise DataError(
+                    f"model '{name}' fails in OpenVINO with inputs {shapes}: {_first_line(e)}"
+                ) from e
+            runners.append(runner)
+        times = time_interleaved(runners, max(job.warmup - 1, 0), job.repeats)  # each ran once above
+        rows += _rows(job.labels, "cpu", batch, times, runtime)
+    return rows, devices
+
+
+def _openvino_devices(providers: Sequence[str] | None) -> list[str]:
+    """['cpu']: OpenVINO runs here on the CPU only (an explicit provider list must name it)."""
+    from .openvino import openvino
+
+    openvino()  # missing: the one-line error naming the extra, before anything runs
+    if providers is not None and "cpu" not in [p.lower() for p in providers]:
+        raise ProviderUnavailableError(
+            f"the openvino runtime runs on the cpu only, not on {', '.join(providers)}: add --provider cpu"
+        )
+    return ["cpu"]
+
+
+def _openvino_version() -> str:
+    from .openvino import openvino_version
+
+    return openvino_version()
+
+
+BENCHES: dict[str, RuntimeBench] = {
+    "ort": _ort,
+    "torch": _torch,
+    "torch-compile": _torch,
+    "openvino": _openvino,
+}
+"""Runtime name (of :data:`RUNTIMES`) -> its bench."""
 
 
 def _bench_ort(

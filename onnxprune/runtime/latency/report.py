@@ -78,8 +78,8 @@ class LatencyReport:
                 ]
             )
         lines = [
-            f"{self.model} on {lm.target} (threads {lm.target.threads or 'default'}, "
-            f"opt {lm.target.opt_level}), "
+            f"{self.model} on {lm.target} (threads {lm.target.threads or 'default'}"
+            f"{f', opt {lm.target.opt_level}' if lm.target.backend.runtime == 'ort' else ''}), "
             f"align {self.step}; {len(lm.layers)} layers, table {lm.seconds:.1f}s "
             f"({lm.measured} timings taken, the rest cached)",
             format_table(header, rows, left=2),

@@ -7,7 +7,7 @@ turns block by block, so drift spreads over them alike). From every median the f
 whole model pays it once, not once per layer.
 
 The cache is one JSON file per target key (:meth:`~.target.Target.key`: provider, device with CPU model
-and ISA, onnxruntime version, batch, threads, optimization level) under ``cache_dir`` (default
+and ISA, onnxruntime or openvino version, batch, threads, optimization level) under ``cache_dir`` (default
 ``$XDG_CACHE_HOME/onnxprune/latency``, else ``~/.cache/onnxprune/latency``), its entries keyed by the
 layer's signature and widths. A second build of the same table measures nothing.
 """
@@ -29,10 +29,9 @@ from onnx import TensorProto, helper
 
 from ...errors import OutputError
 from ...io import write_text
-from ..sessions import make_runner, make_session
 from ..timing import time_interleaved
 from .layers import Layer, layer_graph
-from .target import OPT_LEVELS, Target
+from .target import Target
 
 log = logging.getLogger("onnxprune")
 
@@ -138,9 +137,8 @@ def _time_models(
     rng = np.random.default_rng(0)
     runners = []
     for graph, shape in zip(graphs, shapes, strict=True):
-        sess = make_session(graph, target.provider, target.threads, level=OPT_LEVELS[target.opt_level])
         feeds = {"x": rng.standard_normal(list(shape)).astype(np.float32)}
-        runner = make_runner(sess, feeds, target.provider)
+        runner = target.backend.runner(graph, feeds, target)
         runner()
         runners.append(runner)
     times = time_interleaved(runners, warmup, repeats)
@@ -151,8 +149,7 @@ def time_model(
     model: onnx.ModelProto, feeds: dict[str, Any], target: Target, warmup: int, repeats: int
 ) -> float:
     """Median milliseconds of one run of the whole ``model`` on ``target`` with ``feeds`` (same timer)."""
-    sess = make_session(model, target.provider, target.threads, level=OPT_LEVELS[target.opt_level])
-    runner = make_runner(sess, feeds, target.provider)
+    runner = target.backend.runner(model, feeds, target)
     runner()
     return float(np.median(time_interleaved([runner], warmup, repeats)[0])) * 1e3
 
