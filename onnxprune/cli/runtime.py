@@ -109,6 +109,14 @@ def bench(
 )
 @provider_options
 @click.option("--runs", type=click.IntRange(min=1), default=50, show_default=True, help="Profiled runs.")
+@click.option(
+    "--runtime",
+    type=click.Choice(["ort", "openvino"]),
+    default="ort",
+    show_default=True,
+    help="ONNX Runtime's profiler, or OpenVINO's per-node counters on the CPU "
+    "(pip install 'onnxprune[openvino]').",
+)
 @input_and_cuda_options
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write the profiles as JSON."
@@ -121,12 +129,13 @@ def profile(
     threads: int | None,
     warmup: int,
     runs: int,
+    runtime: str,
     input_shape: str | None,
     cuda_options: tuple[str, ...],
     json_path: Path | None,
 ) -> None:
-    """Where the time goes: ORT's per-node times of MODELS side by side (the first is the baseline),
-    with each node's speedup, executed-MAC reduction and GMAC/s."""
+    """Where the time goes: ORT's (or OpenVINO's) per-node times of MODELS side by side (the first is the
+    baseline), with each node's speedup, executed-MAC reduction and GMAC/s."""
     from ..io import check_outputs, write_text
     from ..runtime.profiling import profile as run
 
@@ -137,6 +146,7 @@ def profile(
         threads=threads,
         warmup=warmup,
         runs=runs,
+        runtime=runtime,
         **_runtime_settings(providers, input_shape, cuda_options),
     )
     click.echo(report.format_table(machine=True))

@@ -383,7 +383,7 @@ def _openvino(runtime: str, job: BenchJob) -> tuple[list[BenchRow], list[str]]:
     """OpenVINO on the CPU: the same random feeds as ORT's; each model compiled per batch at its shapes."""
     from .openvino import openvino_runner
 
-    devices = _openvino_devices(job.providers)
+    devices = openvino_devices(job.providers)
     specs = [
         input_specs(load_session(src, name, "cpu", 1))
         for src, name in zip(job.sources, job.labels, strict=True)
@@ -407,7 +407,7 @@ def _openvino(runtime: str, job: BenchJob) -> tuple[list[BenchRow], list[str]]:
     return rows, devices
 
 
-def _openvino_devices(providers: Sequence[str] | None) -> list[str]:
+def openvino_devices(providers: Sequence[str] | None) -> list[str]:
     """['cpu']: OpenVINO runs here on the CPU only (an explicit provider list must name it)."""
     from .openvino import openvino
 

@@ -122,6 +122,28 @@ def run_openvino(
     return runner.outputs()
 
 
+def perf_counts(runner: OpenVinoRunner) -> list[tuple[str, str, str, float]]:
+    """(node, OpenVINO op type, kernel, µs) of every node the last run executed (``PERF_COUNT`` on):
+    the nodes of OpenVINO's runtime graph, after its fusions (Conv+BatchNorm+Relu is one Convolution)."""
+    executed = openvino().ProfilingInfo.Status.EXECUTED
+    return [
+        (p.node_name, p.node_type, p.exec_type, p.real_time.total_seconds() * 1e6)
+        for p in runner.request.get_profiling_info()
+        if p.status == executed
+    ]
+
+
+def original_names(runner: OpenVinoRunner) -> dict[str, list[str]]:
+    """Runtime node -> the names of the nodes of the read model it stands for (its ``originalLayersNames``:
+    ONNX node names, or for nodes named after their output, ONNX tensor names; first the node's own)."""
+    out = {}
+    for op in runner.compiled.get_runtime_model().get_ordered_ops():
+        info = op.get_rt_info()
+        names = info["originalLayersNames"].astype(str) if "originalLayersNames" in info else ""
+        out[op.get_friendly_name()] = [n for n in names.split(",") if n]
+    return out
+
+
 __all__ = [
     "DEVICE",
     "OpenVinoRunner",
@@ -130,5 +152,7 @@ __all__ = [
     "openvino",
     "openvino_runner",
     "openvino_version",
+    "original_names",
+    "perf_counts",
     "run_openvino",
 ]

@@ -23,6 +23,16 @@ executed MACs.
 The profiler's own bookkeeping adds a little per node; the total of the node medians and the median
 of the whole ``model_run`` are both reported, so the share not spent in kernels is visible.
 
+OpenVINO (``runtime='openvino'``, CPU only, the optional extra): the model is compiled with
+``PERF_COUNT`` on and each run's per-node counters are read (:func:`~.openvino.perf_counts`), nodes of
+OpenVINO's runtime graph after its own fusions. A node is named after the ONNX node it stands for:
+the first of its ``originalLayersNames`` that is an ONNX node, or an ONNX tensor (then its producer);
+OpenVINO folds a BatchNormalization (or constant Add) into the Conv / Gemm before it and keeps the
+follower's name, so such a name goes back to the layer (:data:`~.latency.layers.BIAS_FOLLOWERS`).
+Nodes OpenVINO made up (reorders) keep OpenVINO's name. Executed MACs are not known there ('—'); the
+``model run`` median is the wall time of ``InferRequest.infer``. Rows are in the table of provider
+``openvino``.
+
 CUDA: ORT times a node on the host. Its kernels run asynchronously, so unless the onnxruntime build
 traces CUDA kernels, a node's time is mostly its launch, and only ``model_run`` (which waits for the
 device) is GPU time; the table says so under its title.
@@ -33,15 +43,18 @@ from __future__ import annotations
 import json
 import statistics
 import tempfile
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import onnx
 import onnxruntime as ort
 
 from ..errors import DataError, SpecError
 from ..graph.layerops import LAYER_OPS
+from .latency.layers import BIAS_FOLLOWERS
 from .machine import MachineInfo
 from .sessions import (
     ModelLike,
@@ -269,6 +282,74 @@ def _profile_one(
     return ModelProfile(name, provider, batch, runs, run_us, tuple(nodes))
 
 
+def onnx_names(model: onnx.ModelProto) -> dict[str, str]:
+    """Name OpenVINO may give a node (an ONNX node's name, or a tensor's) -> the ONNX node to show it as:
+    the producer of a tensor, and the layer before a bias follower OpenVINO folded into it."""
+    producer = {out: n for n in model.graph.node for out in n.output}
+    out: dict[str, str] = {}
+    for node in model.graph.node:
+        shown = node
+        before = producer.get(node.input[0]) if node.input else None
+        if node.op_type in BIAS_FOLLOWERS and before is not None and before.op_type in LAYER_OPS:
+            shown = before
+        for name in (node.name, *node.output):
+            if name:
+                out.setdefault(name, shown.name or shown.output[0])
+    return out
+
+
+def _profile_openvino(
+    model: ModelLike,
+    name: str,
+    provider: str,
+    batch: int,
+    warmup: int,
+    runs: int,
+    threads: int | None,
+    input_shape: Sequence[int] | None,
+    cuda_options: dict[str, str] | None,
+) -> ModelProfile:
+    """The OpenVINO profile of one model (see the module docstring; ``provider``: 'cpu')."""
+    from .openvino import openvino_runner, original_names, perf_counts
+
+    source = model_source(model)
+    feeds = random_feeds(input_specs(load_session(source, name, "cpu", 1)), batch, input_shape, name)
+    runner = openvino_runner(source, feeds, threads, name, profile=True)
+    proto = source if isinstance(source, onnx.ModelProto) else onnx.load(source, load_external_data=False)
+    shown, original = onnx_names(proto), original_names(runner)
+    durations: dict[str, list[float]] = {}
+    kinds: dict[str, str] = {}
+    walls = []
+    for i in range(warmup + runs):
+        start = time.perf_counter()
+        runner()
+        walls.append((time.perf_counter() - start) * 1e6)
+        if i < warmup:
+            continue
+        for node, op_type, _kernel, us in perf_counts(runner):
+            label = next((shown[n] for n in original.get(node, []) if n in shown), shown.get(node, node))
+            kinds.setdefault(label, op_type)
+            durations.setdefault(label, [0.0] * runs)[i - warmup] += us  # fused parts of one node add up
+    nodes = tuple(
+        NodeTime(label, kinds[label], "openvino", statistics.median(d), None)
+        for label, d in durations.items()
+    )
+    return ModelProfile(name, "openvino", batch, runs, statistics.median(walls[warmup:]), nodes)
+
+
+def _openvino_providers(providers: Sequence[str] | None) -> list[str]:
+    from .benchmark import openvino_devices
+
+    return openvino_devices(providers)
+
+
+# runtime -> (its providers from the requested ones, the profile of one model on one provider and batch)
+PROFILERS: dict[str, tuple[Callable[[Sequence[str] | None], list[str]], Callable[..., ModelProfile]]] = {
+    "ort": (choose_providers, _profile_one),
+    "openvino": (_openvino_providers, _profile_openvino),
+}
+
+
 def profile(
     models: Sequence[ModelLike],
     batch_sizes: Sequence[int] = (1,),
@@ -279,17 +360,22 @@ def profile(
     input_shape: Sequence[int] | None = None,
     names: Sequence[str] | None = None,
     cuda_options: dict[str, str] | None = None,
+    runtime: str = "ort",
 ) -> ProfileReport:
-    """Per-node ORT profiles of ``models`` (the first is the baseline of the comparison) on every provider
-    (default: all available) at every batch size. Raises like :func:`onnxprune.runtime.benchmark.bench` on bad
-    settings, missing files, unavailable providers and models that cannot run."""
+    """Per-node profiles of ``models`` (the first is the baseline of the comparison) in ``runtime`` (of
+    :data:`PROFILERS`: 'ort', or 'openvino' on the CPU) on every provider (default: all available) at
+    every batch size. Raises like :func:`onnxprune.runtime.benchmark.bench` on bad settings, missing
+    files, unavailable providers and models that cannot run."""
     batches = check_settings(batch_sizes, threads, warmup, runs)
     if cuda_graph_enabled(cuda_options or {}):
         raise SpecError("profiling needs the kernels run one by one: CUDA graphs replay them as one")
-    provs = choose_providers(providers)
+    if runtime not in PROFILERS:
+        raise SpecError(f"cannot profile in runtime '{runtime}' (known: {', '.join(PROFILERS)})")
+    choose, profile_one = PROFILERS[runtime]
+    provs = choose(providers)
     labels = model_labels(models, names)
     out = [
-        _profile_one(m, label, p, b, warmup, runs, threads, input_shape, cuda_options)
+        profile_one(m, label, p, b, warmup, runs, threads, input_shape, cuda_options)
         for p in provs
         for b in batches
         for m, label in zip(models, labels, strict=True)
@@ -302,5 +388,6 @@ def profile(
         "providers": provs,
         "cuda_options": dict(cuda_options or {}),
         "onnxruntime": ort.__version__,
+        "runtime": runtime,
     }
     return ProfileReport(out, MachineInfo.collect(provs, threads), settings)
