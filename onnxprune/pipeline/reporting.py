@@ -199,8 +199,8 @@ def target_latency(config: Config, loaded: Loaded, samples: Samples, written: Wr
     models = [loaded.base, written.model]
     result = bench_apart(models, names, [batch], [device], 50, shape, threads, runtimes=[runtime])
     d, p = result.row("dense", device, batch, runtime), result.row("pruned", device, batch, runtime)
-    return {"target": config.latency.on, "dense_ms": d.median_ms, "pruned_ms": p.median_ms,
-            "speedup": d.median_ms / p.median_ms}  # fmt: skip
+    return {"target": config.latency.on, "runtime": runtime, "dense_ms": d.median_ms,
+            "pruned_ms": p.median_ms, "speedup": d.median_ms / p.median_ms}  # fmt: skip
 
 
 def bench_runs(batches: Sequence[int], gates: Gates) -> list[tuple[str, int]]:
