@@ -16,14 +16,19 @@ ModelPath = click.Path(dir_okay=False, path_type=Path)
 
 @main.command()
 @click.argument("model", type=ModelPath)
-@click.option("--on", "target", required=True, help="Target PROVIDER:BATCH: cpu:32, cuda:8.")
-@click.option("--threads", type=click.IntRange(min=1), help="ORT intra-op threads (default: ORT's).")
+@click.option(
+    "--on",
+    "target",
+    required=True,
+    help="Target PROVIDER:BATCH: cpu:32, cuda:8 (ORT), openvino:32 (OpenVINO CPU).",
+)
+@click.option("--threads", type=click.IntRange(min=1), help="Intra-op threads (default: the runtime's).")
 @click.option(
     "--opt-level",
     type=click.Choice(["all", "extended", "basic", "disable"]),
     default="all",
     show_default=True,
-    help="ORT graph optimization level of the sessions.",
+    help="ORT graph optimization level of the sessions (OpenVINO: ignored).",
 )
 @click.option(
     "--align",

@@ -549,7 +549,8 @@ class LatencySettings:
 
     on: str | None = setting(
         None,
-        "Target PROVIDER:BATCH the model serves on (cpu:32, cuda:8): what --target-speedup and "
+        "Target PROVIDER:BATCH the model serves on (cpu:32, cuda:8; openvino:32: OpenVINO on the CPU): "
+        "what --target-speedup and "
         "--target-latency measure, and what --align auto aligns for.",
     )
     target_speedup: float | None = setting(
@@ -558,7 +559,11 @@ class LatencySettings:
     target_latency: float | None = setting(
         None, "Instead of --sparsity: at most MS milliseconds per batch on --on.", low=0, low_open=True
     )
-    latency_threads: int | None = setting(None, "ORT intra-op threads on --on (default: ORT's).", low=1)
+    latency_threads: int | None = setting(
+        None,
+        "Intra-op threads on --on (ORT's, or OpenVINO's INFERENCE_NUM_THREADS; default: the runtime's).",
+        low=1,
+    )
     latency_cache: str | None = setting(
         None, "Directory of the latency table cache (default ~/.cache/onnxprune/latency).", directory=True
     )

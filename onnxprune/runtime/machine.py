@@ -92,9 +92,10 @@ class MachineInfo:
             "machine": platform.machine(),
             "cpu": self.cpu,
         }
-        # the version without importing torch: the ONNX side stays torch-free
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            env["torch"] = importlib.metadata.version("torch")
+        # versions without importing the packages: the ONNX side stays torch-free; openvino is optional
+        for package in ("torch", "openvino"):
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                env[package] = importlib.metadata.version(package)
         return env
 
 
