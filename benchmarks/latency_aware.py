@@ -10,7 +10,8 @@ Per reference model:
 2. ``compress --target-speedup X --on T`` (latency-aware), then ``compress --target-macs F`` with F the
    MAC fraction that run reached, and ``compress --sparsity filter:R --align 1`` with the uniform R of the
    same MAC fraction (:func:`benchmarks.run_target_macs.uniform_ratio`);
-3. an independent timing: ``onnxprune bench dense aware macs uniform --batch B``, and per pruned model
+3. an independent timing: ``onnxprune bench dense aware macs uniform --batch B`` (in the target's runtime:
+   ``--runtime openvino`` for ``--on openvino:B``), and per pruned model
    ``onnxprune latency dense --pruned P --on T`` (predicted next to measured).
 
 One JSON per model and target to benchmarks/results/latency_aware/ and a table between the
@@ -126,7 +127,10 @@ def measure(
     model: Path, paths: dict[str, Path], args: argparse.Namespace, out: Path, cache: Path
 ) -> dict[str, Any]:
     """Independent timing of all four models, and predicted vs measured per pruned model."""
-    batch = args.on.partition(":")[2]
+    from onnxprune.runtime.latency import parse_target
+
+    target = parse_target(args.on, check_installed=False)  # openvino:B: bench --runtime openvino on the cpu
+    batch = str(target.batch)
     bench = out / "bench.json"
     run(
         onnxprune(
@@ -136,7 +140,9 @@ def measure(
             "--batch",
             batch,
             "--provider",
-            args.on.partition(":")[0],
+            target.backend.device,
+            "--runtime",
+            target.backend.runtime,
             "--threads",
             args.threads,
             "--repeats",
