@@ -47,6 +47,15 @@ def test_outputs_match_onnx_runtime_on_the_vgg_reference(ov) -> None:
     np.testing.assert_allclose(ours["logits"], ref, rtol=1e-4, atol=1e-4)
 
 
+def test_threads_and_f32_precision_are_honoured(ov) -> None:
+    from onnxprune.runtime.openvino import compile_model
+
+    compiled = compile_model(VGG, threads=1, shapes={"input": (2, 1, 28, 28)})
+    assert int(compiled.get_property("INFERENCE_NUM_THREADS")) == 1
+    assert compiled.get_property("INFERENCE_PRECISION_HINT") == ov.Type.f32
+    assert [tuple(i.get_shape()) for i in compiled.inputs] == [(2, 1, 28, 28)]  # static: the timed shape
+
+
 def test_bench_has_openvino_rows_beside_ort(ov, model_path: Path) -> None:
     from onnxprune.runtime.benchmark import bench
     from tests.builders import preview
