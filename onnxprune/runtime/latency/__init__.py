@@ -1,6 +1,7 @@
 """A latency model of a network on the runtime and hardware it serves on (issue 19, scope 1).
 
-* :mod:`.target` — ``cpu:B`` / ``cuda:B`` and the ORT session settings;
+* :mod:`.target` — ``cpu:B`` / ``cuda:B`` (ONNX Runtime) / ``openvino:B`` (OpenVINO on the CPU) and the
+  session settings; :mod:`.backends` — what runs each provider (its runner factory, version, check);
 * :mod:`.layers` — the prunable layers as ORT runs them (with their fused bias and activation), and
   each one alone as a small ONNX graph at other widths;
 * :mod:`.table` — their timings (the one timer, :mod:`onnxprune.runtime.timing`), cached on disk;
