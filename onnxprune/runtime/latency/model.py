@@ -31,7 +31,7 @@ import onnx
 from ...config.alignment import aligned_keep
 from ...graph.inputs import ShapeArg
 from ...plan import Group, PruningPlan
-from ..sessions import input_specs, make_runner, make_session, random_feeds
+from ..sessions import input_specs, make_session, random_feeds
 from ..timing import time_interleaved
 from .layers import Layer, candidate_lengths, find_layers
 from .table import LatencyCache, time_model
@@ -193,12 +193,11 @@ def measure_models(
     runs take turns, so a load that comes and goes weighs on every model alike): a speedup of a pruned
     model over its dense one is a ratio of two such medians. The models take the same inputs."""
     first = next(iter(shape.values())) if isinstance(shape, Mapping) else shape
-    runners, feeds = [], None
+    specs = input_specs(make_session(models[0], "cpu", 1, optimize=False))  # only its inputs
+    feeds = random_feeds(specs, target.batch, list(first), "model")
+    runners = []
     for model in models:
-        sess = make_session(model, target.provider, target.threads, level=OPT_LEVELS[target.opt_level])
-        if feeds is None:
-            feeds = random_feeds(input_specs(sess), target.batch, list(first), "model")
-        runner = make_runner(sess, feeds, target.provider)
+        runner = target.backend.runner(model, feeds, target)  # ORT or OpenVINO (.backends)
         runner()
         runners.append(runner)
     return [float(np.median(t)) * 1e3 for t in time_interleaved(runners, warmup, repeats)]
