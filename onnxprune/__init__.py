@@ -235,12 +235,16 @@ def profile(
     input_shape: Sequence[int] | None = None,
     names: Sequence[str] | None = None,
     cuda_options: dict[str, str] | None = None,
+    runtime: str = "ort",
 ) -> ProfileReport:
-    """ORT's per-node times of ``models`` side by side. See :func:`onnxprune.runtime.profiling.profile`."""
+    """Per-node times of ``models`` side by side in ``runtime`` ('ort' or 'openvino'). See
+    :func:`onnxprune.runtime.profiling.profile`."""
     require_onnxruntime()
     from .runtime.profiling import profile as run
 
-    return run(models, batch_sizes, providers, threads, warmup, runs, input_shape, names, cuda_options)
+    return run(
+        models, batch_sizes, providers, threads, warmup, runs, input_shape, names, cuda_options, runtime
+    )
 
 
 __all__ = [

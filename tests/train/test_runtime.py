@@ -59,7 +59,9 @@ def test_bench_times_ort_and_torch_side_by_side() -> None:
 
 
 def test_unknown_runtime_is_an_error() -> None:
-    with pytest.raises(SpecError, match="unknown runtime 'tvm' \\(known: ort, torch, torch-compile\\)"):
+    with pytest.raises(
+        SpecError, match="unknown runtime 'tvm' \\(known: ort, torch, torch-compile, openvino\\)"
+    ):
         _fast([cnn()], runtimes=("tvm",))
 
 
