@@ -52,6 +52,7 @@ METHODS = (*TP_METHODS, *ONNXPRUNE_METHODS)
 RATIOS = (0.5, 0.7, 0.85, 0.9)
 INPUT_SHAPE = (1, 1, 28, 28)
 TARGET_RATIO, TARGET_MARGIN_PP, TARGET_WALL = 0.7, 0.5, 1.5  # issue 20's acceptance
+BLOCK = "peers-results"
 KEY = ("arch", "method", "ratio", "seed", "epochs", "max_samples")
 
 
@@ -268,6 +269,7 @@ def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import ticker
 
     written = []
     summary = summarize(runs)
@@ -287,7 +289,9 @@ def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
                 dense = next(s["dense_top1"] for k, s in summary.items() if k[0] == arch)
         if dense is not None:
             ax.axhline(dense, color="grey", linestyle=":", label="dense")
-        ax.set_xscale("log")
+        ax.set_xscale("log")  # ratios 0.5..0.9 give ~4x..~100x
+        ax.xaxis.set_major_formatter(ticker.FuncFormatter(lambda v, _: f"{v:g}x"))
+        ax.xaxis.set_minor_formatter(ticker.NullFormatter())
         ax.set_xlabel("MAC reduction (dense / pruned MACs)")
         ax.set_ylabel("top-1 % (10k test, ORT)")
         ax.set_title(f"fmnist_{arch}, filter pruning, {epochs:g} epochs, samples {samples}")
@@ -358,6 +362,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--out", type=Path, default=common.RESULTS / "peers.json")
     ap.add_argument("--work-dir", type=Path, default=common.OUT / "peers", help="the pruned models")
     ap.add_argument("--render-only", action="store_true", help="table and plots from --out")
+    ap.add_argument("--readme", action="store_true", help="also put the table in benchmarks/README.md")
     args = ap.parse_args(argv)
     args.onnxprune_options = dict(args.onnxprune_options)
     args.finetune = Finetune(args.lr, args.weight_decay, args.batch_size, args.augment, args.warmup)
@@ -368,7 +373,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.render_only:
-        print(render(common.read_json(args.out), args.out.parent))
+        publish(render(common.read_json(args.out), args.out.parent), args.readme)
         return
     if any(m in TP_METHODS for m in args.methods) and not installed("torch_pruning"):
         raise SystemExit("run_peers: the tp-* methods need torch-pruning: pip install -e '.[peers]'")
@@ -380,7 +385,13 @@ def main(argv: list[str] | None = None) -> None:
             for seed in args.seeds:
                 for method in args.methods:  # one row at a time: a killed run keeps what it finished
                     saved = merge(args.out, [run_one(arch, method, ratio, seed, args)])
-    print(render(saved, args.out.parent))
+    publish(render(saved, args.out.parent), args.readme)
+
+
+def publish(text: str, readme: bool) -> None:
+    print(text)
+    if readme:
+        common.splice(BLOCK, text, "Peers (Torch-Pruning)")
 
 
 if __name__ == "__main__":

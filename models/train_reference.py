@@ -325,7 +325,8 @@ def augmentation_text(augmented: bool) -> str:
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict[str, object]]:
     """Weight decay on the weights of convs and linears only: decaying BN scales / shifts and biases
     only shrinks them toward 0 (they set no capacity), the usual exclusion."""
-    decayed, plain = [], []
+    decayed: list[nn.Parameter] = []
+    plain: list[nn.Parameter] = []
     for module in model.modules():
         for name, p in module.named_parameters(recurse=False):
             is_weight = name == "weight" and isinstance(module, nn.Conv2d | nn.Linear)
