@@ -97,12 +97,13 @@ def train_options(args: argparse.Namespace, method: str) -> Any:
 
 def run_onnxprune(
     method: str, dense: Path, out: Path, ratio: float, seed: int, args: argparse.Namespace
-) -> float:
-    """``onnxprune.compress`` of ``dense`` to ``out``; returns its wall time."""
+) -> tuple[float, dict[str, float]]:
+    """``onnxprune.compress`` of ``dense`` to ``out``; returns its wall time and the report's seconds per
+    phase (where the time goes: ADMM, retraining, export, verification...)."""
     import onnxprune
 
     start = time.perf_counter()
-    onnxprune.compress(
+    result = onnxprune.compress(
         dense,
         f"filter:{ratio:g}",
         "fashion-mnist",
@@ -115,7 +116,8 @@ def run_onnxprune(
         bench_batches=(),
         quiet=True,
     )
-    return time.perf_counter() - start
+    wall = time.perf_counter() - start
+    return wall, {k: round(v, 2) for k, v in (result.report.phases or {}).items()}
 
 
 def run_torch_pruning(
@@ -141,10 +143,11 @@ def run_one(arch: str, method: str, ratio: float, seed: int, args: argparse.Name
     dense = common.MODELS / f"fmnist_{arch}.onnx"
     out = args.work_dir / f"{arch}_{method}_r{ratio:g}_s{seed}_e{args.epochs:g}.onnx"
     out.unlink(missing_ok=True)
+    phases: dict[str, float] = {}
     if method in TP_METHODS:
         wall = run_torch_pruning(method, arch, dense, out, ratio, seed, args)
     else:
-        wall = run_onnxprune(method, dense, out, ratio, seed, args)
+        wall, phases = run_onnxprune(method, dense, out, ratio, seed, args)
     macs_dense, params_dense = macs_params(dense)
     macs, params = macs_params(out)
     row = {
@@ -169,7 +172,7 @@ def run_one(arch: str, method: str, ratio: float, seed: int, args: argparse.Name
     if method in TP_METHODS:
         row["tp"] = vars(args.tp)
     else:
-        row["onnxprune_options"] = args.onnxprune_options
+        row |= {"onnxprune_options": args.onnxprune_options, "phases_s": phases}
     print(
         f"{arch} {method} filter:{ratio:g} seed {seed}: top-1 {100 * row['top1']:.2f}% "
         f"(dense {100 * row['dense_top1']:.2f}%), MACs /{row['mac_reduction']:.2f}, {wall:.1f} s",
