@@ -117,7 +117,9 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
     return math.ceil(n / batch_size)
 
 
-def batches(data: ArrayData, batch_size: int, seed: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def batches(
+    data: ArrayData, batch_size: int, seed: int, device: str = "cpu"
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """Endless shuffled batches, a fresh permutation (a function of seed and epoch) every epoch."""
     assert data.y is not None
     x, y = torch.from_numpy(np.asarray(data.x)), torch.from_numpy(data.y)
@@ -126,7 +128,7 @@ def batches(data: ArrayData, batch_size: int, seed: int) -> Iterator[tuple[torch
         perm = torch.from_numpy(np.random.default_rng([seed, epoch]).permutation(len(y)))
         for i in range(0, len(y), batch_size):
             idx = perm[i : i + batch_size]
-            yield x[idx], y[idx]
+            yield x[idx].to(device), y[idx].to(device)
         epoch += 1
 
 
@@ -166,7 +168,7 @@ def make_pruner(cls: type, model: nn.Module, ratio: float, tps: TpSettings, **kw
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     return cls(
         model,
-        torch.zeros(INPUT_SHAPE),
+        torch.zeros(INPUT_SHAPE, device=next(model.parameters()).device),
         importance=tp.importance.GroupMagnitudeImportance(p=2),
         pruning_ratio=ratio,
         global_pruning=False,
@@ -222,11 +224,15 @@ def run_tp(
     seed: int,
     ft: Finetune,
     tps: TpSettings,
+    device: str = "cpu",
 ) -> None:
-    """Prune and train ``model`` in place by ``method`` for ``epochs`` epochs of ``train``'s batches."""
+    """Prune and train ``model`` in place by ``method`` for ``epochs`` epochs of ``train``'s batches, on
+    ``device`` (the module ends on the CPU)."""
     torch.manual_seed(seed)  # Augment draws from torch's global generator, as in onnxprune
     steps = round(epochs * steps_per_epoch(len(train), ft.batch_size))
-    METHODS[method](model, batches(train, ft.batch_size, seed), ratio, steps, ft, tps)
+    model.to(device)
+    METHODS[method](model, batches(train, ft.batch_size, seed, device), ratio, steps, ft, tps)
+    model.cpu()
 
 
 def export(model: nn.Module, path: Path) -> None:

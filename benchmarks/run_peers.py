@@ -98,6 +98,7 @@ def train_options(args: argparse.Namespace, method: str) -> Any:
         "batch_size": ft.batch_size,
         "augment": ft.augment,
         "threads": args.threads,
+        "device": args.device,
     }
     if method == "onnxprune-magnitude":
         opts |= {"admm_epochs": 0, "finetune_epochs": args.epochs}
@@ -143,7 +144,7 @@ def run_torch_pruning(
     model = peers_tp.module_from_onnx(arch, dense)
     peers_tp.check_logits(model, dense, np.asarray(data.val.x)[:256])
     start = time.perf_counter()
-    peers_tp.run_tp(method, model, data.train, ratio, args.epochs, seed, args.finetune, args.tp)
+    peers_tp.run_tp(method, model, data.train, ratio, args.epochs, seed, args.finetune, args.tp, args.device)
     peers_tp.export(model, out)
     return time.perf_counter() - start
 
@@ -175,6 +176,7 @@ def run_one(arch: str, method: str, ratio: float, seed: int, args: argparse.Name
         "params": params,
         "wall_s": wall,
         "threads": args.threads,
+        "device": args.device,
         "recipe": vars(args.finetune) | {"admm_lr": args.admm_lr, "align": args.align},
         "date": time.strftime("%Y-%m-%d"),
     }
@@ -353,6 +355,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--epochs", type=int, default=10, help="total epochs of every method (default 10)")
     ap.add_argument("--max-samples", type=int, help="first N training images (default: all 60k)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads of every method (default 1)")
+    ap.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="training device, both sides")
     ap.add_argument("--lr", type=float, default=Finetune.lr, help="peak lr of (re)training, SGD")
     ap.add_argument("--admm-lr", type=float, help="onnxprune-admm's ADMM-phase lr (default: --lr)")
     ap.add_argument("--weight-decay", type=float, default=Finetune.weight_decay)
