@@ -54,7 +54,9 @@ RATIOS = (0.5, 0.7, 0.85, 0.9)
 INPUT_SHAPE = (1, 1, 28, 28)
 TARGET_RATIO, TARGET_MARGIN_PP, TARGET_WALL = 0.7, 0.5, 1.5  # issue 20's acceptance
 BLOCK = "peers-results"
-KEY = ("arch", "method", "ratio", "seed", "epochs", "max_samples")
+KEY = ("arch", "method", "ratio", "seed", "epochs", "max_samples", "reference")
+# the references trained like real models (issue 20: SGD, cosine, crop + flip, 20 epochs)
+REFERENCES = common.MODELS / "real"
 
 
 def macs_params(path: Path) -> tuple[int, int]:
@@ -150,7 +152,12 @@ def run_torch_pruning(
 
 
 def run_one(arch: str, method: str, ratio: float, seed: int, args: argparse.Namespace) -> dict[str, Any]:
-    dense = common.MODELS / f"fmnist_{arch}.onnx"
+    dense = args.models_dir / f"fmnist_{arch}.onnx"
+    if not dense.is_file():
+        raise SystemExit(
+            f"error: no {dense}: train it with python models/train_reference.py --arch {arch} "
+            f"--out-dir {args.models_dir}"
+        )
     out = args.work_dir / f"{arch}_{method}_r{ratio:g}_s{seed}_e{args.epochs:g}.onnx"
     out.unlink(missing_ok=True)
     phases: dict[str, float] = {}
@@ -167,6 +174,7 @@ def run_one(arch: str, method: str, ratio: float, seed: int, args: argparse.Name
         "seed": seed,
         "epochs": args.epochs,
         "max_samples": args.max_samples,
+        "reference": str(dense.relative_to(common.ROOT) if dense.is_relative_to(common.ROOT) else dense),
         "top1": test_top1(out),
         "dense_top1": dense_top1(dense),
         "macs_dense": macs_dense,
@@ -193,7 +201,7 @@ def run_one(arch: str, method: str, ratio: float, seed: int, args: argparse.Name
 
 
 def key(row: dict[str, Any]) -> tuple[Any, ...]:
-    return tuple(row[k] for k in KEY)
+    return tuple(row.get(k) for k in KEY)  # rows from before a key field existed lack it
 
 
 def merge(path: Path, new: list[dict[str, Any]]) -> dict[str, Any]:
@@ -373,6 +381,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         help="KEY=VALUE of onnxprune's TrainOptions over the shared recipe (e.g. loss_guard=2)",
+    )
+    ap.add_argument(
+        "--models-dir", type=Path, default=REFERENCES, help="the dense references (default: models/real)"
     )
     ap.add_argument("--out", type=Path, default=common.RESULTS / "peers.json")
     ap.add_argument("--work-dir", type=Path, default=common.OUT / "peers", help="the pruned models")
