@@ -114,3 +114,46 @@ def test_params_before_count_a_shared_weight_once() -> None:
     assert result.report.totals["params_before"] == floats
     names = [t.name for t in result.model.graph.initializer]
     assert len(names) == len(set(names)) and not any("__" in n for n in names)
+
+
+@pytest.mark.torch
+def test_retraining_the_pruned_model_is_masked_retraining(labeled_npz: Path) -> None:
+    """Retraining the physically pruned model (the default) takes the steps masked retraining takes: the
+    same losses, and the written model reproduces its masked dense model."""
+    runs = {
+        where: compress(
+            vgg_like(),
+            "filter:0.5",
+            str(labeled_npz),
+            train=QUICK.merged(TrainOptions(finetune_epochs=2, retrain_on=where)),
+            bench_batches=(),
+            quiet=True,
+        )
+        for where in ("auto", "masked")
+    }
+    assert runs["auto"].report.config["retrain_on"] == "pruned"
+    assert runs["masked"].report.config["retrain_on"] == "masked (--retrain-on masked)"
+    losses = {w: [e["train_loss"] for e in r.report.history["finetune"]] for w, r in runs.items()}
+    assert len(losses["auto"]) == 2 and np.allclose(losses["auto"], losses["masked"], rtol=1e-3), losses
+    x = np.random.default_rng(2).random((4, 3, 8, 8)).astype(np.float32)
+    for r in runs.values():
+        assert r.report.verification.passed and r.masked is not None
+        assert compare_models(r.masked, r.model, [x]).max_rel_error <= 1e-4
+    assert compare_models(runs["auto"].model, runs["masked"].model, [x]).max_rel_error <= 1e-2
+
+
+@pytest.mark.torch
+def test_element_sparsity_retrains_masked(labeled_npz: Path) -> None:
+    result = compress(
+        vgg_like(), "irregular:0.5", str(labeled_npz), train=QUICK, bench_batches=(), quiet=True
+    )
+    assert result.report.config["retrain_on"] == "masked (element or shape sparsity keeps the dense layout)"
+    with pytest.raises(SpecError, match=r"^--retrain-on pruned: element or shape sparsity keeps the dense"):
+        compress(
+            vgg_like(),
+            "irregular:0.5",
+            str(labeled_npz),
+            train=QUICK.merged(TrainOptions(retrain_on="pruned")),
+            bench_batches=(),
+            quiet=True,
+        )

@@ -38,6 +38,7 @@ AMP_MODES = ("off", "bf16", "fp16")
 DISTILL_LOSSES = ("auto", "kl", "mse", "cosine")
 TEACHER_MODES = ("auto", "cache", "online")
 BN_STATS = ("auto", "train", "freeze")
+RETRAIN_ON = ("auto", "pruned", "masked")
 QUANTIZE_MODES = ("off", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -231,6 +232,14 @@ class TrainSettings:
     bn_recalibrate: bool = setting(
         False,
         "After the hard prune, re-estimate BatchNorm running statistics over training batches (no grad).",
+    )
+    retrain_on: str = setting(
+        "auto",
+        "What retraining trains: pruned (the physically smaller model surgery made, its updates carried back "
+        "exactly, so it costs the pruned model's MACs), masked (the dense model with the removed channels "
+        "held at zero), or auto (pruned where the run allows it: filter/channel sparsity, no checkpoints, "
+        "one process).",
+        choices=RETRAIN_ON,
     )
     batch_size: int = setting(128, low=1)
     weight_decay: float = setting(0.0, low=0)

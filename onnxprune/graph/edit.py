@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -91,16 +92,25 @@ def write_masked(model: onnx.ModelProto, plan: PruningPlan, masks: Masks, path: 
     write_external(model, path, transform=masker(plan, masks))
 
 
-def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx.ModelProto:
-    """Graph surgery: fold removed constants into biases, remove every member slice of every removed
-    channel, rewrite shape constants and ``group``/``split`` attributes.
+@dataclass(frozen=True)
+class Surgery:
+    """What :func:`prune_model` does to each initializer, before it does it.
 
-    Slices of one (initializer, axis) coming from several groups are combined first, so indices always
-    refer to the original layout; folds read the original weights. value_info of the tensors that carry
-    removed channels is dropped (their dims changed); everything else keeps its value_info. ``model`` may
-    be the dense or the masked model: the kept slices are the same. Each initializer is sliced and
-    written on its own (one tensor's copy in flight).
-    """
+    ``axes``: initializer -> (axis, kept positions as a bool mask over the original axis), one entry per
+    sliced axis; ``updated``: the biases folds change (original shape, before slicing); ``created``: node ->
+    (name, values) of the biases folds create; ``edits``: shape constants, initializer -> (flat position,
+    amount subtracted); ``attributes``: (node, attribute, position) -> amount subtracted."""
+
+    groups: list[Group]
+    axes: dict[str, list[tuple[int, np.ndarray]]]
+    updated: dict[str, np.ndarray]
+    created: dict[str, tuple[str, np.ndarray]]
+    edits: dict[str, list[tuple[int, int]]]
+    attributes: dict[tuple[str, str, int], int]
+
+
+def plan_surgery(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> Surgery:
+    """The :class:`Surgery` of ``model`` cut to ``masks`` (see :func:`prune_model`)."""
     validate_masks(plan, masks)
     pruned_groups = [g for g in plan.groups if g.name in masks and not masks[g.name].all()]
     names = {m.initializer for g in pruned_groups for m in g.members}
@@ -143,26 +153,40 @@ def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx
     edits: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for (name, pos), amount in shrink.items():
         edits[name].append((pos, amount))
+    return Surgery(pruned_groups, dict(axes), updated, new_biases, dict(edits), attr_shrink)
+
+
+def prune_model(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> onnx.ModelProto:
+    """Graph surgery: fold removed constants into biases, remove every member slice of every removed
+    channel, rewrite shape constants and ``group``/``split`` attributes.
+
+    Slices of one (initializer, axis) coming from several groups are combined first, so indices always
+    refer to the original layout; folds read the original weights. value_info of the tensors that carry
+    removed channels is dropped (their dims changed); everything else keeps its value_info. ``model`` may
+    be the dense or the masked model: the kept slices are the same. Each initializer is sliced and
+    written on its own (one tensor's copy in flight).
+    """
+    cut = plan_surgery(model, plan, masks)
 
     def final(name: str, values: np.ndarray) -> np.ndarray | None:
-        if name not in updated and name not in axes and name not in edits:
+        if name not in cut.updated and name not in cut.axes and name not in cut.edits:
             return None
-        a = updated.get(name, values)
-        for axis, mask in axes.get(name, []):
+        a = cut.updated.get(name, values)
+        for axis, mask in cut.axes.get(name, []):
             a = np.compress(mask, a, axis=axis)
-        if name in edits:
+        if name in cut.edits:
             a = np.array(a)
-            for pos, amount in edits[name]:
+            for pos, amount in cut.edits[name]:
                 a.reshape(-1)[pos] -= amount
         return a
 
     out = map_initializers(model, final)
-    created = {node: (name, final(name, updated[name])) for node, (name, _) in new_biases.items()}
+    created = {node: (name, final(name, cut.updated[name])) for node, (name, _) in cut.created.items()}
     _add_biases(out, {node: (name, values) for node, (name, values) in created.items() if values is not None})
-    _shrink_attributes(out, attr_shrink)
+    _shrink_attributes(out, cut.attributes)
     # value_info of what changed shape: activations carrying removed channels, and sliced initializers
     # (some exporters annotate initializers too)
-    changed = {t for g in pruned_groups for t in g.tensors} | {name for name, _ in alive}
+    changed = {t for g in cut.groups for t in g.tensors} | set(cut.axes)
     kept_vi = [vi for vi in out.graph.value_info if vi.name not in changed]
     del out.graph.value_info[:]
     out.graph.value_info.extend(kept_vi)

@@ -12,6 +12,7 @@ results of the stages before it:
 * :mod:`.loading` — the normalized model and its inputs; the data splits, inputs resolved to shapes;
 * :mod:`.planning` — groups, kept counts, element constraints, the MAC budget (:mod:`.budget`);
 * :mod:`.training` — the torch side: import, train, write back;
+* :mod:`.retraining` — retraining on the pruned model after the hard prune, its updates carried back;
 * :mod:`.prune` — the torch-free stage: masks, surgery, dead channels, verification (the whole run, with
   no training, for ``--method magnitude --finetune-epochs 0`` and :func:`prune_without_training`);
 * :mod:`.writing` — the shape form and the storage of the written model;
@@ -50,6 +51,7 @@ from .prune import Exported, PruneResult, export, prune_stage
 from .quantization import QuantizeResult, quantize_model, quantize_stage, with_quantization
 from .reporting import build_report, measure_latency
 from .resolve import Config, Given, Outputs, resolve
+from .retraining import retrain_pruned
 from .saving import check_gates, save, write_models
 from .training import Trained, plan_and_train, require_torch
 from .writing import write_forms
@@ -220,6 +222,8 @@ def prune_or_train(
         planned, exported = prune_stage(config, loaded, samples, analysis, clock)
         return planned, untrained(config, loaded, exported), exported
     planned, trained = plan_and_train(config, loaded, samples, analysis, clock)
+    if trained.pending is not None:  # retraining on the pruned model (.retraining), carried back
+        trained = retrain_pruned(config, loaded, samples, planned, trained, clock)
     exported = export(
         config, loaded, samples, planned, trained.model, trained.masks, trained.element_masks, clock
     )

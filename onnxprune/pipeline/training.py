@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
 import numpy as np
@@ -27,6 +27,7 @@ from ..runtime.timing import PhaseClock
 from .loading import Loaded, Samples
 from .planning import Planned, plan
 from .resolve import Config
+from .retraining import choose
 
 log = logging.getLogger("onnxprune")
 RELAXED_RTOL = 1e-5  # a batch-relaxed graph must reproduce the fixed-batch one this closely on ORT
@@ -42,6 +43,7 @@ class Trained:
     element_masks: dict[str, np.ndarray]
     history: list[dict[str, Any]]
     settings: dict[str, Any]
+    pending: Any = None  # the TrainConfig of the retraining still to run on the pruned model (.retraining)
 
     def history_by_phase(self) -> dict[str, Any]:
         """Training history grouped by phase ('admm' rounds, 'admm_epoch', 'pruned', 'finetune' epochs)."""
@@ -56,16 +58,20 @@ def plan_and_train(
 ) -> tuple[Planned, Trained]:
     """Import the model (checked against ORT), plan what the import can train, train it."""
     with clock.phase("import"):
-        import_model = _torch_side().import_model
-        graph, chunk = training_graph(loaded.base, samples.inputs, config.run.seed)
-        imported = import_model(graph)
-        del graph
+        imported, chunk = import_for_training(loaded.base, samples, config.run.seed)
         checks = samples.verification_inputs(config.run.seed, samples.splits.val.x)
         check_import(loaded.base, imported, checks, chunk)
     if chunk is not None:  # the torch import runs only batches of the model's fixed size
         samples = samples.in_whole_batches(chunk)
     planned = plan(config, loaded, samples, analysis, set(imported.names), clock)
     return planned, train(config, loaded, samples, planned, imported, clock, chunk)
+
+
+def import_for_training(model: onnx.ModelProto, samples: Samples, seed: int) -> tuple[Any, int | None]:
+    """The torch import of ``model`` (batch-relaxed where ORT shows that is exact, see
+    :func:`training_graph`) and the fixed batch it must run in, if any."""
+    graph, chunk = training_graph(model, samples.inputs, seed)
+    return _torch_side().import_model(graph), chunk
 
 
 def train(
@@ -93,16 +99,22 @@ def train(
         distill=config.distill,
     ).resolved(config.run.method)  # --epochs split: the report records the epochs each phase trains
     splits, method = samples.splits, config.run.method
+    where = choose(config, loaded, planned, cfg.finetune_epochs or 0)
+    if where.reason:
+        log.info("retraining the masked dense model: %s", where.reason)
+    here = replace(cfg, finetune_epochs=0) if where.pruned else cfg  # the rest after the surgery
     with clock.phase("train"), torch_threads(config.train.threads):
         result = train_pruned(
-            method, imported, planned.plan, planned.keep, splits.train, splits.val, cfg, planned.elements
+            method, imported, planned.plan, planned.keep, splits.train, splits.val, here, planned.elements
         )
     for name, seconds in result.times.items():
         clock.phases[f"train.{name}"] = seconds
     masks = {name: np.asarray(k, dtype=bool) for name, k in result.masks.items()}
     with clock.phase("export"):
         model = write_back(loaded.base, imported.onnx_arrays())
-    return Trained(model, masks, result.element_masks, result.history, asdict(cfg))
+    settings = asdict(cfg) | {"retrain_on": where.label}
+    pending = cfg if where.pruned else None
+    return Trained(model, masks, result.element_masks, result.history, settings, pending)
 
 
 TORCH_SIDE = ("torch", "torchvision", "onnx2torch")  # the train extra

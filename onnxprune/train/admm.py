@@ -156,6 +156,7 @@ def train_pruned(
     val: ArrayData,
     cfg: TrainConfig | None = None,
     elements: Mapping[str, ElementConstraint] | None = None,
+    teacher: nn.Module | None = None,
 ) -> TrainResult:
     """Prune ``keep[g]`` channels per group and the element constraints of ``elements`` (by initializer
     name), training ``model`` in place; afterwards ``model.onnx_arrays()`` holds the masked weights.
@@ -163,13 +164,17 @@ def train_pruned(
     ``method`` 'admm': ADMM (``cfg.admm_epochs``), hard prune, masked retraining. 'magnitude': one-shot
     projection of the current weights (the k largest channel norms, the largest |w| per element
     constraint), then masked fine-tuning; with ``cfg.finetune_epochs == 0`` nothing trains and no labels
-    (nor teacher) are needed.
+    (nor teacher) are needed. ``teacher``: the model self-distillation learns from, when ``model`` is not
+    the dense model (the retraining of an already pruned model); default: ``model`` before training.
     """
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
     cfg = cfg or TrainConfig()
     with distributed.session(cfg.device):
-        return _Run(model, plan, keep, train, val, cfg, admm=method == "admm", elements=elements).execute()
+        run = _Run(
+            model, plan, keep, train, val, cfg, admm=method == "admm", elements=elements, teacher=teacher
+        )
+        return run.execute()
 
 
 run_admm = partial(train_pruned, "admm")
@@ -279,8 +284,10 @@ class _Run:
         cfg: TrainConfig,
         admm: bool,
         elements: Mapping[str, ElementConstraint] | None = None,
+        teacher: nn.Module | None = None,
     ) -> None:
         cfg.validate()
+        self.teacher = teacher
         self.model, self.plan, self.cfg, self.admm = model, plan, cfg, admm
         self.admm_epochs, self.finetune_epochs = cfg.split("admm" if admm else "magnitude")
         self.train_data, self.val_data = train, val
@@ -524,7 +531,8 @@ class _Run:
             probe = tuple(t.to(self.device) for t in self._input_tensors(head.x))
         if not trains:  # evaluation only: labels, no teacher needed
             return Objective(self.model.module, True, probe, DistillConfig(weight=0.0))
-        objective = Objective(self.model.module, self.labeled, probe, self.cfg.distill)
+        teacher = None if self.teacher is None else self.teacher.to(self.device)
+        objective = Objective(self.model.module, self.labeled, probe, self.cfg.distill, teacher)
         # augmented inputs have no cached teacher outputs: the teacher then sees the same augmented batch
         self.train_targets = None if self.augment else self._cache_teacher(objective, self.train_data)
         val_targets = self._cache_teacher(objective, self.val_data)

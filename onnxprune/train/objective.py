@@ -89,8 +89,15 @@ class Objective:
     """f(out, x, y, t): see the module docstring. ``t`` (cached teacher outputs) may be None: online."""
 
     def __init__(
-        self, module: nn.Module, labeled: bool, probe: tuple[torch.Tensor, ...] | None, cfg: DistillConfig
+        self,
+        module: nn.Module,
+        labeled: bool,
+        probe: tuple[torch.Tensor, ...] | None,
+        cfg: DistillConfig,
+        teacher: nn.Module | None = None,
     ) -> None:
+        """``teacher``: the model to distill from (default: a frozen copy of ``module`` as it is now, the
+        dense model before pruning); given when ``module`` is already the pruned model."""
         cfg.validate()
         self.cfg = cfg
         self.labeled = labeled
@@ -109,7 +116,7 @@ class Objective:
             if self.probabilities:
                 log.info("model outputs probabilities: losses use their logarithm")
         if self.weight > 0:
-            self.teacher = copy.deepcopy(module).eval()
+            self.teacher = (copy.deepcopy(module) if teacher is None else teacher).eval()
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
             log.info(
