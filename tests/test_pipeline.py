@@ -157,3 +157,22 @@ def test_element_sparsity_retrains_masked(labeled_npz: Path) -> None:
             bench_batches=(),
             quiet=True,
         )
+
+
+@pytest.mark.torch
+def test_an_epoch_budget_splits_across_the_surgery(labeled_npz: Path) -> None:
+    """--epochs N: ADMM trains N//2 epochs on the dense model, retraining the rest on the pruned one."""
+    result = compress(
+        vgg_like(),
+        "filter:0.5",
+        str(labeled_npz),
+        train=TrainOptions(epochs=3, batch_size=32, round_iters=2),
+        bench_batches=(),
+        quiet=True,
+    )
+    r = result.report
+    assert r.config["retrain_on"] == "pruned" and (r.config["admm_epochs"], r.config["finetune_epochs"]) == (
+        1,
+        2,
+    )
+    assert len(r.history["admm_epoch"]) == 1 and len(r.history["finetune"]) == 2 and r.verification.passed

@@ -102,7 +102,8 @@ def train(
     where = choose(config, loaded, planned, cfg.finetune_epochs or 0)
     if where.reason:
         log.info("retraining the masked dense model: %s", where.reason)
-    here = replace(cfg, finetune_epochs=0) if where.pruned else cfg  # the rest after the surgery
+    # the phases as numbers of epochs (no --epochs total left to split): the retraining runs after the surgery
+    here = replace(cfg, epochs=None, finetune_epochs=0) if where.pruned else cfg
     with clock.phase("train"), torch_threads(config.train.threads):
         result = train_pruned(
             method, imported, planned.plan, planned.keep, splits.train, splits.val, here, planned.elements
@@ -113,7 +114,7 @@ def train(
     with clock.phase("export"):
         model = write_back(loaded.base, imported.onnx_arrays())
     settings = asdict(cfg) | {"retrain_on": where.label}
-    pending = cfg if where.pruned else None
+    pending = replace(cfg, epochs=None, admm_epochs=0) if where.pruned else None
     return Trained(model, masks, result.element_masks, result.history, settings, pending)
 
 
