@@ -41,6 +41,7 @@ from onnx import numpy_helper
 from torch import nn
 
 from onnxprune.data import ArrayData
+from onnxprune.plan import keep_count
 from onnxprune.runtime.sessions import make_session, run_batched
 from onnxprune.train.augment import Augment
 from onnxprune.train.schedules import finetune_schedule, make_optimizer
@@ -163,14 +164,30 @@ def finetune(
 # --------------------------------------------------------------------------------------------- methods
 
 
+def same_widths(model: nn.Module, ratio: float, last: nn.Module) -> dict[nn.Module, float]:
+    """Per layer, the ratio at which Torch-Pruning keeps what onnxprune keeps at ``filter:ratio``.
+
+    Torch-Pruning keeps int(C·(1 − R)) channels (floor), onnxprune ``keep_count(C, R)`` (round, a tie
+    down): at 0.85 a 24-channel layer keeps 3 against 4. Torch-Pruning keeps int(C·(1 − r)) = k for
+    r = 1 − (k + 0.5)/C, so both sides prune to the same widths and compare on the same structure."""
+    out: dict[nn.Module, float] = {}
+    for m in model.modules():
+        channels = getattr(m, "out_channels", None) or getattr(m, "out_features", None)
+        if isinstance(m, nn.Conv2d | nn.Linear) and m is not last and channels:
+            out[m] = 1 - (keep_count(channels, ratio) + 0.5) / channels
+    return out
+
+
 def make_pruner(cls: type, model: nn.Module, ratio: float, tps: TpSettings, **kw: Any) -> Any:
-    """A Torch-Pruning pruner of ``cls``: group L2 magnitude, local ratio, the last Linear kept."""
+    """A Torch-Pruning pruner of ``cls``: group L2 magnitude, local ratio (onnxprune's per-layer widths,
+    :func:`same_widths`), the last Linear kept."""
     last = [m for m in model.modules() if isinstance(m, nn.Linear)][-1]
     return cls(
         model,
         torch.zeros(INPUT_SHAPE, device=next(model.parameters()).device),
         importance=tp.importance.GroupMagnitudeImportance(p=2),
         pruning_ratio=ratio,
+        pruning_ratio_dict=same_widths(model, ratio, last) if tps.align <= 1 else None,  # aligned: TP's own
         global_pruning=False,
         ignored_layers=[last],
         round_to=tps.align if tps.align > 1 else None,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING
 
 import onnx
 
@@ -29,6 +29,9 @@ from ..runtime.timing import PhaseClock
 from .loading import Loaded, Samples
 from .planning import Planned
 from .resolve import Config
+
+if TYPE_CHECKING:
+    from .training import Trained
 
 log = logging.getLogger("onnxprune")
 
@@ -85,9 +88,9 @@ def retrain_pruned(
     loaded: Loaded,
     samples: Samples,
     planned: Planned,
-    trained: Any,
+    trained: Trained,
     clock: PhaseClock,
-) -> Any:
+) -> Trained:
     """Retrain the model surgery makes of ``trained`` (a :class:`~.training.Trained` after the hard prune)
     for the configured retraining epochs and return ``trained`` with the updates carried back (history
     and settings extended)."""

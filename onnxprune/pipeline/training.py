@@ -114,7 +114,8 @@ def train(
     with clock.phase("export"):
         model = write_back(loaded.base, imported.onnx_arrays())
     settings = asdict(cfg) | {"retrain_on": where.label}
-    pending = replace(cfg, epochs=None, admm_epochs=0) if where.pruned else None
+    # the BatchNorm recalibration, if asked, ran at the hard prune
+    pending = replace(cfg, epochs=None, admm_epochs=0, bn_recalibrate=False) if where.pruned else None
     return Trained(model, masks, result.element_masks, result.history, settings, pending)
 
 
