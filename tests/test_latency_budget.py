@@ -196,3 +196,33 @@ def test_a_missed_prediction_is_checked_on_the_target_and_reaimed(table, monkeyp
     assert checks[chosen].fits and keep != first
     assert checks[chosen].worth == max(c.worth for c in checks if c.fits)
     assert checks[chosen].measured_ms == pytest.approx(1.3 * lm.predict(keep))
+
+
+def test_widths_off_the_grid_are_timed_exactly(monkeypatch, tmp_path) -> None:
+    """An unaligned width runs slower than the aligned grid point above it: the grid reading misses that,
+    the exact timing of the structure's own widths does not (and is cached)."""
+
+    def timed(graphs, shapes, target, warmup, repeats):
+        out = []
+        for g in graphs:
+            if g.graph.name == "overhead":
+                out.append(0.0)
+                continue
+            dims = list(next(t for t in g.graph.initializer if t.name == "w").dims)
+            out.append(1e-4 * math.prod(dims) + (0.05 if dims[0] % 2 else 0.0))  # odd widths: slow
+        return out
+
+    monkeypatch.setattr(table_module, "_time_models", timed)
+    monkeypatch.setattr(model_module, "time_model", lambda *a, **k: 0.5)
+    base = normalize(vgg_like()).model
+    plan = analyze(base, SHAPE)
+    widths = {g.name: group_widths(g, 2, 4) for g in plan.prunable}  # even counts only
+    target = Target("cpu", 1, 1)
+    cache = LatencyCache.open(target, tmp_path)
+    lm = build_latency_model(base, plan, SHAPE, target, widths, cache)
+    layer = next(x for x in lm.layers if x.op_type == "Conv" and x.shrink_out)
+    odd = (layer.full[0], layer.full[1] - 1)
+    on_grid = lm.layer_ms(layer, *odd)  # the even grid point above: no penalty
+    assert lm.measure_exactly({layer.key: odd, lm.layers[-1].key: lm.layers[-1].full}, cache) == 1
+    assert lm.layer_ms(layer, *odd) > on_grid + 0.04 * lm.scale
+    assert lm.measure_exactly({layer.key: odd}, cache) == 0 and cache.measured == lm.measured + 1

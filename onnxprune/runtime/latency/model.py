@@ -3,7 +3,10 @@
 For layer ``l`` with widths ``(len_in, len_out)`` (:meth:`~.layers.Layer.lengths` of the kept counts)
 the table gives ``T_l(len_in, len_out)``, measured on the grid of the lengths the candidate widths give
 (:func:`~.layers.candidate_lengths`); a length between grid points reads the next measured one above
-(a conservative step, as latency is a step function of width). The whole model::
+(a conservative step, as latency is a step function of width). That reading is wrong for widths off
+the grid that run slower than the grid point above — unaligned counts fall out of the blocked kernels (a
+uniform ``filter:R --align 1`` VGG read 33 % fast) — so the lengths of a given structure can be timed
+exactly (:meth:`LatencyModel.measure_exactly`), and those times win over the grid. The whole model::
 
     T(k) = R + Σ_l T_l(len_in_l(k), len_out_l(k)),   R = T_measured(full) − Σ_l T_l(full)
 
@@ -57,15 +60,35 @@ class LatencyModel:
     measured: int = 0  # layer timings taken (0: every one from the cache)
     notes: list[str] = field(default_factory=list)
     scale: float = 1.0  # < 1 when the layers alone measured more than the whole model (see above)
+    exact: dict[str, dict[tuple[int, int], float]] = field(default_factory=dict)  # off-grid timings
 
     def layer_ms(self, layer: Layer, len_in: int, len_out: int) -> float:
-        """``T_l`` at these lengths: the measured grid point at or above each (see the module docstring)."""
+        """``T_l`` at these lengths: timed exactly if :meth:`measure_exactly` did, else the measured grid
+        point at or above each (see the module docstring)."""
+        hit = self.exact.get(layer.key, {}).get((len_in, len_out))
+        if hit is not None:
+            return self.scale * hit
         table = self.times[layer.key]
         ins = sorted({p[0] for p in table})
         outs = sorted({p[1] for p in table})
         i = ins[min(bisect.bisect_left(ins, len_in), len(ins) - 1)]
         o = outs[min(bisect.bisect_left(outs, len_out), len(outs) - 1)]
         return self.scale * table[(i, o)]
+
+    def measure_exactly(
+        self, lengths: Mapping[str, tuple[int, int]], cache: LatencyCache, repeats: int = 15
+    ) -> int:
+        """Time every layer at exactly its ``lengths`` (layer key -> (len_in, len_out)) where the grid has
+        no such point, with the timer and cache the table was built with; returns how many were timed."""
+        timed = 0
+        for layer in self.layers:
+            pair = lengths.get(layer.key)
+            if pair is None or pair in self.times[layer.key] or pair in self.exact.get(layer.key, {}):
+                continue
+            self.exact.setdefault(layer.key, {}).update(cache.layer_times(layer, [pair], repeats=repeats))
+            timed += 1
+        cache.save()
+        return timed
 
     def layer_times(self, keep: Mapping[str, int]) -> dict[str, float]:
         return {x.key: self.layer_ms(x, *x.lengths(keep, self.channels)) for x in self.layers}

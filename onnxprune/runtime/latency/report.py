@@ -124,6 +124,7 @@ def latency_report(
     base, shape = _loaded(model, input_shape)
     plan = analyze(base, shape)
     widths = {g.name: group_widths(g, step, points) for g in plan.prunable}
+    cache = cache or LatencyCache.open(target)
     lm = build_latency_model(base, plan, shape, target, widths, cache, repeats=repeats)
     smallest = lm.predict({g: w[0] for g, w in widths.items()})
     report = LatencyReport(str(model), step, lm, smallest)
@@ -131,6 +132,9 @@ def latency_report(
         small, small_shape = _loaded(pruned, input_shape)
         report.pruned = str(pruned)
         report.pruned_lengths = pruned_lengths(lm, small)
+        off_grid = lm.measure_exactly(report.pruned_lengths, cache, repeats)
+        if off_grid:
+            lm.notes.append(f"{off_grid} layer(s) of the pruned model off the grid: timed at their widths")
         report.pruned_predicted_ms = lm.remainder_ms + sum(
             lm.layer_ms(layer, *report.pruned_lengths.get(layer.key, layer.full)) for layer in lm.layers
         )
