@@ -923,13 +923,14 @@ class _Run:
         apply_masks(w, masks)
         self.el_masks = el_masks
         self._record_element_masks()
+        if not (self.chosen or el_masks):  # e.g. the retraining of an already pruned model
+            return masks
         self._info(
             "hard prune: %s",
             ", ".join(
                 [f"{g.name} {k}/{g.channels}" for g, k in self.chosen]
                 + [f"{n} {int(m.sum())}/{m.numel()}" for n, m in el_masks.items()]
-            )
-            or "nothing",
+            ),
         )
         return masks
 
