@@ -108,6 +108,11 @@ class Surgery:
     edits: dict[str, list[tuple[int, int]]]
     attributes: dict[tuple[str, str, int], int]
 
+    @property
+    def created_names(self) -> set[str]:
+        """The initializers the folds create (no counterpart in the model cut)."""
+        return {name for name, _ in self.created.values()}
+
 
 def plan_surgery(model: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> Surgery:
     """The :class:`Surgery` of ``model`` cut to ``masks`` (see :func:`prune_model`)."""

@@ -13,7 +13,7 @@ trained model, and the verification (pruned ≡ masked on ONNX Runtime) is the o
 
 What the translation does not cover is refused: a float initializer of P whose shape is not the dense
 one cut along its sliced axes, and a bias surgery *created* (no dense counterpart) whose values changed.
-:func:`fixed_in_pruned` names what must not train on the pruned side; :func:`round_trip_error` checks
+``Surgery.created_names`` names what must not train on the pruned side; :func:`round_trip_error` checks
 the whole mapping on a random update before anything trains.
 """
 
@@ -26,31 +26,21 @@ import onnx
 
 from ..errors import UnsupportedModelError
 from ..plan import Masks, PruningPlan
-from .edit import initializer_arrays, plan_surgery, prune_model, replace_initializers
+from .edit import Surgery, initializer_arrays, plan_surgery, prune_model, replace_initializers
 from .protos import tensor_array
 
 T = onnx.TensorProto
 FLOAT_TYPES = (T.FLOAT, T.FLOAT16, T.DOUBLE, T.BFLOAT16)
 
 
-def fixed_in_pruned(dense: onnx.ModelProto, plan: PruningPlan, masks: Masks) -> set[str]:
-    """Initializers of the pruned model that have no dense counterpart (biases the folds create): a
-    retraining of the pruned model must leave them as they are."""
-    return {name for name, _ in plan_surgery(dense, plan, masks).created.values()}
-
-
 def scatter_update(
-    dense: onnx.ModelProto,
-    before: Mapping[str, np.ndarray],
-    after: Mapping[str, np.ndarray],
-    plan: PruningPlan,
-    masks: Masks,
+    dense: onnx.ModelProto, before: Mapping[str, np.ndarray], after: Mapping[str, np.ndarray], cut: Surgery
 ) -> onnx.ModelProto:
     """D + scatter_K(after − before): ``before`` are the pruned model's float initializers as surgery
-    wrote them, ``after`` the same after retraining (by name; see the module docstring). Raises
-    :class:`UnsupportedModelError` naming the first initializer the translation cannot carry back."""
-    cut = plan_surgery(dense, plan, masks)
-    created = {name for name, _ in cut.created.values()}
+    wrote them, ``after`` the same after retraining (by name), ``cut`` the surgery of ``dense``
+    (:func:`~onnxprune.graph.edit.plan_surgery`; see the module docstring). Raises
+    :class:`UnsupportedModelError` naming the first initializer the translation cannot carry back; the
+    biases surgery creates (``cut.created_names``) must not have changed."""
     inits = {t.name: t for t in dense.graph.initializer}
     arrays: dict[str, np.ndarray] = {}
     for name, new in after.items():
@@ -60,32 +50,32 @@ def scatter_update(
         delta = np.asarray(new, dtype=np.float64) - np.asarray(old, dtype=np.float64)
         if not delta.any():
             continue
-        if name in created or name not in inits:
+        if name in cut.created_names or name not in inits:
             raise UnsupportedModelError(f"retrained {name!r} has no initializer in the dense model")
         values = np.array(tensor_array(inits[name]))
-        index: list[slice | np.ndarray] = [slice(None)] * values.ndim
-        for axis, kept in cut.axes.get(name, []):
-            index[axis] = np.flatnonzero(kept)
-        cut_shape = tuple(
-            len(i) if isinstance(i, np.ndarray) else values.shape[a] for a, i in enumerate(index)
-        )
+        kept = [np.arange(n) for n in values.shape]  # K, per axis
+        for axis, mask in cut.axes.get(name, []):
+            kept[axis] = np.flatnonzero(mask)
+        cut_shape = tuple(len(k) for k in kept)
         if cut_shape != delta.shape:
             raise UnsupportedModelError(
                 f"retrained {name!r} of shape {delta.shape} is not the dense {values.shape} cut to "
                 f"{cut_shape}"
             )
-        grid = np.ix_(
-            *[np.arange(n) if isinstance(i, slice) else i for i, n in zip(index, values.shape, strict=True)]
-        )
+        grid = np.ix_(*kept)
         values[grid] = (values[grid].astype(np.float64) + delta).astype(values.dtype)
         arrays[name] = values
     return replace_initializers(dense, arrays)
 
 
+def float_names(model: onnx.ModelProto) -> set[str]:
+    """The floating-point initializers' names."""
+    return {t.name for t in model.graph.initializer if t.data_type in FLOAT_TYPES}
+
+
 def float_initializers(model: onnx.ModelProto) -> dict[str, np.ndarray]:
     """Writable copies of the floating-point initializers, by name."""
-    names = {t.name for t in model.graph.initializer if t.data_type in FLOAT_TYPES}
-    return initializer_arrays(model, names)
+    return initializer_arrays(model, float_names(model))
 
 
 def round_trip_error(
@@ -94,17 +84,16 @@ def round_trip_error(
     """Why retraining the pruned model could not be carried back exactly, or None: a random update of
     the ``trainable`` initializers of P = S(dense) must satisfy S(scatter_update(P, P + δ)) = P + δ
     to 1e-6 (folded biases round once more on the way back)."""
-    pruned = prune_model(dense, plan, masks)
-    before = float_initializers(pruned)
+    cut = plan_surgery(dense, plan, masks)
+    before = float_initializers(prune_model(dense, plan, masks))
     rng = np.random.default_rng(seed)
-    fixed = fixed_in_pruned(dense, plan, masks)
-    moved = trainable - fixed
+    moved = trainable - cut.created_names
     after = {
         name: (a + rng.standard_normal(a.shape)).astype(a.dtype) if name in moved else a
         for name, a in before.items()
     }
     try:
-        back = prune_model(scatter_update(dense, before, after, plan, masks), plan, masks)
+        back = prune_model(scatter_update(dense, before, after, cut), plan, masks)
     except UnsupportedModelError as e:
         return str(e)
     got = float_initializers(back)
@@ -116,4 +105,4 @@ def round_trip_error(
     return None
 
 
-__all__ = ["fixed_in_pruned", "float_initializers", "round_trip_error", "scatter_update"]
+__all__ = ["float_initializers", "float_names", "round_trip_error", "scatter_update"]

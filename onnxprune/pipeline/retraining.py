@@ -23,11 +23,12 @@ import onnx
 
 from ..errors import SpecError
 from ..graph import protos
-from ..graph.edit import prune_model
-from ..graph.unprune import fixed_in_pruned, float_initializers, round_trip_error, scatter_update
+from ..graph.edit import plan_surgery, prune_model
+from ..graph.unprune import float_initializers, float_names, round_trip_error, scatter_update
 from ..runtime.timing import PhaseClock
 from .loading import Loaded, Samples
 from .planning import Planned
+from .prune import magnitude_masks
 from .resolve import Config
 
 if TYPE_CHECKING:
@@ -75,11 +76,8 @@ def _obstacle(config: Config, loaded: Loaded, planned: Planned) -> str | None:
         return "the model is streamed for its size"
     if not planned.keep:
         return "nothing is pruned"
-    from .prune import magnitude_masks  # the planned counts: what the hard prune will keep
-
-    masks = magnitude_masks(loaded.base, planned.plan, planned.keep)
-    floats = set(float_initializers(loaded.base))
-    error = round_trip_error(loaded.base, planned.plan, masks, floats, config.run.seed)
+    masks = magnitude_masks(loaded.base, planned.plan, planned.keep)  # the counts the hard prune keeps
+    error = round_trip_error(loaded.base, planned.plan, masks, float_names(loaded.base), config.run.seed)
     return None if error is None else f"the pruned model's updates would not carry back: {error}"
 
 
@@ -98,6 +96,8 @@ def retrain_pruned(
     from ..train.runtime import torch_threads
     from .training import check_import, import_for_training
 
+    pending = trained.pending
+    assert pending is not None, "retrain_pruned runs only where training left a retraining pending"
     plan, masks = planned.plan, trained.masks
     cut = prune_model(trained.model, plan, masks)  # initializer names as in the trained model (no reshare)
     with clock.phase("import"):
@@ -105,14 +105,14 @@ def retrain_pruned(
         check_import(cut, imported, samples.verification_inputs(config.run.seed, samples.splits.val.x), chunk)
     if chunk is not None:
         samples = samples.in_whole_batches(chunk)
-    fixed = fixed_in_pruned(trained.model, plan, masks)
-    for name in fixed & set(imported.names):
+    surgery = plan_surgery(trained.model, plan, masks)
+    for name in surgery.created_names & set(imported.names):
         imported.tensor(name).requires_grad_(False)
     distills = config.distill.weight_for(samples.splits.train.y is not None) > 0
     teacher = import_for_training(loaded.base, samples, config.run.seed)[0].module if distills else None
     floats = float_initializers(cut)
     bound = [name for name in imported.names if name in floats]
-    cfg = trained.pending if chunk is None else replace(trained.pending, batch_size=chunk)
+    cfg = pending if chunk is None else replace(pending, batch_size=chunk)
     log.info("retraining the pruned model (%d initializers)", len(bound))
     splits = samples.splits
     with clock.phase("train"), torch_threads(config.train.threads):
@@ -121,7 +121,7 @@ def retrain_pruned(
     after = {name: imported.onnx_array(name) for name in bound}
     with clock.phase("export"):
         before = {name: floats[name] for name in bound}
-        model: onnx.ModelProto = scatter_update(trained.model, before, after, plan, masks)
+        model: onnx.ModelProto = scatter_update(trained.model, before, after, surgery)
     history = trained.history + [e for e in result.history if e.get("phase") != "pruned"]
     return replace(trained, model=model, history=history, pending=None)
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -29,6 +29,9 @@ from .planning import Planned, plan
 from .resolve import Config
 from .retraining import choose
 
+if TYPE_CHECKING:  # the torch side, imported on use only
+    from ..train.admm import TrainConfig
+
 log = logging.getLogger("onnxprune")
 RELAXED_RTOL = 1e-5  # a batch-relaxed graph must reproduce the fixed-batch one this closely on ORT
 
@@ -43,7 +46,7 @@ class Trained:
     element_masks: dict[str, np.ndarray]
     history: list[dict[str, Any]]
     settings: dict[str, Any]
-    pending: Any = None  # the TrainConfig of the retraining still to run on the pruned model (.retraining)
+    pending: TrainConfig | None = None  # the retraining still to run on the pruned model (.retraining)
 
     def history_by_phase(self) -> dict[str, Any]:
         """Training history grouped by phase ('admm' rounds, 'admm_epoch', 'pruned', 'finetune' epochs)."""

@@ -16,9 +16,9 @@ from hypothesis import strategies as st
 
 from onnxprune.errors import UnsupportedModelError
 from onnxprune.graph.analysis import analyze
-from onnxprune.graph.edit import mask_model, prune_model, replace_initializers
+from onnxprune.graph.edit import mask_model, plan_surgery, prune_model, replace_initializers
 from onnxprune.graph.load import normalize
-from onnxprune.graph.unprune import fixed_in_pruned, float_initializers, round_trip_error, scatter_update
+from onnxprune.graph.unprune import float_initializers, round_trip_error, scatter_update
 from onnxprune.graph.verify import compare_models, verification_inputs
 from tests.builders import GraphBuilder
 from tests.graph.test_random_graphs import SHAPE, random_cnns
@@ -41,10 +41,10 @@ def test_an_update_of_the_pruned_model_carries_back(model: onnx.ModelProto, seed
     masks = random_masks(plan, seed)
     pruned = prune_model(dense, plan, masks)
     before = float_initializers(pruned)
-    fixed = fixed_in_pruned(dense, plan, masks)
+    fixed = plan_surgery(dense, plan, masks).created_names
     after = updated(before, fixed, seed)
 
-    back = scatter_update(dense, before, after, plan, masks)
+    back = scatter_update(dense, before, after, plan_surgery(dense, plan, masks))
 
     again = float_initializers(prune_model(back, plan, masks))
     assert again.keys() == after.keys()
@@ -74,12 +74,12 @@ def test_a_created_bias_stays_fixed_and_refuses_an_update() -> None:
     dense, plan, masks = folding_net()
     pruned = prune_model(dense, plan, masks)
     before = float_initializers(pruned)
-    (created,) = fixed_in_pruned(dense, plan, masks)
+    (created,) = plan_surgery(dense, plan, masks).created_names
     assert created in before and created not in {t.name for t in dense.graph.initializer}
     after = dict(before)
     after[created] = before[created] + 1.0
     with pytest.raises(UnsupportedModelError, match=f"retrained '{created}' has no initializer in the dense"):
-        scatter_update(dense, before, after, plan, masks)
+        scatter_update(dense, before, after, plan_surgery(dense, plan, masks))
     # everything else carries back, the folded constant included
     assert round_trip_error(dense, plan, masks, set(before), 0) is None
 
@@ -87,11 +87,11 @@ def test_a_created_bias_stays_fixed_and_refuses_an_update() -> None:
 def test_a_folded_bias_carries_back_without_its_constant() -> None:
     """D'[K] = D[K] + (P' − P), not P': the pruned bias holds the folded constant, the dense one does not."""
     dense, plan, masks = folding_net(bias=True)
-    assert not fixed_in_pruned(dense, plan, masks)
+    assert not plan_surgery(dense, plan, masks).created_names
     pruned = prune_model(dense, plan, masks)
     before = float_initializers(pruned)
     after = updated(before, set(), 1)
-    back = scatter_update(dense, before, after, plan, masks)
+    back = scatter_update(dense, before, after, plan_surgery(dense, plan, masks))
     again = float_initializers(prune_model(back, plan, masks))
     for name, want in after.items():
         np.testing.assert_allclose(again[name], want, rtol=1e-6, atol=1e-6, err_msg=name)
@@ -107,4 +107,4 @@ def test_a_shape_that_is_not_the_cut_is_refused() -> None:
     after = dict(before)
     after[name] = np.zeros((1, *before[name].shape[1:]), dtype=before[name].dtype)
     with pytest.raises(UnsupportedModelError, match="changed shape"):
-        scatter_update(dense, before, after, plan, masks)
+        scatter_update(dense, before, after, plan_surgery(dense, plan, masks))
