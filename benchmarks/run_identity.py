@@ -56,13 +56,21 @@ def masks_hash(report: dict[str, Any]) -> str:
     return sha256(json.dumps(removed, separators=(",", ":")).encode())
 
 
+# option -> the value that restores the start commit's default, for the checkouts that have the option
+OLD_DEFAULTS = {
+    "--retrain-on": "masked",  # retraining on the pruned model became the default; it rounds differently
+    "--admm-on": "dense",  # ADMM on the shrunk model (2026-12-08): another run altogether
+    "--importance": "source",  # group magnitude for --method magnitude and the preview (2026-12-08)
+}
+
+
 def old_behaviour() -> list[str]:
-    """Options that restore the start commit's defaults where this checkout has them: ``--retrain-on
-    masked`` (retraining on the pruned model became the default later and differs in float rounding)."""
+    """Options that restore the start commit's defaults where this checkout has them
+    (:data:`OLD_DEFAULTS`)."""
     done = subprocess.run(
         [sys.executable, "-m", "onnxprune", "compress", "--help"], cwd=ROOT, capture_output=True, text=True
     )
-    return ["--retrain-on", "masked"] if "--retrain-on" in done.stdout else []
+    return [part for flag, value in OLD_DEFAULTS.items() if flag in done.stdout for part in (flag, value)]
 
 
 def run_case(name: str) -> dict[str, Any]:

@@ -297,17 +297,22 @@ def test_torch_free_masks_equal_the_torch_magnitude_path() -> None:
     from onnxprune.pipeline.training import plan_and_train
     from onnxprune.runtime.timing import PhaseClock
 
-    for sparsity in ("filter:0.5", "filter:0.7", "channel:0.5"):
-        given = Given.of(sparsity, "random", method="magnitude", train=TrainOptions(finetune_epochs=0))
+    cases = [(s, "source") for s in ("filter:0.5", "filter:0.7", "channel:0.5")] + [("filter:0.5", "group")]
+    for sparsity, importance in cases:
+        train = TrainOptions(finetune_epochs=0, importance=importance)
+        given = Given.of(sparsity, "random", method="magnitude", train=train)
         config = resolve(vgg_like(), None, given, Outputs())
         clock = PhaseClock()
         loaded = load(config, clock)
         samples = read_data(config, loaded, clock)
         _, trained = plan_and_train(config, loaded, samples, analyze_model(loaded, samples, clock), clock)
-        free = onnxprune.prune(vgg_like(), sparsity, data="random").masks
+        recipe = {"train": {"importance": importance}}
+        free = onnxprune.prune(vgg_like(), sparsity, data="random", recipe=recipe).masks
         assert set(free) == set(trained.masks)
         for name, keep in free.items():
-            np.testing.assert_array_equal(keep, trained.masks[name], err_msg=f"{sparsity}: {name}")
+            np.testing.assert_array_equal(
+                keep, trained.masks[name], err_msg=f"{sparsity} {importance}: {name}"
+            )
 
 
 def test_cli_preview_runs_with_torch_hidden_and_training_names_the_extra(tmp_path: Path) -> None:

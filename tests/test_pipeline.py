@@ -125,7 +125,8 @@ def test_retraining_the_pruned_model_is_masked_retraining(labeled_npz: Path) -> 
             vgg_like(),
             "filter:0.5",
             str(labeled_npz),
-            train=QUICK.merged(TrainOptions(finetune_epochs=2, retrain_on=where)),
+            # the same dense ADMM phase on both sides: only the retraining differs
+            train=QUICK.merged(TrainOptions(finetune_epochs=2, retrain_on=where, admm_on="dense")),
             bench_batches=(),
             quiet=True,
         )

@@ -50,3 +50,5 @@ def test_preview_and_training_verify(name, tmp_path):
         assert report.verification.passed and report.verification.max_rel_error <= 1e-4, method
         assert report.totals["macs_after"] < report.totals["macs_before"], method
         assert any(g["prunable"] for g in report.groups)
+        if method == "admm":  # ADMM trained the shrunk model: its plan matched and its values carried back
+            assert report.config["admm_on"].startswith("shrunk ("), report.config["admm_on"]

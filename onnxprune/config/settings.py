@@ -39,6 +39,8 @@ DISTILL_LOSSES = ("auto", "kl", "mse", "cosine")
 TEACHER_MODES = ("auto", "cache", "online")
 BN_STATS = ("auto", "train", "freeze")
 RETRAIN_ON = ("auto", "pruned", "masked")
+ADMM_ON = ("dense", "shrunk")
+IMPORTANCES = ("source", "group")  # as onnxprune.graph.probe.IMPORTANCES (settings import nothing of graph)
 QUANTIZE_MODES = ("off", "int8")
 CALIBRATION_METHODS = ("minmax", "entropy", "percentile")
 ACTIVATION_TYPES = ("uint8", "int8")
@@ -180,6 +182,15 @@ class TrainSettings:
     finetune_epochs: int | None = setting(
         None, "Epochs of masked retraining (default 2, or from --epochs).", low=0
     )
+    importance: str = setting(
+        "group",
+        "How one-shot magnitude pruning (--method magnitude, the preview) ranks a group's channels: group "
+        "(default: L2 norm over every weight slice of the channel, the producer's filter, a norm's scale and "
+        "the consumers' input slices, as Torch-Pruning's group magnitude) or source (the slices the "
+        "projection constrains: filters, biases, BN scale and shift). ADMM's hard prune keeps the support of "
+        "its projection either way.",
+        choices=IMPORTANCES,
+    )
     round_iters: int = setting(0, "Optimizer steps per ADMM round (0: auto).", low=0)  # 0: a quarter epoch
     optimizer: str = setting(
         "adam",
@@ -241,6 +252,20 @@ class TrainSettings:
         "one process).",
         choices=RETRAIN_ON,
     )
+    admm_on: str = setting(
+        "shrunk",
+        "What ADMM trains: shrunk (default: the model one-shot pruned by group magnitude to the geometric "
+        "mean of each group's width and its target, at a fraction of the cost; ADMM picks the target "
+        "channels among those; needs what --retrain-on pruned needs, else ADMM runs dense) or dense.",
+        choices=ADMM_ON,
+    )
+    shrink_exponent: float = setting(
+        0.5,
+        "--admm-on shrunk: each pruned group of C channels, k kept, is first cut to C·(k/C)^E (0.5: the "
+        "geometric mean; 1: to k, no choice left to ADMM).",
+        low=0,
+        high=1,
+    )
     batch_size: int = setting(128, low=1)
     weight_decay: float = setting(0.0, low=0)
     device: str = setting("cpu", choices=DEVICES)
@@ -287,6 +312,9 @@ class TrainSettings:
             (self.loss_guard == 0 or self.loss_guard > 1, "loss_guard must be 0 (off) or > 1"),
             (self.guard_rounds >= 0 and self.max_extra_rounds >= 0, "round counts must be >= 0"),
             (self.primal_tol >= 0, "primal_tol must be >= 0"),
+            (self.admm_on in ADMM_ON, f"admm_on must be one of {', '.join(ADMM_ON)}"),
+            (0 <= self.shrink_exponent <= 1, "shrink_exponent must be in [0, 1]"),
+            (self.importance in IMPORTANCES, f"importance must be one of {', '.join(IMPORTANCES)}"),
         ]
         for ok, msg in checks:
             if not ok:

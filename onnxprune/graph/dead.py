@@ -22,17 +22,10 @@ import numpy as np
 import onnx
 
 from ..plan import PruningPlan, Role
-from .layerops import LAYER_OPS
+from .layerops import weight_readers
 from .weights import initializer_values
 
 __all__ = ["aligned_removal", "dead_channels"]
-
-
-def _weight_readers(model: onnx.ModelProto) -> dict[tuple[str, str], str]:
-    """(node name, initializer) -> op type, for the weight input (index 1) of the layer ops
-    (:data:`~onnxprune.graph.layerops.LAYER_OPS`)."""
-    nodes = model.graph.node
-    return {(n.name, n.input[1]): n.op_type for n in nodes if n.op_type in LAYER_OPS and len(n.input) > 1}
 
 
 def dead_channels(
@@ -41,7 +34,7 @@ def dead_channels(
     """Per prunable group, the bool mask of the channels still kept by ``masks`` whose every consumer
     weight slice is zero in ``model`` (only groups with at least one such channel, and never all of a
     group's channels or of one of its cover sets)."""
-    readers = _weight_readers(model)
+    readers = weight_readers(model)
     consumers_of = {
         g.name: [m for m in g.members if m.role == Role.DEPENDENT and (m.node, m.initializer) in readers]
         for g in plan.prunable

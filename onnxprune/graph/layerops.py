@@ -149,6 +149,12 @@ CONV_OPS = frozenset(op for op, facts in LAYER_OPS.items() if facts.conv)
 ELEMENT_OPS = tuple(op for op, facts in LAYER_OPS.items() if facts.element)
 
 
+def weight_readers(model: onnx.ModelProto) -> dict[tuple[str, str], str]:
+    """(node name, initializer) -> op type, for the weight input (index 1) of the layer ops."""
+    nodes = model.graph.node
+    return {(n.name, n.input[1]): n.op_type for n in nodes if n.op_type in LAYER_OPS and len(n.input) > 1}
+
+
 def layer_op(node: onnx.NodeProto) -> LayerOp | None:
     """The facts of ``node``'s op (default domain only), or None when it is no layer op."""
     return LAYER_OPS.get(node.op_type) if node.domain in ("", "ai.onnx") else None

@@ -22,9 +22,10 @@ import numpy as np
 import onnx
 
 from ..data.arrays import Inputs
-from ..plan import Group, PruningPlan
+from ..plan import Group, Member, PruningPlan
 from ..runtime.sessions import make_session, run_batched
 from .edit import mask_model
+from .layerops import weight_readers
 from .protos import tensor_array
 
 
@@ -39,14 +40,47 @@ class ProbeResult:
     seconds: float
 
 
-def channel_norms(model: onnx.ModelProto, group: Group, chunk_bytes: int = 64 * 2**20) -> np.ndarray:
-    """L2 norm of each channel of ``group`` over all its SOURCE slices.
+IMPORTANCES = ("source", "group")
+"""How one-shot magnitude pruning ranks a group's channels (see :func:`channel_norms`)."""
 
-    Reads each source as a view and squares it in float64 blocks of about ``chunk_bytes`` along the
+
+# the per-channel scale (input 1) of the normalizations: with the layer weights, what group importance reads
+NORM_SCALES = frozenset(
+    {"BatchNormalization", "InstanceNormalization", "LayerNormalization", "GroupNormalization"}
+)
+
+
+def ranked_members(model: onnx.ModelProto, group: Group, importance: str = "source") -> list[Member]:
+    """The members whose slices rank ``group``'s channels.
+
+    * 'source': its SOURCE members — the slices the projection constrains (filters, biases, an unfolded
+      BatchNorm's scale and shift), so the one-shot prune is the projection of the untrained weights;
+    * 'group': every *weight* slice of the channel in any role — the producer's filters, the consumers'
+      input-channel slices ``W[:, c]`` (Conv, Gemm, MatMul weights) and a normalization's scale — and no
+      constants (biases, shifts, BatchNorm statistics): Torch-Pruning's ``GroupMagnitudeImportance``,
+      which ranks by the same sum of squares."""
+    if importance not in IMPORTANCES:
+        raise ValueError(f"unknown importance {importance!r} (known: {', '.join(IMPORTANCES)})")
+    if importance == "source":
+        return group.sources
+    weights = set(weight_readers(model))
+    weights |= {
+        (n.name, n.input[1]) for n in model.graph.node if n.op_type in NORM_SCALES and len(n.input) > 1
+    }
+    return [m for m in group.members if (m.node, m.initializer) in weights]
+
+
+def channel_norms(
+    model: onnx.ModelProto, group: Group, chunk_bytes: int = 64 * 2**20, importance: str = "source"
+) -> np.ndarray:
+    """L2 norm of each channel of ``group`` over the slices of :func:`ranked_members`:
+    ``n_c = sqrt(Σ_m ‖slice_m(c)‖²)`` — with 'source' the norm the projection ranks by.
+
+    Reads each member as a view and squares it in float64 blocks of about ``chunk_bytes`` along the
     member's axis, so a large weight is never copied whole."""
     inits = {t.name: t for t in model.graph.initializer}
     sq = np.zeros(group.channels, dtype=np.float64)
-    for m in group.sources:
+    for m in ranked_members(model, group, importance):
         a = np.moveaxis(tensor_array(inits[m.initializer]), m.axis, 0)
         row = max(1, a[0].size * 8) if len(a) else 1
         step = max(1, chunk_bytes // row)
@@ -128,4 +162,4 @@ def probe(
     )
 
 
-__all__ = ["ProbeResult", "channel_norms", "magnitude_mask", "probe"]
+__all__ = ["IMPORTANCES", "ProbeResult", "channel_norms", "magnitude_mask", "probe", "ranked_members"]

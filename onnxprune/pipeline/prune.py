@@ -11,8 +11,9 @@ merged back where still equal, shape-wise runs cut the channels no consumer colu
 held.
 
 :func:`prune_stage` is the same without torch: the plan's kept channels are chosen by magnitude (the
-channels of largest L2 norm over their SOURCE slices, :func:`onnxprune.graph.probe.magnitude_mask`, as
-``--method magnitude --finetune-epochs 0`` projects) or given by the caller, and exported from the model
+channels of largest L2 norm over their SOURCE slices, or with ``--importance group`` also over the
+consumers' weight slices: :func:`onnxprune.graph.probe.channel_norms`, as ``--method magnitude`` ranks
+them before it retrains) or given by the caller, and exported from the model
 as it is. ``compress`` runs it for that preview (no torch import, no import check);
 :func:`prune_without_training` (``onnxprune.prune``) is it as a function of a model, for pipelines that
 train elsewhere.
@@ -166,14 +167,16 @@ def remove_dead(
 
 
 def magnitude_masks(
-    model: onnx.ModelProto, plan: PruningPlan, keep: Mapping[str, int]
+    model: onnx.ModelProto, plan: PruningPlan, keep: Mapping[str, int], importance: str = "source"
 ) -> dict[str, np.ndarray]:
-    """Per group of ``plan``, the ``keep[g]`` channels of largest L2 norm over its SOURCE slices (at least
-    one per cover set); every channel of the groups ``keep`` does not name."""
+    """Per group of ``plan``, the ``keep[g]`` channels of largest L2 norm over the slices ``importance``
+    ranks by (:func:`~onnxprune.graph.probe.channel_norms`; at least one per cover set); every channel of
+    the groups ``keep`` does not name."""
     out = {}
     for g in plan.groups:
         if g.name in keep:
-            out[g.name] = magnitude_mask(channel_norms(model, g), keep[g.name], g.cover_sets)
+            norms = channel_norms(model, g, importance=importance)
+            out[g.name] = magnitude_mask(norms, keep[g.name], g.cover_sets)
         else:
             out[g.name] = np.ones(g.channels, dtype=bool)
     return out
@@ -214,7 +217,7 @@ def prune_stage(
     planned = plan(config, loaded, samples, analysis, None, clock)
     if planned.elements:
         raise SpecError("element sparsity (irregular, nm, shape) needs training: use compress")
-    chosen = magnitude_masks(loaded.base, planned.plan, planned.keep)
+    chosen = magnitude_masks(loaded.base, planned.plan, planned.keep, config.train.importance)
     if masks is not None:
         chosen |= caller_masks(planned.plan, masks)
     return planned, export(config, loaded, samples, planned, loaded.base, chosen, {}, clock)

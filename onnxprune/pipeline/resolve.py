@@ -194,6 +194,8 @@ def resolve(
     spec = sparsity_spec(given.sparsity, rec, alignment.step, provider, budget)
     data = rec.data.merged(given.data).build(DataSettings)
     train = rec.train.merged(given.train)
+    train_settings = train.build(TrainSettings)
+    train_settings.validate()  # a bad value (a recipe's) fails before anything loads
     run.validate()
     data.validate()
     quantize.validate()
@@ -214,7 +216,7 @@ def resolve(
         target_macs=target,
         run=run,
         data=data,
-        train=train.build(TrainSettings),
+        train=train_settings,
         distill=train.build(DistillSettings),
         gates=gates or Gates(),
         preprocess=None if data.preprocess is None else as_preprocess(data.preprocess),

@@ -21,6 +21,7 @@ from ..extras import installed
 from ..graph.batch import check_relaxed, relax_batch
 from ..graph.edit import write_back
 from ..graph.inputs import Batch, ModelInputs, input_shapes
+from ..graph.probe import channel_norms
 from ..plan import PruningPlan
 from ..runtime.sessions import run_batched, user_session
 from ..runtime.timing import PhaseClock
@@ -67,6 +68,18 @@ def plan_and_train(
     if chunk is not None:  # the torch import runs only batches of the model's fixed size
         samples = samples.in_whole_batches(chunk)
     planned = plan(config, loaded, samples, analysis, set(imported.names), clock)
+    if config.train.admm_on == "shrunk" and config.run.method == "admm":
+        from .shrinking import admm_on_shrunk, obstacle
+
+        reason = obstacle(config, loaded, planned)
+        shrunk = admm_on_shrunk(config, loaded, samples, planned, clock) if reason is None else None
+        if shrunk is not None:
+            return planned, shrunk
+        reason = reason or "the shrunk model's plan does not match the dense plan"
+        log.info("ADMM runs on the dense model: %s", reason)
+        trained = train(config, loaded, samples, planned, imported, clock, chunk)
+        trained.settings["admm_on"] = f"dense ({reason})"
+        return planned, trained
     return planned, train(config, loaded, samples, planned, imported, clock, chunk)
 
 
@@ -88,28 +101,28 @@ def train(
 ) -> Trained:
     """Train ``imported`` to ``planned`` with the configured method and write the values back
     (``batch_size``: instead of the configured one, for an import that runs one batch size only)."""
-    from ..train.admm import TrainConfig, train_pruned
+    from ..train.admm import train_pruned
     from ..train.runtime import torch_threads
 
-    train_settings = {f.name: getattr(config.train, f.name) for f in fields(config.train)}
-    if batch_size is not None:
-        train_settings["batch_size"] = batch_size
-    cfg = TrainConfig(
-        **train_settings,
-        seed=config.run.seed,
-        quiet=config.quiet,
-        synthetic_data=samples.splits.name == "random",
-        distill=config.distill,
-    ).resolved(config.run.method)  # --epochs split: the report records the epochs each phase trains
+    cfg = train_config(config, samples, batch_size)
     splits, method = samples.splits, config.run.method
     where = choose(config, loaded, planned, cfg.finetune_epochs or 0)
     if where.reason:
         log.info("retraining the masked dense model: %s", where.reason)
     # the phases as numbers of epochs (no --epochs total left to split): the retraining runs after the surgery
     here = replace(cfg, epochs=None, finetune_epochs=0) if where.pruned else cfg
+    ranking = magnitude_ranking(config, loaded, planned)
     with clock.phase("train"), torch_threads(config.train.threads):
         result = train_pruned(
-            method, imported, planned.plan, planned.keep, splits.train, splits.val, here, planned.elements
+            method,
+            imported,
+            planned.plan,
+            planned.keep,
+            splits.train,
+            splits.val,
+            here,
+            planned.elements,
+            ranking=ranking,
         )
     for name, seconds in result.times.items():
         clock.phases[f"train.{name}"] = seconds
@@ -120,6 +133,37 @@ def train(
     # the BatchNorm recalibration, if asked, ran at the hard prune
     pending = replace(cfg, epochs=None, admm_epochs=0, bn_recalibrate=False) if where.pruned else None
     return Trained(model, masks, result.element_masks, result.history, settings, pending)
+
+
+def train_config(config: Config, samples: Samples, batch_size: int | None = None) -> TrainConfig:
+    """The torch side's configuration of the run: the user's training settings (``batch_size`` instead of
+    theirs where given), seed, logging, data kind and distillation, the ``--epochs`` split resolved for
+    the method (the report records the epochs each phase trains)."""
+    from ..train.admm import TrainConfig
+
+    train_settings = {f.name: getattr(config.train, f.name) for f in fields(config.train)}
+    if batch_size is not None:
+        train_settings["batch_size"] = batch_size
+    return TrainConfig(
+        **train_settings,
+        seed=config.run.seed,
+        quiet=config.quiet,
+        synthetic_data=samples.splits.name == "random",
+        distill=config.distill,
+    ).resolved(config.run.method)
+
+
+def magnitude_ranking(config: Config, loaded: Loaded, planned: Planned) -> dict[str, np.ndarray] | None:
+    """The channel scores of ``--method magnitude --importance group``, per pruned group, from the model
+    before training (what the one-shot prune sees: nothing trains before it); None for the projection's
+    own SOURCE norms (the default, and always for ADMM)."""
+    if config.run.method != "magnitude" or config.train.importance == "source":
+        return None
+    plan = planned.plan
+    importance = config.train.importance
+    return {
+        name: channel_norms(loaded.base, plan.group(name), importance=importance) for name in planned.keep
+    }
 
 
 TORCH_SIDE = ("torch", "torchvision", "onnx2torch")  # the train extra

@@ -74,7 +74,7 @@ from .importer import ImportedModel
 from .objective import DistillConfig, Objective, is_classifier_output, outputs
 from .penalty import Penalty, rescale_dual
 from .progress import progress
-from .projection import apply_masks, project_groups, tensor_masks
+from .projection import apply_masks, project_groups, tensor_masks, topk_keep
 from .schedules import AdmmLr, finetune_schedule, make_optimizer
 
 __all__ = [
@@ -157,6 +157,7 @@ def train_pruned(
     cfg: TrainConfig | None = None,
     elements: Mapping[str, ElementConstraint] | None = None,
     teacher: nn.Module | None = None,
+    ranking: Mapping[str, np.ndarray] | None = None,
 ) -> TrainResult:
     """Prune ``keep[g]`` channels per group and the element constraints of ``elements`` (by initializer
     name), training ``model`` in place; afterwards ``model.onnx_arrays()`` holds the masked weights.
@@ -166,14 +167,16 @@ def train_pruned(
     constraint), then masked fine-tuning; with ``cfg.finetune_epochs == 0`` nothing trains and no labels
     (nor teacher) are needed. ``teacher``: the model self-distillation learns from, when ``model`` is not
     the dense model (the retraining of an already pruned model); default: ``model`` before training.
+    ``ranking`` (method 'magnitude' only): per group, the channel scores the one-shot prune keeps the
+    ``keep[g]`` largest of instead of the SOURCE norms (``--importance group``, scored on the ONNX side).
     """
     if method not in METHODS:
         raise SpecError(f"unknown method {method!r} (known: {', '.join(METHODS)})")
+    if ranking and method == "admm":
+        raise ValueError("ranking: ADMM's hard prune keeps the support of its projection")
     cfg = cfg or TrainConfig()
     with distributed.session(cfg.device):
-        run = _Run(
-            model, plan, keep, train, val, cfg, admm=method == "admm", elements=elements, teacher=teacher
-        )
+        run = _Run(model, plan, keep, train, val, cfg, method == "admm", elements, teacher, ranking)
         return run.execute()
 
 
@@ -285,9 +288,11 @@ class _Run:
         admm: bool,
         elements: Mapping[str, ElementConstraint] | None = None,
         teacher: nn.Module | None = None,
+        ranking: Mapping[str, np.ndarray] | None = None,
     ) -> None:
         cfg.validate()
         self.teacher = teacher
+        self.ranking = dict(ranking or {})
         self.model, self.plan, self.cfg, self.admm = model, plan, cfg, admm
         self.admm_epochs, self.finetune_epochs = cfg.split("admm" if admm else "magnitude")
         self.train_data, self.val_data = train, val
@@ -913,10 +918,15 @@ class _Run:
         self._info("BatchNorm statistics recalibrated over %d batches", used)
 
     def _hard_prune(self) -> dict[str, torch.Tensor]:
-        """keep = support(Π(W)); W ← W ⊙ M. Returns the per-tensor masks."""
+        """keep = support(Π(W)) (magnitude with a ``ranking``: its top ``keep[g]``); W ← W ⊙ M. Returns
+        the per-tensor masks."""
         w = self._weights()
         with torch.no_grad():
             _, keeps, el_masks = self._project(w)
+        for g, k in self.chosen:
+            if g.name in self.ranking:
+                scores = torch.as_tensor(np.asarray(self.ranking[g.name], dtype=np.float64))
+                keeps[g.name] = topk_keep(scores, k, g.cover_sets).to(keeps[g.name].device)
         self.keeps = {g: k.cpu().numpy().astype(np.bool_) for g, k in keeps.items()}
         masks = tensor_masks(w, [(g, keeps[g.name]) for g, _ in self.chosen], self.model.torch_axis)
         masks |= el_masks
