@@ -10,8 +10,11 @@ Per reference model:
 2. ``compress --target-speedup X --on T`` (latency-aware), then ``compress --target-macs F`` with F the
    MAC fraction that run reached, and ``compress --sparsity filter:R --align 1`` with the uniform R of the
    same MAC fraction (:func:`benchmarks.run_target_macs.uniform_ratio`);
-3. an independent timing: ``onnxprune bench dense aware macs uniform --batch B`` (in the target's runtime:
-   ``--runtime openvino`` for ``--on openvino:B``), and per pruned model
+3. the same two at the latency-aware model's *measured latency* (``macs_eq``, ``uniform_eq``): F and R
+   found by bisection on magnitude previews of the structure (no training: the widths are the trained
+   run's), each candidate timed in the same ``bench`` call as the latency-aware model, then trained;
+4. an independent timing: ``onnxprune bench dense aware macs uniform ... --batch B`` (in the target's
+   runtime: ``--runtime openvino`` for ``--on openvino:B``), and per pruned model
    ``onnxprune latency dense --pruned P --on T`` (predicted next to measured).
 
 One JSON per model and target to benchmarks/results/latency_aware/ and a table between the
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 import tempfile
 import time
@@ -75,96 +79,133 @@ def table_runs(model: Path, on: str, threads: str, out: Path, cache: Path) -> di
     }
 
 
-def compress_runs(model: Path, args: argparse.Namespace, out: Path, cache: Path) -> dict[str, Path]:
-    """The three pruned models: latency-aware, the same MACs by --target-macs, uniform filter:R."""
-    common_opts = ["--data", "fashion-mnist", "--threads", "1", "-q", "--no-bench", "--seed", "0", "--force"]
-    common_opts += ["--admm-epochs", str(args.admm_epochs), "--finetune-epochs", str(args.finetune_epochs)]
+KINDS = ("aware", "macs", "uniform", "macs_eq", "uniform_eq")
+
+
+def train_opts(args: argparse.Namespace) -> list[str]:
+    """The options every trained run of the comparison shares."""
+    opts = ["--data", "fashion-mnist", "--threads", "1", "-q", "--no-bench", "--seed", "0", "--force"]
+    opts += ["--admm-epochs", str(args.admm_epochs), "--finetune-epochs", str(args.finetune_epochs)]
     if args.max_samples:
-        common_opts += ["--max-samples", str(args.max_samples)]
+        opts += ["--max-samples", str(args.max_samples)]
     if args.quick:
-        common_opts += ["--method", "magnitude"]
-    paths = {k: out / f"{k}.onnx" for k in ("aware", "macs", "uniform")}
+        opts += ["--method", "magnitude"]
+    return opts
+
+
+def spec_of(kind: str, value: float) -> list[str]:
+    """The options that give ``kind`` its structure: a MAC fraction or a uniform filter ratio."""
+    if kind.startswith("macs"):
+        return ["--target-macs", f"{value:.4f}"]
+    return ["--sparsity", f"filter:{value:g}", "--align", "1"]
+
+
+def compress_one(model: Path, spec: list[str], opts: list[str], out: Path, kind: str) -> Path:
+    path = out / f"{kind}.onnx"
+    run(common.compress_argv(model, *spec, *opts, "-o", str(path), "--report", str(out / f"{kind}.json")))
+    return path
+
+
+def compress_runs(model: Path, args: argparse.Namespace, out: Path, cache: Path) -> dict[str, Path]:
+    """The pruned models: latency-aware; the same MACs by --target-macs and uniform filter:R; the same
+    measured latency by both (:func:`equal_latency`)."""
+    opts = train_opts(args)
     target = ["--target-speedup", f"{args.speedup:g}", "--on", args.on, "--latency-cache", str(cache)]
     target += ["--latency-threads", args.threads]
-    run(
-        common.compress_argv(
-            model, *target, *common_opts, "-o", str(paths["aware"]), "--report", str(out / "aware.json")
-        )
-    )
+    paths = {"aware": compress_one(model, target, opts, out, "aware")}
     totals = json.loads((out / "aware.json").read_text())["totals"]
     fraction = totals["macs_after"] / totals["macs_before"]
-    run(
-        common.compress_argv(
-            model,
-            "--target-macs",
-            f"{fraction:.4f}",
-            *common_opts,
-            "-o",
-            str(paths["macs"]),
-            "--report",
-            str(out / "macs.json"),
-        )
-    )
+    paths["macs"] = compress_one(model, spec_of("macs", fraction), opts, out, "macs")
     ratio, _ = uniform_ratio(model, fraction)
-    run(
-        common.compress_argv(
-            model,
-            "--sparsity",
-            f"filter:{ratio:g}",
-            "--align",
-            "1",
-            *common_opts,
-            "-o",
-            str(paths["uniform"]),
-            "--report",
-            str(out / "uniform.json"),
-        )
-    )
+    paths["uniform"] = compress_one(model, spec_of("uniform", ratio), opts, out, "uniform")
+    for kind, (lo, hi) in (("macs_eq", (0.02, 1.0)), ("uniform_eq", (0.0, 0.95))):
+        value = equal_latency(model, kind, lo, hi, paths["aware"], args, out)
+        paths[kind] = compress_one(model, spec_of(kind, value), opts, out, kind)
     return paths
+
+
+def bench(
+    paths: list[Path], args: argparse.Namespace, path: Path, repeats: int | None = None
+) -> dict[str, Any]:
+    """``onnxprune bench`` of ``paths`` (one call: timed in the same window) on the target, in its runtime
+    (openvino:B: ``--runtime openvino`` on the cpu); its JSON, also written to ``path``."""
+    from onnxprune.runtime.latency import parse_target
+
+    target = parse_target(args.on, check_installed=False)
+    device, runtime = target.backend.device, target.backend.runtime
+    options = ["--batch", str(target.batch), "--provider", device, "--runtime", runtime]
+    options += ["--threads", args.threads, "--repeats", str(repeats or args.repeats), "--json", str(path)]
+    run(onnxprune("bench", *map(str, paths), *options))
+    return json.loads(path.read_text())
+
+
+def bench_ms(
+    paths: list[Path], args: argparse.Namespace, out: Path, repeats: int | None = None
+) -> list[float]:
+    """Median latency (ms) of each of ``paths`` on the target, timed in one ``onnxprune bench`` call."""
+    return [r["median_ms"] for r in bench(paths, args, out / "bench_search.json", repeats)["results"]]
+
+
+def smallest_fraction(model: Path, preview: list[str], out: Path) -> float:
+    """The smallest MAC fraction a budget reaches on ``model`` (every group at its minimum width), from
+    compress's own one-line refusal of a fraction below it (0 when even 1e-4 is reachable)."""
+    cmd = common.compress_argv(model, "--target-macs", "0.0001", *preview, "-o", str(out / "search_min.onnx"))
+    done = common.run_child(cmd, capture_output=True)
+    found = re.search(r"smallest achievable MAC fraction is ([0-9.]+)", done.stderr)
+    if done.returncode != 0 and found is None:
+        raise SystemExit(f"failed ({done.returncode}): {' '.join(cmd)}\n{done.stderr[-2000:]}")
+    return float(found.group(1)) * 1.001 if found else 0.0
+
+
+def equal_latency(
+    model: Path, kind: str, lo: float, hi: float, aware: Path, args: argparse.Namespace, out: Path
+) -> float:
+    """The MAC fraction (``macs_eq``, latency rising with it) or uniform ratio (``uniform_eq``, latency
+    falling) whose structure measures closest to ``aware``'s latency: bisection over magnitude previews
+    (structure only; the same data and seed as the trained run, so a MAC budget's probe chooses the same
+    widths), each timed against ``aware`` in the same bench call; the closest of the points tried."""
+    preview = ["--method", "magnitude", "--finetune-epochs", "0", "--data", "fashion-mnist", "--seed", "0"]
+    preview += ["-q", "--no-bench", "--force"] + (
+        ["--max-samples", str(args.max_samples)] if args.max_samples else []
+    )
+    rising = kind.startswith("macs")
+    if rising:
+        lo = max(lo, smallest_fraction(model, preview, out))
+    tried: list[tuple[float, float]] = []
+    for _ in range(args.search_steps):
+        mid = (lo * hi) ** 0.5 if rising else (lo + hi) / 2  # MAC fractions on a log scale
+        candidate = out / f"search_{kind}.onnx"
+        run(common.compress_argv(model, *spec_of(kind, mid), *preview, "-o", str(candidate)))
+        aware_ms, ms = bench_ms([aware, candidate], args, out, repeats=args.search_repeats)
+        tried.append((abs(ms / aware_ms - 1), mid))
+        slower = ms > aware_ms
+        if slower == rising:
+            hi = mid
+        else:
+            lo = mid
+        print(f"equal latency {kind}: {mid:.4f} -> {ms:.3f} ms vs aware {aware_ms:.3f} ms", flush=True)
+    return min(tried)[1]
 
 
 def measure(
     model: Path, paths: dict[str, Path], args: argparse.Namespace, out: Path, cache: Path
 ) -> dict[str, Any]:
-    """Independent timing of all four models, and predicted vs measured per pruned model."""
-    from onnxprune.runtime.latency import parse_target
-
-    target = parse_target(args.on, check_installed=False)  # openvino:B: bench --runtime openvino on the cpu
-    batch = str(target.batch)
-    bench = out / "bench.json"
-    run(
-        onnxprune(
-            "bench",
-            str(model),
-            *map(str, paths.values()),
-            "--batch",
-            batch,
-            "--provider",
-            target.backend.device,
-            "--runtime",
-            target.backend.runtime,
-            "--threads",
-            args.threads,
-            "--repeats",
-            str(args.repeats),
-            "--json",
-            str(bench),
-        )
-    )
+    """Independent timing of the dense and every pruned model, and predicted vs measured per pruned model."""
+    measured = bench([model, *paths.values()], args, out / "bench.json")
     predicted = {}
     for kind, path in paths.items():
         p = out / f"predict_{kind}.json"
         opts = ["--on", args.on, "--threads", args.threads, "--cache", str(cache), "--pruned", str(path)]
         run(onnxprune("latency", str(model), *opts, "--json", str(p)))
         predicted[kind] = json.loads(p.read_text())["pruned"]
-    return {"bench": json.loads(bench.read_text()), "predicted": predicted}
+    return {"bench": measured, "predicted": predicted}
 
 
 def summary(name: str, result: dict[str, Any], out: Path) -> dict[str, Any]:
     rows = result["measured"]["bench"]["results"]
     dense = rows[0]["median_ms"]
     kinds = {}
-    for kind, row in zip(("aware", "macs", "uniform"), rows[1:], strict=True):
+    for kind, row in zip(KINDS, rows[1:], strict=True):
         report = json.loads((out / f"{kind}.json").read_text())
         t, acc = report["totals"], report.get("accuracy") or {}
         pred = result["measured"]["predicted"][kind]
@@ -173,6 +214,7 @@ def summary(name: str, result: dict[str, Any], out: Path) -> dict[str, Any]:
             "mac_fraction": t["macs_after"] / t["macs_before"],
             "top1": acc.get("pruned_top1"),
             "measured_speedup": dense / row["median_ms"],
+            "measured_bench_ms": row["median_ms"],
             "predicted_ms": pred["predicted_ms"],
             "measured_ms": pred["measured_ms"],
             "prediction_error": pred["predicted_ms"] / pred["measured_ms"] - 1,
@@ -186,8 +228,9 @@ def render(rows: list[dict[str, Any]], target: str, speedup: float) -> str:
         for kind, k in r["kinds"].items():
             top1 = "-" if k["top1"] is None else f"{100 * k['top1']:.2f}"
             speed, err = f"{k['measured_speedup']:.2f}x", f"{100 * k['prediction_error']:+.1f} %"
-            body.append([r["model"], kind, k["spec"], f"{k['mac_fraction']:.3f}", top1, speed, err])
-    header = ["model", "run", "spec", "MACs kept", "top-1 %", "speedup", "predicted - measured"]
+            ms = f"{k['measured_bench_ms']:.3f}" if "measured_bench_ms" in k else "-"
+            body.append([r["model"], kind, k["spec"], f"{k['mac_fraction']:.3f}", top1, ms, speed, err])
+    header = ["model", "run", "spec", "MACs kept", "top-1 %", "ms", "speedup", "predicted - measured"]
     return f"target {target}, --target-speedup {speedup:g}\n\n" + common.markdown_table(header, body)
 
 
@@ -214,7 +257,21 @@ def main(args: argparse.Namespace) -> None:
     if args.quick:
         print(f"quick run in {work}: nothing spliced into the README")
     else:
-        common.splice(BLOCK, text, heading="Latency-aware pruning (--target-speedup)")
+        publish()
+
+
+def render_all() -> str:
+    """One table per (target, speedup) of the committed results (``results/latency_aware/*.json``)."""
+    by_target: dict[tuple[str, float], list[dict[str, Any]]] = {}
+    for path in sorted(RESULTS.glob("*.json")):
+        result = json.loads(path.read_text())
+        by_target.setdefault((result["on"], result["speedup"]), []).append(result["summary"])
+    return "\n\n".join(render(rows, on, speedup) for (on, speedup), rows in sorted(by_target.items()))
+
+
+def publish() -> None:
+    """The README block regenerated from every committed result."""
+    common.splice(BLOCK, render_all(), heading="Latency-aware pruning (--target-speedup)")
 
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
@@ -225,6 +282,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--max-samples", type=int)
     ap.add_argument("--quick", action="store_true", help="one tiny end-to-end check (numbers meaningless)")
+    ap.add_argument(
+        "--search-steps", type=int, default=7, help="bisection steps of each equal-latency search"
+    )
+    ap.add_argument("--search-repeats", type=int, default=100, help="bench repeats per search step")
 
 
 def quick_defaults(args: argparse.Namespace) -> argparse.Namespace:
@@ -232,9 +293,10 @@ def quick_defaults(args: argparse.Namespace) -> argparse.Namespace:
     if args.quick:
         args.admm_epochs, args.finetune_epochs, args.max_samples = 0, 0, 600
         args.repeats, args.on = 5, "cpu:2" if args.on == "cpu:32" else args.on
+        args.search_steps, args.search_repeats = 2, 5
         args.speedup = args.speedup or 1.5
     args.threads = str(args.threads or 1)
     return args
 
 
-__all__ = ["add_arguments", "main", "quick_defaults"]
+__all__ = ["add_arguments", "main", "publish", "quick_defaults", "render_all"]
