@@ -84,7 +84,17 @@ KINDS = ("aware", "macs", "uniform", "macs_eq", "uniform_eq")
 
 def train_opts(args: argparse.Namespace) -> list[str]:
     """The options every trained run of the comparison shares."""
-    opts = ["--data", "fashion-mnist", "--threads", "1", "-q", "--no-bench", "--seed", "0", "--force"]
+    opts = [
+        "--data",
+        "fashion-mnist",
+        "--threads",
+        "1",
+        "-q",
+        "--no-bench",
+        "--seed",
+        str(args.seed),
+        "--force",
+    ]
     opts += ["--admm-epochs", str(args.admm_epochs), "--finetune-epochs", str(args.finetune_epochs)]
     if args.max_samples:
         opts += ["--max-samples", str(args.max_samples)]
@@ -164,7 +174,16 @@ def equal_latency(
     falling) whose structure measures closest to ``aware``'s latency: bisection over magnitude previews
     (structure only; the same data and seed as the trained run, so a MAC budget's probe chooses the same
     widths), each timed against ``aware`` in the same bench call; the closest of the points tried."""
-    preview = ["--method", "magnitude", "--finetune-epochs", "0", "--data", "fashion-mnist", "--seed", "0"]
+    preview = [
+        "--method",
+        "magnitude",
+        "--finetune-epochs",
+        "0",
+        "--data",
+        "fashion-mnist",
+        "--seed",
+        str(args.seed),
+    ]
     preview += ["-q", "--no-bench", "--force"] + (
         ["--max-samples", str(args.max_samples)] if args.max_samples else []
     )
@@ -219,7 +238,7 @@ def summary(name: str, result: dict[str, Any], out: Path) -> dict[str, Any]:
             "measured_ms": pred["measured_ms"],
             "prediction_error": pred["predicted_ms"] / pred["measured_ms"] - 1,
         }
-    return {"model": name, "dense_ms": dense, "kinds": kinds}
+    return {"model": name, "seed": result.get("seed", 0), "dense_ms": dense, "kinds": kinds}
 
 
 def render(rows: list[dict[str, Any]], target: str, speedup: float) -> str:
@@ -229,9 +248,31 @@ def render(rows: list[dict[str, Any]], target: str, speedup: float) -> str:
             top1 = "-" if k["top1"] is None else f"{100 * k['top1']:.2f}"
             speed, err = f"{k['measured_speedup']:.2f}x", f"{100 * k['prediction_error']:+.1f} %"
             ms = f"{k['measured_bench_ms']:.3f}" if "measured_bench_ms" in k else "-"
-            body.append([r["model"], kind, k["spec"], f"{k['mac_fraction']:.3f}", top1, ms, speed, err])
-    header = ["model", "run", "spec", "MACs kept", "top-1 %", "ms", "speedup", "predicted - measured"]
-    return f"target {target}, --target-speedup {speedup:g}\n\n" + common.markdown_table(header, body)
+            row = [r["model"], r.get("seed", 0), kind, k["spec"], f"{k['mac_fraction']:.3f}", top1, ms, speed]
+            body.append([*row, err])
+    header = ["model", "seed", "run", "spec", "MACs kept", "top-1 %", "ms", "speedup", "predicted - measured"]
+    text = f"target {target}, --target-speedup {speedup:g}\n\n" + common.markdown_table(header, body)
+    margins = equal_latency_margins(rows)
+    return text + ("\n\n" + "\n".join(margins) if margins else "")
+
+
+def equal_latency_margins(rows: list[dict[str, Any]]) -> list[str]:
+    """Per model: the latency-aware run's top-1 minus each equal-latency run's, per seed and their mean."""
+    lines = []
+    for model in sorted({r["model"] for r in rows}):
+        for other in ("macs_eq", "uniform_eq"):
+            margins = [
+                100 * (r["kinds"]["aware"]["top1"] - r["kinds"][other]["top1"])
+                for r in rows
+                if r["model"] == model and other in r["kinds"] and r["kinds"]["aware"]["top1"] is not None
+            ]
+            if margins:
+                each = ", ".join(f"{m:+.2f}" for m in margins)
+                mean = sum(margins) / len(margins)
+                lines.append(
+                    f"- {model}: aware − {other} at equal measured latency: {each} pp (mean {mean:+.2f})"
+                )
+    return lines
 
 
 def main(args: argparse.Namespace) -> None:
@@ -241,15 +282,16 @@ def main(args: argparse.Namespace) -> None:
     rows = []
     for name in names:
         model = common.MODELS / f"fmnist_{name}.onnx"
-        out = work / f"{name}_{args.on.replace(':', '_')}"
+        out = work / f"{name}_{args.on.replace(':', '_')}_s{args.seed}"
         out.mkdir(parents=True, exist_ok=True)
-        result: dict[str, Any] = {"model": name, "on": args.on, "speedup": args.speedup}
+        result: dict[str, Any] = {"model": name, "on": args.on, "speedup": args.speedup, "seed": args.seed}
         result["table"] = table_runs(model, args.on, args.threads, out, cache)
         paths = compress_runs(model, args, out, cache)
         result["measured"] = measure(model, paths, args, out, cache)
         result["summary"] = summary(name, result, out)
         rows.append(result["summary"])
-        dest = (work if args.quick else RESULTS) / f"{name}_{args.on.replace(':', '_')}.json"
+        stem = f"{name}_{args.on.replace(':', '_')}" + (f"_s{args.seed}" if args.seed else "")
+        dest = (work if args.quick else RESULTS) / f"{stem}.json"
         common.write_json(result, dest)
         print(json.dumps(result["summary"], indent=1), flush=True)
     text = render(rows, args.on, args.speedup)
@@ -265,7 +307,8 @@ def render_all() -> str:
     by_target: dict[tuple[str, float], list[dict[str, Any]]] = {}
     for path in sorted(RESULTS.glob("*.json")):
         result = json.loads(path.read_text())
-        by_target.setdefault((result["on"], result["speedup"]), []).append(result["summary"])
+        row = result["summary"] | {"seed": result.get("seed", 0)}
+        by_target.setdefault((result["on"], result["speedup"]), []).append(row)
     return "\n\n".join(render(rows, on, speedup) for (on, speedup), rows in sorted(by_target.items()))
 
 
@@ -282,6 +325,7 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     ap.add_argument("--finetune-epochs", type=int, default=1)
     ap.add_argument("--max-samples", type=int)
     ap.add_argument("--quick", action="store_true", help="one tiny end-to-end check (numbers meaningless)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of every compress run (splits, training)")
     ap.add_argument(
         "--search-steps", type=int, default=7, help="bisection steps of each equal-latency search"
     )

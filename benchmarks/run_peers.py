@@ -300,9 +300,13 @@ def verdicts(summary: dict[tuple[Any, ...], dict[str, Any]]) -> list[str]:
     return lines
 
 
+PLOT_MIN_RATIOS = 3
+
+
 def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
-    """``peers_<arch>.png``: mean top-1 (± sd bars) vs mean MAC reduction, one curve per method (the
-    runs of the largest epoch budget of each arch; smoke runs with other budgets are not mixed in)."""
+    """``peers_<arch>.png``: mean top-1 (± sd bars) vs mean MAC reduction, one curve per method run at
+    :data:`PLOT_MIN_RATIOS` ratios or more (the runs of the largest epoch budget of each arch; smoke runs
+    with other budgets are not mixed in; a variant tried at one or two ratios is in the table only)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -321,7 +325,7 @@ def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
                 for k, s in summary.items()
                 if k[0] == arch and k[1] == epochs and str(k[2]) == samples and k[3] == method
             )
-            if points:
+            if len(points) >= PLOT_MIN_RATIOS:
                 x, y, sd = zip(*points, strict=True)
                 ax.errorbar(x, y, yerr=sd, marker="o", capsize=3, label=method)
                 dense = next(s["dense_top1"] for k, s in summary.items() if k[0] == arch)
@@ -336,7 +340,7 @@ def plot(runs: list[dict[str, Any]], out_dir: Path) -> list[Path]:
         ax.set_ylabel("top-1 % (10k test, ORT)")
         ax.set_title(f"fmnist_{arch}, filter pruning, {epochs:g} epochs, samples {samples}")
         ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=8, loc="lower left")
         path = out_dir / f"peers_{arch}.png"
         fig.tight_layout()
         fig.savefig(path, dpi=120)
