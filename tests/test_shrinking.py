@@ -9,6 +9,7 @@ import onnx
 import pytest
 
 import onnxprune
+from onnxprune.config.settings import TrainSettings
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.edit import mask_model, prune_model
 from onnxprune.graph.probe import channel_norms
@@ -16,7 +17,7 @@ from onnxprune.graph.unprune import float_initializers
 from onnxprune.graph.verify import compare_models
 from onnxprune.pipeline import TrainOptions
 from onnxprune.pipeline.prune import magnitude_masks
-from onnxprune.pipeline.shrinking import carry_back, compose_masks, shrunk_counts
+from onnxprune.pipeline.shrinking import carry_back, compose_masks, matching_keep, shrunk_counts
 from onnxprune.plan import PruningPlan, keep_count
 from tests.builders import vgg_like, write_labeled_npz
 
@@ -25,10 +26,26 @@ def _plan(model: onnx.ModelProto) -> PruningPlan:
     return onnxprune.inspect(model).plan
 
 
-def test_shrunk_counts_are_the_geometric_mean_of_width_and_target() -> None:
+def test_shrunk_counts_are_width_times_keep_fraction_to_the_exponent() -> None:
     plan = _plan(vgg_like())
     keep = {"conv_out3": 2, "conv_out15": 6, "conv_out29": 1}  # of 8, 6, 5 channels
-    assert shrunk_counts(plan, keep) == {"conv_out3": 4, "conv_out15": 6, "conv_out29": 2}
+    assert shrunk_counts(plan, keep, 0.5) == {"conv_out3": 4, "conv_out15": 6, "conv_out29": 2}
+    assert shrunk_counts(plan, keep, 0.7) == {"conv_out3": 3, "conv_out15": 6, "conv_out29": 2}  # 3.0, 1.6
+    assert shrunk_counts(plan, keep, 1.0) == keep
+
+
+def test_the_shrunk_plan_matches_by_name_width_and_tensors() -> None:
+    plan = _plan(vgg_like())  # conv_out3: 8 channels, conv_out15: 6
+    shrunk_plan = plan  # a first cut that removed nothing
+    counts = {"conv_out3": 8, "conv_out15": 6, "gone": 1}
+    keep = {"conv_out3": 2, "conv_out15": 3, "gone": 1}  # "gone": cut to its target, nothing left to match
+    assert matching_keep(shrunk_plan, plan, keep, counts) == {"conv_out3": 2, "conv_out15": 3}
+    assert matching_keep(shrunk_plan, plan, keep, counts | {"conv_out3": 7}) is None  # another width than k₁
+    assert matching_keep(shrunk_plan, plan, keep | {"missing": 1}, counts | {"missing": 2}) is None
+    other = _plan(vgg_like())
+    g = other.group("conv_out15")
+    g.members = [m for m in g.members if m.initializer != "b14"]  # the same name, other tensors
+    assert matching_keep(other, plan, keep, counts) is None
 
 
 def test_composed_masks_keep_the_second_cut_inside_the_first() -> None:
@@ -49,7 +66,7 @@ def test_the_carried_back_model_prunes_to_the_trained_shrunk_model(seed: int) ->
     dense = vgg_like(seed=seed)
     plan = _plan(dense)
     keep = {g.name: keep_count(g.channels, 0.7) for g in plan.prunable}
-    first = magnitude_masks(dense, plan, shrunk_counts(plan, keep), "group")
+    first = magnitude_masks(dense, plan, shrunk_counts(plan, keep, 0.5), "group")
     shrunk = prune_model(dense, plan, first)
     shrunk_plan = analyze(shrunk, {"input": [1, 3, 8, 8]})
     after = {
@@ -96,7 +113,7 @@ def test_admm_on_the_shrunk_model_keeps_its_targets_inside_the_first_cut(labeled
         kept = result.masks[g.name]
         assert kept.sum() == k
         if k < g.channels:  # inside the first cut: the k₁ channels of largest group magnitude
-            k1 = shrunk_counts(result.plan, {g.name: k})[g.name]
+            k1 = shrunk_counts(result.plan, {g.name: k}, TrainSettings.shrink_exponent)[g.name]
             norms = channel_norms(model, g, importance="group")
             assert set(np.flatnonzero(kept)) <= set(np.argsort(-norms, kind="stable")[:k1].tolist())
 

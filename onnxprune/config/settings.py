@@ -254,15 +254,15 @@ class TrainSettings:
     )
     admm_on: str = setting(
         "shrunk",
-        "What ADMM trains: shrunk (default: the model one-shot pruned by group magnitude to the geometric "
-        "mean of each group's width and its target, at a fraction of the cost; ADMM picks the target "
-        "channels among those; needs what --retrain-on pruned needs, else ADMM runs dense) or dense.",
+        "What ADMM trains: shrunk (default: the model one-shot pruned by group magnitude part of the way "
+        "to the target, see --shrink-exponent, at a fraction of the cost; ADMM picks the target channels "
+        "among those; needs what --retrain-on pruned needs, else ADMM runs dense) or dense.",
         choices=ADMM_ON,
     )
     shrink_exponent: float = setting(
-        0.5,
-        "--admm-on shrunk: each pruned group of C channels, k kept, is first cut to C·(k/C)^E (0.5: the "
-        "geometric mean; 1: to k, no choice left to ADMM).",
+        0.7,
+        "--admm-on shrunk: each pruned group of C channels, k kept, is first cut to C·(k/C)^E (default 0.7; "
+        "0.5: the geometric mean; 1: to k, no choice left to ADMM).",
         low=0,
         high=1,
     )
