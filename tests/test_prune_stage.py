@@ -79,6 +79,13 @@ def test_the_preview_keeps_the_channels_of_largest_group_importance() -> None:
     assert any((exported.masks[n] != by_source.masks[n]).any() for n in planned.keep)  # the rankings differ
 
 
+def test_the_settings_offer_the_importances_the_graph_side_knows() -> None:
+    from onnxprune.config import settings
+    from onnxprune.graph import probe
+
+    assert settings.IMPORTANCES == probe.IMPORTANCES  # kept twice: settings import nothing of graph
+
+
 def test_an_unknown_importance_is_a_one_line_error() -> None:
     with pytest.raises(SpecError, match="importance must be one of source, group"):
         _stage("filter:0.5", importance="taylor")

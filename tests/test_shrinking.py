@@ -11,7 +11,7 @@ import pytest
 import onnxprune
 from onnxprune.config.settings import TrainSettings
 from onnxprune.graph.analysis import analyze
-from onnxprune.graph.edit import mask_model, prune_model
+from onnxprune.graph.edit import mask_model, plan_surgery, prune_model
 from onnxprune.graph.probe import channel_norms
 from onnxprune.graph.unprune import float_initializers
 from onnxprune.graph.verify import compare_models
@@ -78,7 +78,7 @@ def test_the_carried_back_model_prunes_to_the_trained_shrunk_model(seed: int) ->
         mask = np.zeros(shrunk_plan.group(name).channels, dtype=bool)
         mask[rng.choice(mask.size, k, replace=False)] = True
         second[name] = mask
-    model, composed = carry_back(dense, plan, first, shrunk, after, second)
+    model, composed = carry_back(dense, plan, first, plan_surgery(dense, plan, first), shrunk, after, second)
     assert {n: int(m.sum()) for n, m in composed.items() if n in keep} == keep
     x = [rng.random((4, 3, 8, 8)).astype(np.float32)]
     pruned = compare_models(prune_model(trained, shrunk_plan, second), prune_model(model, plan, composed), x)

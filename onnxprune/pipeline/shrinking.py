@@ -39,8 +39,8 @@ import numpy as np
 import onnx
 
 from ..graph.analysis import analyze
-from ..graph.edit import plan_surgery, prune_model
-from ..graph.unprune import float_initializers, scatter_update
+from ..graph.edit import Surgery, initializer_arrays, plan_surgery, prune_model
+from ..graph.unprune import float_names, scatter_update
 from ..plan import Group, PruningPlan
 from ..runtime.timing import PhaseClock
 from .loading import Loaded, Samples
@@ -50,6 +50,7 @@ from .resolve import Config
 from .retraining import choose
 
 if TYPE_CHECKING:
+    from ..train.importer import ImportedModel
     from .training import Trained
 
 log = logging.getLogger("onnxprune")
@@ -83,9 +84,7 @@ def compose_masks(
 
 
 def obstacle(config: Config, loaded: Loaded, planned: Planned) -> str | None:
-    """Why ADMM must run on the dense model, or None (``--admm-on shrunk`` and nothing in the way)."""
-    if config.run.method != "admm" or config.train.admm_on != "shrunk":
-        return "--admm-on dense"
+    """Why an ADMM run with ``--admm-on shrunk`` must train the dense model, or None."""
     if any(g.kind == "channel" for g in planned.plan.groups if g.name in planned.keep):
         return "channel-wise groups are ranked by their consumers"
     where = choose(config, loaded, planned, 1)  # the shrunk path retrains the pruned model
@@ -93,10 +92,16 @@ def obstacle(config: Config, loaded: Loaded, planned: Planned) -> str | None:
 
 
 def admm_on_shrunk(
-    config: Config, loaded: Loaded, samples: Samples, planned: Planned, clock: PhaseClock
+    config: Config,
+    loaded: Loaded,
+    samples: Samples,
+    planned: Planned,
+    clock: PhaseClock,
+    dense: ImportedModel,
 ) -> Trained | None:
     """ADMM on the shrunk model, carried back into the dense one, with the retraining left pending; None
-    where the shrunk model's plan does not match the dense plan."""
+    where the shrunk model's plan does not match the dense plan. ``dense``: the untrained torch import of
+    the dense model (the teacher when distilling)."""
     from ..train.admm import train_pruned
     from ..train.runtime import torch_threads
     from .training import Trained, check_import, import_for_training, train_config
@@ -119,7 +124,7 @@ def admm_on_shrunk(
         imported.tensor(name).requires_grad_(False)  # scatter_update carries no change of them
     cfg = train_config(config, samples, chunk)
     distills = config.distill.weight_for(samples.splits.train.y is not None) > 0
-    teacher = import_for_training(loaded.base, samples, seed)[0].module if distills else None
+    teacher = dense.module if distills else None
     kept = sum(counts.values()), sum(plan.group(n).channels for n in counts)
     log.info("ADMM on the shrunk model: %d of %d channels of the pruned groups (group magnitude)", *kept)
     admm_only = replace(cfg, epochs=None, finetune_epochs=0)
@@ -137,12 +142,12 @@ def admm_on_shrunk(
         )
     for name, seconds in result.times.items():
         clock.phases[f"train.{name}"] = seconds
-    floats = float_initializers(shrunk)
+    floats = float_names(shrunk)
     after = {name: imported.onnx_array(name) for name in imported.names if name in floats}
     # only the matched groups: a name whose group the first cut finished may stand for other channels there
     second = {n: np.asarray(m, dtype=bool) for n, m in result.masks.items() if n in keep}
     with clock.phase("export"):
-        model, masks = carry_back(loaded.base, plan, first, shrunk, after, second)
+        model, masks = carry_back(loaded.base, plan, first, surgery, shrunk, after, second)
     settings = asdict(cfg) | {"retrain_on": "pruned", "admm_on": f"shrunk ({kept[0]} of {kept[1]} channels)"}
     pending = replace(cfg, epochs=None, admm_epochs=0, bn_recalibrate=False) if cfg.finetune_epochs else None
     return Trained(model, masks, {}, result.history, settings, pending)
@@ -152,17 +157,18 @@ def carry_back(
     dense: onnx.ModelProto,
     plan: PruningPlan,
     first: dict[str, np.ndarray],
+    cut: Surgery,
     shrunk: onnx.ModelProto,
     after: dict[str, np.ndarray],
     second: dict[str, np.ndarray],
 ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
     """The dense model and its masks equal to the trained shrunk model: D' = D + scatter_{K₁}(S' − S) for
-    ``shrunk`` = S (``dense`` cut to ``first``) and ``after`` its trained float initializers (by name),
-    and the composition of ``first`` with the shrunk model's masks ``second``. Then pruning D' to the
-    composed masks gives the model pruning S' to ``second`` gives (a property test checks it on ORT)."""
-    floats = float_initializers(shrunk)
-    before = {name: floats[name] for name in after}
-    model = scatter_update(dense, before, after, plan_surgery(dense, plan, first))
+    ``shrunk`` = S (``dense`` cut to ``first``, ``cut`` that surgery) and ``after`` its trained float
+    initializers (by name), and the composition of ``first`` with the shrunk model's masks ``second``.
+    Then pruning D' to the composed masks gives the model pruning S' to ``second`` gives (a property test
+    checks it on ORT)."""
+    before = initializer_arrays(shrunk, set(after))
+    model = scatter_update(dense, before, after, cut)
     return model, compose_masks(plan, first, second)
 
 

@@ -72,7 +72,7 @@ def plan_and_train(
         from .shrinking import admm_on_shrunk, obstacle
 
         reason = obstacle(config, loaded, planned)
-        shrunk = admm_on_shrunk(config, loaded, samples, planned, clock) if reason is None else None
+        shrunk = admm_on_shrunk(config, loaded, samples, planned, clock, imported) if reason is None else None
         if shrunk is not None:
             return planned, shrunk
         reason = reason or "the shrunk model's plan does not match the dense plan"
