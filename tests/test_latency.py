@@ -135,6 +135,55 @@ def test_a_cached_table_is_read_back_without_measuring(model_and_plan, tmp_path,
     assert other.entries == {}
 
 
+def _trace(nodes: dict[str, tuple[str, list[int]]], runs: int) -> list[dict]:
+    """An ORT profile trace: ``runs`` model runs, each node (name -> (op, µs per run)) once per run."""
+    events = []
+    for r in range(runs):
+        events.append({"cat": "Session", "name": "model_run", "dur": 100})
+        for name, (op, durations) in nodes.items():
+            args = {"op_name": op, "provider": "CPUExecutionProvider"}
+            events.append({"cat": "Node", "name": f"{name}_kernel_time", "dur": durations[r], "args": args})
+    return events
+
+
+def test_a_trace_splits_into_the_layers_own_kernels_and_the_reorders_around_it() -> None:
+    nodes = {
+        "ReorderInput": ("ReorderInput", [50, 3, 4, 3]),
+        "y_nchwc": ("Conv", [90, 40, 44, 42]),
+        "ReorderOutput": ("ReorderOutput", [9, 2, 2, 3]),
+    }
+    split = table_module.kernel_split(_trace(nodes, 4), skip=1)  # the first run left out
+    assert split.layers == pytest.approx(0.042) and split.reorders == pytest.approx(0.003 + 0.002)
+    assert split.other == 0 and split.own == pytest.approx(0.042)
+    nodes["act"] = ("HardSwish", [7, 5, 5, 5])  # an activation ORT did not fuse: the graph's own, no layer
+    split = table_module.kernel_split(_trace(nodes, 4), skip=1)
+    assert split.other == pytest.approx(0.005) and split.own == pytest.approx(0.047)
+
+
+def test_a_lone_layer_costs_its_wall_time_less_the_reorders_around_it(model_and_plan, tmp_path) -> None:
+    """ORT on the CPU profiles kernels: a conv in MLAS's blocked layout runs between a ReorderInput and a
+    ReorderOutput when alone; the layer's cost is its wall time (less the Run call) times its own share."""
+    base, plan = model_and_plan
+    layer = find_layers(base, plan, SHAPE)[1]  # a conv fed by a conv
+    target = Target("cpu", 8, 1)  # a batch whose reorders take more than a few µs
+    cache = LatencyCache.open(target, tmp_path)
+    pair = (32, 32)
+    cost = cache.layer_times(layer, [pair])[pair]
+    key = table_module.entry_key(layer, *pair)
+    wall = cache.entries[key] - cache.overhead_ms
+    own, reorders = cache.entries[key + table_module.OWN], cache.entries[key + table_module.REORDERED]
+    assert own > 0
+    if reorders >= table_module.MIN_REORDERS_MS:  # a CPU with MLAS's NCHWc kernels (AVX2 / AVX-512)
+        assert cost == pytest.approx(max(0.0, wall) * own / (own + reorders)) and cost < wall
+    else:  # a split of a few µs is not taken out
+        assert cost == pytest.approx(max(0.0, wall))
+    # a cache written before the split (wall times only) is timed again for it
+    del cache.entries[key + table_module.OWN]
+    before = cache.measured
+    cache.layer_times(layer, [pair])
+    assert cache.measured == before + 1 and key + table_module.OWN in cache.entries
+
+
 def test_cli_prints_the_table_and_predicts_a_pruned_model(tmp_path: Path) -> None:
     from tests.builders import preview
 

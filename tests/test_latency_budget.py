@@ -10,12 +10,22 @@ from pathlib import Path
 import onnx
 import pytest
 
+from onnxprune.config.alignment import Alignment
 from onnxprune.graph.analysis import analyze
 from onnxprune.graph.load import normalize
+from onnxprune.graph.macs import node_keys
 from onnxprune.pipeline.latency_budget import allocate_latency, charged, owners
-from onnxprune.runtime.latency import LatencyCache, Target, build_latency_model, group_widths
+from onnxprune.runtime.latency import (
+    LatencyCache,
+    Target,
+    build_latency_model,
+    find_layers,
+    group_widths,
+    layer_graph,
+)
 from onnxprune.runtime.latency import model as model_module
 from onnxprune.runtime.latency import table as table_module
+from onnxprune.runtime.latency.table import KernelSplit
 from tests.builders import vgg_like
 from tests.test_cli import PREVIEW, assert_one_line_error, run
 
@@ -33,15 +43,41 @@ def fake_ms(graph: onnx.ModelProto) -> float:
 
 @pytest.fixture
 def fake_timer(monkeypatch):
+    """Wall times and kernel times alike from :func:`fake_ms`, no reorders around a lone layer; the whole
+    model 0.25 ms, its profile :data:`MODEL_KERNELS` beyond its layers' own (NCHWc block: 4)."""
+
     def timed(graphs, shapes, target, warmup, repeats):
         return [0.0 if g.graph.name == "overhead" else fake_ms(g) for g in graphs]
 
+    def split(graphs, *args):
+        return [KernelSplit(fake_ms(g), lone_reorders(g), 0.0) for g in graphs]
+
+    def whole(model, *args, **kwargs):
+        own = sum(fake_ms(layer_graph(x, *x.full)) for x in find_layers(model, analyze(model, SHAPE), SHAPE))
+        return KernelSplit(own + MODEL_KERNELS.layers, MODEL_KERNELS.reorders, MODEL_KERNELS.other)
+
     monkeypatch.setattr(table_module, "_time_models", timed)
-    monkeypatch.setattr(model_module, "time_model", lambda *a, **k: 0.25)  # the layers: ~0.19 ms
+    monkeypatch.setattr(table_module, "_kernel_split", split)
+    monkeypatch.setattr(model_module, "time_model", lambda *a, **k: 0.25)
+    monkeypatch.setattr(model_module, "profile_split", whole)
+    monkeypatch.setattr(model_module, "auto_alignment", lambda provider: Alignment(1, "test"))
+
+
+BLOCK = 4  # the NCHWc block of the test of the charging (the allocation tests: 1, every count aligned)
+MODEL_KERNELS = KernelSplit(0.01, 0.005, 0.02)  # in the model: layers 0.01 ms slower than alone, ...
+
+
+def lone_reorders(graph: onnx.ModelProto) -> float:
+    """The fake reorders around a lone conv (NCHWc), none around a Gemm."""
+    return 0.02 if graph.graph.node[0].op_type == "Conv" else 0.0
 
 
 @pytest.fixture
 def table(fake_timer, tmp_path):
+    return _table(tmp_path)
+
+
+def _table(tmp_path):
     base = normalize(vgg_like()).model
     plan = analyze(base, SHAPE)
     widths = {g.name: group_widths(g, 1, 4) for g in plan.prunable}
@@ -84,6 +120,64 @@ def test_allocation_fits_the_budget_and_is_near_the_brute_force_optimum(table, s
         if j + 1 < len(w):
             wider = {**keep, g: w[j + 1]}
             assert lm.predict(wider) > budget or values[g][j + 1] <= values[g][j]
+
+
+def test_the_rest_of_the_model_is_charged_by_what_each_layer_writes_and_keeps(
+    fake_timer, monkeypatch, tmp_path
+) -> None:
+    """T(k) = R0 + s·Σ_l [c_l(k) + R_o·a_l(k)/A + ρ·a_l(k)·u_l(k) + R_w·w_l(k)/W], computed here from the
+    fakes: a lone conv's reorders (:func:`lone_reorders`) give ρ per element moved (its input and output)
+    and are taken out of its cost; the whole model's profile (:data:`MODEL_KERNELS` beyond its layers'
+    own) gives, in wall ms, R_w (its layers' excess) and R_o (the rest, with the reorders ρ does not
+    explain); a_l = len_out·o_l (o_l: batch·H·W of a conv, batch of a Gemm, from ONNX's shape inference)."""
+    monkeypatch.setattr(model_module, "auto_alignment", lambda provider: Alignment(BLOCK, "test"))
+    lm, widths = _table(tmp_path)
+    base = normalize(vgg_like()).model
+    inferred = onnx.shape_inference.infer_shapes(base).graph
+    dims = {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.value_info}
+    dims |= {v.name: [d.dim_value for d in v.type.tensor_type.shape.dim] for v in inferred.output}
+    nodes = dict(zip(node_keys(base.graph.node), base.graph.node, strict=True))
+    for layer in lm.layers:
+        shape = dims[nodes[layer.key].output[0]]  # batch dynamic (0): the table's batch is SHAPE[0]
+        assert layer.out_size == SHAPE[0] * (math.prod(shape[2:]) if layer.op_type == "Conv" else 1)
+    alone = {x.key: layer_graph(x, *x.full) for x in lm.layers}
+    own_full = sum(fake_ms(g) for g in alone.values())
+    for x in lm.layers:  # a lone conv's cost: its wall time less its reorders' share
+        wall, own = fake_ms(alone[x.key]), fake_ms(alone[x.key])
+        assert lm.cost_ms(x, *x.full) == pytest.approx(wall * own / (own + lone_reorders(alone[x.key])))
+    convs = [x for x in lm.layers if x.op_type == "Conv"]
+    moved = sum(math.prod(x.input_shape) + x.full[1] * x.out_size for x in convs)
+    to_wall = 0.25 / (own_full + MODEL_KERNELS.total)
+    rho = to_wall * 0.02 * len(convs) / moved
+    off_block = [x for x in convs if x.full[1] % BLOCK]
+    assert off_block and len(off_block) < len(lm.layers)
+    explained = rho * sum(x.full[1] * x.out_size for x in off_block)
+    reorders = to_wall * MODEL_KERNELS.reorders
+    if explained > reorders:
+        rho, explained = rho * reorders / explained, reorders
+    rest_o = to_wall * MODEL_KERNELS.other + reorders - explained
+    rest_w = to_wall * MODEL_KERNELS.layers
+    assert lm.remainder_ms == 0 and lm.weight_ms == pytest.approx(rest_w)
+    assert lm.shared_ms == pytest.approx(rest_o) and lm.reorder_rate == pytest.approx(rho)
+    written = sum(x.full[1] * x.out_size for x in lm.layers)
+    weights = sum(math.prod(x.weight_shape) for x in lm.layers)
+    costs_full = sum(lm.cost_ms(x, *x.full) for x in lm.layers)
+    scale = 0.25 / (costs_full + rest_o + explained + rest_w)
+    assert lm.scale == pytest.approx(scale)
+    assert lm.predict({}) == pytest.approx(0.25)  # the measurement at full width
+
+    def expected(keep):
+        total = 0.0
+        for x in lm.layers:
+            len_in, len_out = x.lengths(keep, lm.channels)
+            total += lm.cost_ms(x, len_in, len_out) + rest_o * len_out * x.out_size / written
+            if x.op_type == "Conv" and len_out % BLOCK:
+                total += rho * len_out * x.out_size
+            total += rest_w * math.prod(x.weight_shape) * len_in * len_out / (x.full[0] * x.full[1] * weights)
+        return scale * total
+
+    for keep in ({g: w[0] for g, w in widths.items()}, {g: w[-2] for g, w in widths.items()}):
+        assert lm.predict(keep) == pytest.approx(expected(keep))
 
 
 def test_every_layer_is_charged_to_one_group_and_costs_add_up(table) -> None:
@@ -213,7 +307,11 @@ def test_widths_off_the_grid_are_timed_exactly(monkeypatch, tmp_path) -> None:
         return out
 
     monkeypatch.setattr(table_module, "_time_models", timed)
+    monkeypatch.setattr(
+        table_module, "_kernel_split", lambda graphs, *a: [KernelSplit(1.0, 0.0, 0.0)] * len(graphs)
+    )
     monkeypatch.setattr(model_module, "time_model", lambda *a, **k: 0.5)
+    monkeypatch.setattr(model_module, "profile_split", lambda *a, **k: KernelSplit(1.0, 0.0, 0.0))
     base = normalize(vgg_like()).model
     plan = analyze(base, SHAPE)
     widths = {g.name: group_widths(g, 2, 4) for g in plan.prunable}  # even counts only

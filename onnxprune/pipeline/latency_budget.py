@@ -120,7 +120,11 @@ def allocate_latency(
             break
         current = new
     keep = best if best is not None else _narrow(lm, widths, values, current, budget_ms)
-    return _exchange(lm, widths, values, _widen(lm, widths, values, keep, budget_ms), budget_ms)
+    keep = _exchange(lm, widths, values, _widen(lm, widths, values, keep, budget_ms), budget_ms)
+    # the plain greedy from the narrowest widths, where the charging's fixed input widths lead it astray
+    greedy = _widen(lm, widths, values, {g: w[0] for g, w in widths.items()}, budget_ms)
+    better = lm.predict(greedy) <= budget_ms and _worth(widths, values, greedy) > _worth(widths, values, keep)
+    return greedy if better else keep
 
 
 def _step(
@@ -183,24 +187,46 @@ def _worth(widths: Mapping[str, Sequence[int]], values: Mapping[str, Sequence[fl
 
 
 def _exchange(lm: LatencyModel, widths: Any, values: Any, keep: Keep, budget_ms: float) -> Keep:
-    """Local search over the true (coupled) prediction: one group one step narrower, then greedy
-    widening of the others; kept when it is worth more. It finds what the knapsack's charging misses —
-    a group whose narrowing speeds up mostly its consumers' layers. At most :data:`EXCHANGE_ROUNDS`."""
+    """Local search over the true (coupled) prediction: one group to a narrower width, then greedy
+    widening of the others; where no such move is worth more, the same with a group it shares a layer
+    with one step narrower too. The best move is kept, at most :data:`EXCHANGE_ROUNDS` times. It finds
+    what the knapsack's charging misses: a group whose narrowing speeds up mostly its consumers' layers,
+    or frees enough for another group's wider step only together with its neighbour (a layer's cost is
+    bilinear in its input and output widths)."""
+    neighbours = _coupled(lm, widths)
     for _ in range(EXCHANGE_ROUNDS):
         base = _worth(widths, values, keep)
         better = None
-        for g, w in widths.items():
-            j = list(w).index(keep[g])
-            if j == 0:
-                continue
-            trial = _widen(lm, widths, values, {**keep, g: w[j - 1]}, budget_ms, frozen=g)
-            gain = _worth(widths, values, trial) - base
-            if gain > 1e-12 and lm.predict(trial) <= budget_ms and (better is None or gain > better[0]):
-                better = (gain, trial)
+        for pairs in (False, True):
+            for g, w in widths.items():
+                for i in range(list(w).index(keep[g])):
+                    starts = [{**keep, g: w[i]}] if not pairs else []
+                    for h in neighbours[g] if pairs else ():
+                        j = list(widths[h]).index(keep[h])
+                        if j > 0:
+                            starts.append({**keep, g: w[i], h: widths[h][j - 1]})
+                    for start in starts:
+                        trial = _widen(lm, widths, values, start, budget_ms, frozen=g)
+                        gain = _worth(widths, values, trial) - base
+                        fits = lm.predict(trial) <= budget_ms
+                        if gain > 1e-12 and fits and (better is None or gain > better[0]):
+                            better = (gain, trial)
+            if better is not None:
+                break
         if better is None:
             return keep
         keep = better[1]
     return keep
+
+
+def _coupled(lm: LatencyModel, widths: Mapping[str, Sequence[int]]) -> dict[str, set[str]]:
+    """Group -> the other groups of ``widths`` that narrow a layer it narrows."""
+    out: dict[str, set[str]] = {g: set() for g in widths}
+    for layer in lm.layers:
+        touched = [g for g in layer.groups if g in out]
+        for g in touched:
+            out[g].update(h for h in touched if h != g)
+    return out
 
 
 @dataclass(frozen=True)

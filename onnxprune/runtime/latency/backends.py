@@ -7,13 +7,22 @@ cache key's ``onnxruntime`` or ``openvino`` entry), how to check it is installed
 its runner factory: ``(model, feeds, target) -> Runner``, one inference per call, timed by the one timer
 (:func:`onnxprune.runtime.timing.time_interleaved`). The layer table, the whole-model measurement and
 the compress run's latency check all go through it; nothing else names a provider.
+
+A backend whose profiler times each kernel as the model runs it (ORT on the CPU) also has a *profiled*
+factory ``(model, feeds, target, prefix) -> (Runner, trace)``: the same runner with ORT's profiler on,
+and a call that ends the profile and returns its events. The layer table reads from it the share of a
+lone layer's kernels that are its own, not the layout reorders around it, and the latency model the
+whole model's kernels by kind (:func:`.table.kernel_split`). ORT on CUDA times kernels on the host
+(launches, not GPU time) and OpenVINO's counters are its own: there layers cost their wall time.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import onnx
@@ -42,6 +51,8 @@ OPT_LEVELS = {
 has no such setting and ignores it)."""
 
 RunnerFactory = Callable[[onnx.ModelProto, Mapping[str, np.ndarray], "Target"], Runner]
+Trace = Callable[[], list[dict[str, Any]]]
+ProfiledFactory = Callable[[onnx.ModelProto, Mapping[str, np.ndarray], "Target", str], tuple[Runner, Trace]]
 
 
 @dataclass(frozen=True)
@@ -53,11 +64,27 @@ class Backend:
     version: Callable[[], tuple[str, str]]  # (cache-key entry, version)
     check: Callable[[str], None]  # raises a one-line error naming the target text when not usable
     runner: RunnerFactory
+    profiled: ProfiledFactory | None = None  # kernel times as the model runs them (see above)
 
 
 def _ort_runner(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], target: Target) -> Runner:
     sess = make_session(model, target.provider, target.threads, level=OPT_LEVELS[target.opt_level])
     return make_runner(sess, dict(feeds), target.provider)
+
+
+def _ort_profiled(
+    model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], target: Target, prefix: str
+) -> tuple[Runner, Trace]:
+    level = OPT_LEVELS[target.opt_level]
+    sess = make_session(model, target.provider, target.threads, level=level, profile_prefix=prefix)
+
+    def trace() -> list[dict[str, Any]]:
+        path = Path(sess.end_profiling())
+        events: list[dict[str, Any]] = json.loads(path.read_text())
+        path.unlink(missing_ok=True)
+        return events
+
+    return make_runner(sess, dict(feeds), target.provider), trace
 
 
 def _ort_version() -> tuple[str, str]:
@@ -93,10 +120,13 @@ def _openvino_check(text: str) -> None:
 
 
 BACKENDS: dict[str, Backend] = {
-    **{p: Backend("ort", p, _ort_version, _ort_check(p), _ort_runner) for p in PROVIDERS},
+    **{
+        p: Backend("ort", p, _ort_version, _ort_check(p), _ort_runner, _ort_profiled if p == "cpu" else None)
+        for p in PROVIDERS
+    },
     "openvino": Backend("openvino", "cpu", _openvino_version, _openvino_check, _openvino_runner),
 }
 """Target provider -> its backend."""
 
 
-__all__ = ["BACKENDS", "OPT_LEVELS", "Backend", "RunnerFactory"]
+__all__ = ["BACKENDS", "OPT_LEVELS", "Backend", "ProfiledFactory", "RunnerFactory", "Trace"]
