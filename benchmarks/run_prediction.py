@@ -91,11 +91,12 @@ def measure(name: str, dense: Path, target: str, args: argparse.Namespace) -> li
     report = latency_report(dense, on, step, None, 6, LatencyCache.open(on, cache_dir))  # the table first
     table_s = time.perf_counter() - start
     paths = build(dense, target, work, cache_dir)
-    rows, models = [], [_loaded(dense, None)[0]]
-    base_shape = _loaded(dense, None)[1]
+    base, base_shape = _loaded(dense, None)
+    rows, models = [], [base]
     for kind, path in paths.items():
         r = latency_report(dense, on, step, None, 6, LatencyCache.open(on, cache_dir), pruned=path)
-        rows.append({"structure": kind, "predicted_ms": r.pruned_predicted_ms, "widths": r.pruned_lengths})
+        row = {"structure": kind, "predicted_ms": r.pruned_predicted_ms, "widths": r.pruned_lengths}
+        rows.append(row | {"dense_table_ms": r.latency.measured_ms})  # the dense model this prediction saw
         models.append(_loaded(path, None)[0])
     measured = measure_models(models, at_batch(base_shape, on.batch), on, args.repeats)
     machine = MachineInfo.collect()
@@ -109,12 +110,12 @@ def measure(name: str, dense: Path, target: str, args: argparse.Namespace) -> li
                 "predicted_ms": row["predicted_ms"],
                 "measured_ms": ms,
                 "dense_ms": measured[0],
-                "dense_table_ms": report.latency.measured_ms,
+                "dense_table_ms": row["dense_table_ms"],
                 "error": row["predicted_ms"] / ms - 1,
                 # the same with the prediction carried to this timing's dense latency: the table's dense
                 # measurement and this one are minutes apart, and this VM drifts by up to ±10 % in that time
-                "error_same_dense": row["predicted_ms"] * measured[0] / report.latency.measured_ms / ms - 1,
-                "predicted_speedup": report.latency.measured_ms / row["predicted_ms"],
+                "error_same_dense": row["predicted_ms"] * measured[0] / row["dense_table_ms"] / ms - 1,
+                "predicted_speedup": row["dense_table_ms"] / row["predicted_ms"],
                 "measured_speedup": measured[0] / ms,
                 "table_s": table_s,
                 "table_timings": report.latency.measured,

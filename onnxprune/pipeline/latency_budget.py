@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,25 +198,34 @@ def _exchange(lm: LatencyModel, widths: Any, values: Any, keep: Keep, budget_ms:
         base = _worth(widths, values, keep)
         better = None
         for pairs in (False, True):
-            for g, w in widths.items():
-                for i in range(list(w).index(keep[g])):
-                    starts = [{**keep, g: w[i]}] if not pairs else []
-                    for h in neighbours[g] if pairs else ():
-                        j = list(widths[h]).index(keep[h])
-                        if j > 0:
-                            starts.append({**keep, g: w[i], h: widths[h][j - 1]})
-                    for start in starts:
-                        trial = _widen(lm, widths, values, start, budget_ms, frozen=g)
-                        gain = _worth(widths, values, trial) - base
-                        fits = lm.predict(trial) <= budget_ms
-                        if gain > 1e-12 and fits and (better is None or gain > better[0]):
-                            better = (gain, trial)
+            for g, start in _narrowings(widths, keep, neighbours, pairs):
+                trial = _widen(lm, widths, values, start, budget_ms, frozen=g)
+                gain = _worth(widths, values, trial) - base
+                fits = lm.predict(trial) <= budget_ms
+                if gain > 1e-12 and fits and (better is None or gain > better[0]):
+                    better = (gain, trial)
             if better is not None:
                 break
         if better is None:
             return keep
         keep = better[1]
     return keep
+
+
+def _narrowings(
+    widths: Mapping[str, Sequence[int]], keep: Keep, neighbours: Mapping[str, set[str]], pairs: bool
+) -> Iterator[tuple[str, Keep]]:
+    """The starts of :func:`_exchange`'s moves, with the group then frozen: each group at each narrower
+    width, alone, or (``pairs``) with each group it shares a layer with one step narrower too."""
+    for g, w in widths.items():
+        for i in range(list(w).index(keep[g])):
+            if not pairs:
+                yield g, {**keep, g: w[i]}
+                continue
+            for h in neighbours[g]:
+                j = list(widths[h]).index(keep[h])
+                if j > 0:
+                    yield g, {**keep, g: w[i], h: widths[h][j - 1]}
 
 
 def _coupled(lm: LatencyModel, widths: Mapping[str, Sequence[int]]) -> dict[str, set[str]]:

@@ -51,7 +51,7 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, Literal, overload
+from typing import Any
 
 import numpy as np
 import onnx
@@ -62,7 +62,7 @@ from ...plan import Group, PruningPlan
 from ..sessions import input_specs, make_session, random_feeds
 from ..timing import time_interleaved
 from .layers import Layer, candidate_lengths, find_layers
-from .table import MIN_REORDERS_MS, KernelSplit, LatencyCache, profile_split, time_model
+from .table import MIN_REORDERS_MS, LatencyCache, profile_split, time_model
 from .target import Target
 
 log = logging.getLogger("onnxprune")
@@ -89,7 +89,6 @@ class LatencyModel:
     shared_ms: float = 0.0  # R_o: charged by the activation the layers write (see above)
     reorder_rate: float = 0.0  # ρ: ms per element a layout reorder moves (see above)
     weight_ms: float = 0.0  # R_w: the layers' kernels in the model less alone, charged by weight size
-    reorder_explained_ms: float = 0.0  # ρ · Σ a_l(full) over the convs reordered at full width
     _memo: dict[tuple[str, int, int], float] = field(default_factory=dict, repr=False, compare=False)
     block: int = 0  # the NCHWc block those counts are checked against (0: no layout reorders known)
     kernels_ms: float | None = None  # K: the whole model's kernels at full width (profiled targets)
@@ -254,8 +253,9 @@ def build_latency_model(
         outs = candidate_lengths(layer.full[1], layer.shrink_out, widths, channels)
         times[layer.key] = cache.layer_times(layer, [(a, b) for a in ins for b in outs], repeats=repeats)
         log.info("latency table %s: %d widths", layer.key, len(ins) * len(outs))
-    measured_ms = measure_full(model, shape, target, model_repeats)
-    split = measure_full(model, shape, target, 10, kernels=True) if cache.profiled else None
+    feeds = model_feeds(model, shape, target)
+    measured_ms = time_model(model, feeds, target, warmup=5, repeats=model_repeats)
+    split = profile_split(model, feeds, target, 10) if cache.profiled else None  # its kernels by kind
     run_ms = min(cache.overhead_ms, measured_ms)  # R₀
     cache.save()
     lm = LatencyModel(
@@ -272,6 +272,7 @@ def build_latency_model(
     layers_ms = sum(lm.cost_ms(x, *x.full) for x in layers)
     kernels_ms = None if split is None else split.total
     lm.kernels_ms = kernels_ms
+    explained = 0.0  # ρ · Σ a_l(full) over the convs reordered at full width
     if split is None or not kernels_ms or kernels_ms > measured_ms - run_ms:
         # no profile, or one whose kernels sum to more than the whole run: the profiler's own µs per
         # node outweigh what it measures (small models at batch 1), and the remainder is read off the
@@ -285,19 +286,18 @@ def build_latency_model(
         off_block = [x for x in layers if lm.reordered(x, x.full[1])]
         explained = lm.reorder_rate * sum(x.full[1] * x.out_size for x in off_block)
         reorders = wall * split.reorders
-        lm.reorder_explained_ms = min(explained, reorders)
         if explained > reorders:  # the rate overstates this model's own reorders: take its measured ones
             lm.reorder_rate *= reorders / explained
-        rest = wall * split.other + reorders - lm.reorder_explained_ms
+            explained = reorders
+        rest = wall * split.other + reorders - explained
     if rest > 0 and lm.written_full <= 0:
         lm.remainder_ms, rest = lm.remainder_ms + rest, 0.0  # nothing to charge it to: constant
     if lm.weight_ms > 0 and lm.weights_full <= 0:
         lm.remainder_ms, lm.weight_ms = lm.remainder_ms + lm.weight_ms, 0.0
-    charged = layers_ms + max(0.0, rest) + lm.weight_ms + lm.reorder_explained_ms
+    charged = layers_ms + max(0.0, rest) + lm.weight_ms + explained
     if charged > 0:
         lm.shared_ms = max(0.0, rest)
         lm.scale = (measured_ms - lm.remainder_ms) / charged
-    lm._memo.clear()  # read before the remainders were set
     if rest < 0:
         lm.notes.append(
             f"the layers alone measure {layers_ms:.3f} ms, more than the whole model ({measured_ms:.3f} ms): "
@@ -323,31 +323,17 @@ def reorder_rate(layers: Sequence[Layer], cache: LatencyCache) -> float:
     return spent / moved if moved else 0.0
 
 
-@overload
-def measure_full(
-    model: onnx.ModelProto, shape: ShapeArg, target: Target, repeats: int, kernels: Literal[False] = False
-) -> float: ...
-
-
-@overload
-def measure_full(
-    model: onnx.ModelProto, shape: ShapeArg, target: Target, repeats: int, kernels: Literal[True]
-) -> KernelSplit: ...
-
-
-def measure_full(
-    model: onnx.ModelProto, shape: ShapeArg, target: Target, repeats: int, kernels: bool = False
-) -> float | KernelSplit:
-    """Median milliseconds of the whole model at ``shape`` on ``target`` (the same timer); ``kernels``:
-    its (own, reorder) kernel milliseconds over ``repeats`` profiled runs instead
-    (:func:`.table.profile_split`)."""
-    sess = make_session(model, "cpu", 1, optimize=False)  # only its inputs: any runtime's feeds
+def model_feeds(model: onnx.ModelProto, shape: ShapeArg, target: Target) -> dict[str, np.ndarray]:
+    """Random inputs of ``model`` at ``shape`` with the target's batch (the same for every model with the
+    same inputs), read off an unoptimized CPU session: any runtime's feeds."""
     first = next(iter(shape.values())) if isinstance(shape, Mapping) else shape
-    feeds = random_feeds(input_specs(sess), target.batch, list(first), "model")
-    del sess
-    if kernels:
-        return profile_split(model, feeds, target, repeats)
-    return time_model(model, feeds, target, warmup=5, repeats=repeats)
+    specs = input_specs(make_session(model, "cpu", 1, optimize=False))  # only its inputs
+    return random_feeds(specs, target.batch, list(first), "model")
+
+
+def measure_full(model: onnx.ModelProto, shape: ShapeArg, target: Target, repeats: int) -> float:
+    """Median milliseconds of the whole model at ``shape`` on ``target`` (the same timer)."""
+    return time_model(model, model_feeds(model, shape, target), target, warmup=5, repeats=repeats)
 
 
 def measure_models(
@@ -356,9 +342,7 @@ def measure_models(
     """Median milliseconds of each whole model at ``shape`` on ``target``, timed interleaved (blocks of
     runs take turns, so a load that comes and goes weighs on every model alike): a speedup of a pruned
     model over its dense one is a ratio of two such medians. The models take the same inputs."""
-    first = next(iter(shape.values())) if isinstance(shape, Mapping) else shape
-    specs = input_specs(make_session(models[0], "cpu", 1, optimize=False))  # only its inputs
-    feeds = random_feeds(specs, target.batch, list(first), "model")
+    feeds = model_feeds(models[0], shape, target)
     runners = []
     for model in models:
         runner = target.backend.runner(model, feeds, target)  # ORT or OpenVINO (.backends)
@@ -374,4 +358,5 @@ __all__ = [
     "group_widths",
     "measure_full",
     "measure_models",
+    "model_feeds",
 ]
